@@ -20,6 +20,8 @@ var (
 	ErrRunTimeout = errors.New("run timed out")
 	// ErrTaskTimeout is the cancellation cause of a task attempt that exceeded its timeout.
 	ErrTaskTimeout = errors.New("task timed out")
+	// ErrBadCursor: a RunList cursor that this store did not make.
+	ErrBadCursor = errors.New("bad cursor")
 	// ErrUnavailable: the store cannot be reached right now; the caller may retry.
 	ErrUnavailable = errors.New("store unavailable")
 )

@@ -115,7 +115,7 @@ type TaskUpdateParams struct {
 	EndedAt   time.Time
 	// Attempt, when non-nil, is inserted or replaced (by Number) in the
 	// task's attempts.
-	Attempt *Attempt
+	Attempt         *Attempt
 	Error           string
 	Output          json.RawMessage
 	OutputTruncated bool

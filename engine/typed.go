@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
+	"sort"
 	"strings"
 	"time"
 )
@@ -41,7 +43,7 @@ func DecodeInputs(task string, inputs map[string]any, dst any) error {
 		}
 		var de *DurationError
 		if errors.As(err, &de) {
-			return &InputError{Task: task, Msg: de.Error()}
+			return &InputError{Task: task, Input: badInput(dst, inputs), Msg: de.Error()}
 		}
 		if msg, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
 			return &InputError{Task: task, Input: strings.Trim(msg, `"`), Msg: "unknown input"}
@@ -49,6 +51,38 @@ func DecodeInputs(task string, inputs map[string]any, dst any) error {
 		return &InputError{Task: task, Msg: err.Error()}
 	}
 	return nil
+}
+
+// badInput finds the input whose value does not decode into its field of
+// dst (encoding/json does not say for errors from UnmarshalJSON methods).
+func badInput(dst any, inputs map[string]any) string {
+	rt := reflect.TypeOf(dst)
+	if rt.Kind() != reflect.Pointer || rt.Elem().Kind() != reflect.Struct {
+		return ""
+	}
+	rt = rt.Elem()
+	keys := make([]string, 0, len(inputs))
+	for k := range inputs {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		for i := range rt.NumField() {
+			f := rt.Field(i)
+			name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+			if name == "" {
+				name = f.Name
+			}
+			if !strings.EqualFold(name, k) {
+				continue
+			}
+			raw, err := json.Marshal(inputs[k])
+			if err != nil || json.Unmarshal(raw, reflect.New(f.Type).Interface()) != nil {
+				return k
+			}
+		}
+	}
+	return ""
 }
 
 func jsonTypeName(goType string) string {

@@ -1,0 +1,206 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"slices"
+	"time"
+
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
+)
+
+// Config tunes an [Engine]. The zero value is usable: every field has a default.
+type Config struct {
+	// WorkerID names this process in runs, spans and logs. Defaults to
+	// "<hostname>-<pid>".
+	WorkerID string
+	// TracerProvider defaults to otel.GetTracerProvider(). Install
+	// [IDGenerator] in it so runs keep the trace id fixed at submit.
+	TracerProvider trace.TracerProvider
+	// MeterProvider defaults to otel.GetMeterProvider().
+	MeterProvider metric.MeterProvider
+	// Logger receives the engine's own operational records. Defaults to
+	// discarding them.
+	Logger *slog.Logger
+	// Observer, if set, is called for each step of every run this engine
+	// executes (for live progress). It is called from several goroutines
+	// at once and must not block.
+	Observer func(Progress)
+	// LogMaxEntries caps the log entries one execution of a run stores; the
+	// last one is [LogTruncatedMarker]. Defaults to 10000; -1 disables.
+	LogMaxEntries int
+	// LogMaxEntryBytes cuts longer log entries. Defaults to 8192.
+	LogMaxEntryBytes int
+	// OutputMaxBytes fails attempts whose JSON output is larger. Defaults to 1 MiB.
+	OutputMaxBytes int
+	// CancelPollInterval is how often a run checks the store for a
+	// cancellation request when the store is not a [CancelNotifier].
+	// Defaults to 1s.
+	CancelPollInterval time.Duration
+	// LookupEnv resolves $env references. Defaults to os.LookupEnv.
+	LookupEnv func(string) (string, bool)
+}
+
+func (c *Config) withDefaults() (Config, error) {
+	var cfg Config
+	if c != nil {
+		cfg = *c
+	}
+	if cfg.WorkerID == "" {
+		host, _ := os.Hostname()
+		cfg.WorkerID = fmt.Sprintf("%s-%d", host, os.Getpid())
+	}
+	if cfg.TracerProvider == nil {
+		cfg.TracerProvider = otel.GetTracerProvider()
+	}
+	if cfg.MeterProvider == nil {
+		cfg.MeterProvider = otel.GetMeterProvider()
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	switch {
+	case cfg.LogMaxEntries == 0:
+		cfg.LogMaxEntries = 10000
+	case cfg.LogMaxEntries < -1:
+		return cfg, fmt.Errorf("engine config: LogMaxEntries %d: want -1, 0 or more", cfg.LogMaxEntries)
+	}
+	switch {
+	case cfg.LogMaxEntryBytes == 0:
+		cfg.LogMaxEntryBytes = 8192
+	case cfg.LogMaxEntryBytes < 16:
+		return cfg, fmt.Errorf("engine config: LogMaxEntryBytes %d: want at least 16", cfg.LogMaxEntryBytes)
+	}
+	switch {
+	case cfg.OutputMaxBytes == 0:
+		cfg.OutputMaxBytes = 1 << 20
+	case cfg.OutputMaxBytes < 0:
+		return cfg, fmt.Errorf("engine config: OutputMaxBytes %d: want 0 or more", cfg.OutputMaxBytes)
+	}
+	switch {
+	case cfg.CancelPollInterval == 0:
+		cfg.CancelPollInterval = time.Second
+	case cfg.CancelPollInterval < 0:
+		return cfg, fmt.Errorf("engine config: CancelPollInterval %s: want a positive duration", cfg.CancelPollInterval)
+	}
+	if cfg.LookupEnv == nil {
+		cfg.LookupEnv = os.LookupEnv
+	}
+	return cfg, nil
+}
+
+// Engine submits and executes runs against a [Store] with the tasks of a
+// [Registry]. It is safe for concurrent use: one Engine executes many runs
+// at once.
+type Engine struct {
+	store  Store
+	reg    *Registry
+	cfg    Config
+	tracer trace.Tracer
+	ins    *instruments
+}
+
+// New returns an Engine. It returns an error for a nil store or registry
+// or a bad Config.
+func New(store Store, reg *Registry, cfg *Config) (*Engine, error) {
+	if store == nil || reg == nil {
+		return nil, errors.New("engine: store and registry are required")
+	}
+	c, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	ins, err := newInstruments(c.MeterProvider)
+	if err != nil {
+		return nil, fmt.Errorf("engine: create instruments: %w", err)
+	}
+	return &Engine{
+		store:  store,
+		reg:    reg,
+		cfg:    c,
+		tracer: c.TracerProvider.Tracer("github.com/pyoco/pyoco/engine"),
+		ins:    ins,
+	}, nil
+}
+
+// Registry returns the engine's task registry.
+func (e *Engine) Registry() *Registry { return e.reg }
+
+// Store returns the engine's store.
+func (e *Engine) Store() Store { return e.store }
+
+// WorkerID returns the id this engine records in the runs it executes.
+func (e *Engine) WorkerID() string { return e.cfg.WorkerID }
+
+// SubmitParams are the arguments of [Engine.Submit].
+type SubmitParams struct {
+	Flow *Flow
+	// Params override the flow's defaults.
+	Params map[string]any
+	Tags   []string
+	// TraceParent, a W3C traceparent, makes the run's trace a child of the
+	// caller's. Malformed values are ignored.
+	TraceParent string
+	// RunID defaults to a new UUIDv7.
+	RunID string
+}
+
+// Submit creates a PENDING run of p.Flow with a snapshot of its source and
+// a trace id fixed now. It does not execute it (see [Engine.Execute]).
+func (e *Engine) Submit(ctx context.Context, p *SubmitParams) (*Run, error) {
+	if p == nil || p.Flow == nil {
+		return nil, errors.New("submit: flow is required")
+	}
+	f := p.Flow
+	run := &Run{
+		ID:         p.RunID,
+		FlowName:   f.Name,
+		FlowSource: f.Source,
+		FlowFile:   f.File,
+		Status:     RunPending,
+		Params:     f.Params(p.Params),
+		Tags:       slices.Clone(p.Tags),
+		CreatedAt:  time.Now().UTC(),
+		Tasks:      make(map[string]*TaskState, len(f.Tasks)),
+	}
+	if run.ID == "" {
+		run.ID = NewRunID()
+	}
+	if sc, ok := ParseTraceParent(p.TraceParent); ok {
+		run.TraceID = sc.TraceID().String()
+		run.ParentSpanID = sc.SpanID().String()
+	} else {
+		run.TraceID = NewTraceID().String()
+	}
+	for _, name := range f.Order {
+		run.Tasks[name] = &TaskState{Name: name, Use: f.Tasks[name].Use, Status: TaskPending}
+	}
+	if err := e.store.RunCreate(ctx, run); err != nil {
+		return nil, fmt.Errorf("submit %s: %w", f.Name, err)
+	}
+	e.ins.runStatus(ctx, f.Name, RunPending)
+	return run.Clone(), nil
+}
+
+// Cancel asks for run id to be cancelled: a PENDING run is CANCELLED at
+// once, a RUNNING one goes CANCELLING and its executor stops its tasks.
+// It returns the new status; ErrConflict if the run is finished.
+func (e *Engine) Cancel(ctx context.Context, id string) (RunStatus, error) {
+	st, err := e.store.RunCancel(ctx, &RunCancelParams{RunID: id, At: time.Now().UTC()})
+	if err != nil {
+		return st, fmt.Errorf("cancel run %s: %w", id, err)
+	}
+	if st == RunCancelled {
+		// A PENDING run ended here; no executor will count it.
+		if run, err := e.store.RunGet(ctx, id); err == nil {
+			e.ins.runStatus(ctx, run.FlowName, RunCancelled)
+		}
+	}
+	return st, nil
+}

@@ -1,0 +1,76 @@
+package engine
+
+import (
+	"context"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+)
+
+// Instrument names. The Prometheus exporter turns them into the SPEC §5
+// names (pyoco.runs → pyoco_runs_total, pyoco.run.duration (s) →
+// pyoco_run_duration_seconds, …).
+const (
+	MetricRuns           = "pyoco.runs"
+	MetricRunsInProgress = "pyoco.runs.in_progress"
+	MetricRunDuration    = "pyoco.run.duration"
+	MetricTaskDuration   = "pyoco.task.duration"
+	MetricTasks          = "pyoco.tasks"
+	MetricQueueWait      = "pyoco.queue.wait"
+)
+
+// DurationBuckets are the histogram boundaries (seconds) of the duration
+// instruments: 5 ms to 1 h.
+var DurationBuckets = []float64{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600}
+
+type instruments struct {
+	runs         metric.Int64Counter
+	inProgress   metric.Int64UpDownCounter
+	runDuration  metric.Float64Histogram
+	taskDuration metric.Float64Histogram
+	tasks        metric.Int64Counter
+	queueWait    metric.Float64Histogram
+}
+
+func newInstruments(mp metric.MeterProvider) (*instruments, error) {
+	m := mp.Meter("github.com/pyoco/pyoco/engine")
+	var ins instruments
+	var err error
+	if ins.runs, err = m.Int64Counter(MetricRuns, metric.WithDescription("Runs entering each status.")); err != nil {
+		return nil, err
+	}
+	if ins.inProgress, err = m.Int64UpDownCounter(MetricRunsInProgress, metric.WithDescription("Runs RUNNING in this process.")); err != nil {
+		return nil, err
+	}
+	if ins.runDuration, err = m.Float64Histogram(MetricRunDuration, metric.WithUnit("s"),
+		metric.WithDescription("Start to end of finished runs."), metric.WithExplicitBucketBoundaries(DurationBuckets...)); err != nil {
+		return nil, err
+	}
+	if ins.taskDuration, err = m.Float64Histogram(MetricTaskDuration, metric.WithUnit("s"),
+		metric.WithDescription("Duration of each task attempt."), metric.WithExplicitBucketBoundaries(DurationBuckets...)); err != nil {
+		return nil, err
+	}
+	if ins.tasks, err = m.Int64Counter(MetricTasks, metric.WithDescription("Task attempts by final state.")); err != nil {
+		return nil, err
+	}
+	if ins.queueWait, err = m.Float64Histogram(MetricQueueWait, metric.WithUnit("s"),
+		metric.WithDescription("Time runs spent PENDING before a worker started them."), metric.WithExplicitBucketBoundaries(DurationBuckets...)); err != nil {
+		return nil, err
+	}
+	return &ins, nil
+}
+
+func (ins *instruments) runStatus(ctx context.Context, flow string, s RunStatus) {
+	ins.runs.Add(ctx, 1, metric.WithAttributes(LabelFlow.String(flow), LabelStatus.String(string(s))))
+}
+
+func (ins *instruments) runEnded(ctx context.Context, flow string, s RunStatus, d time.Duration) {
+	ins.runDuration.Record(ctx, d.Seconds(), metric.WithAttributes(LabelFlow.String(flow), LabelStatus.String(string(s))))
+}
+
+func (ins *instruments) attemptEnded(ctx context.Context, flow, task string, s TaskStatus, d time.Duration) {
+	attrs := metric.WithAttributeSet(attribute.NewSet(LabelFlow.String(flow), LabelTask.String(task), LabelStatus.String(string(s))))
+	ins.taskDuration.Record(ctx, d.Seconds(), attrs)
+	ins.tasks.Add(ctx, 1, attrs)
+}

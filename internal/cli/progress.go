@@ -1,0 +1,144 @@
+package cli
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+	"text/tabwriter"
+	"time"
+
+	"github.com/pyoco/pyoco/engine"
+)
+
+// progress prints a run's steps as they happen: cute (emoji) lines on a
+// terminal, plain key=value lines otherwise. It is safe for concurrent use.
+type progress struct {
+	mu   sync.Mutex
+	w    io.Writer
+	cute bool
+}
+
+func fmtDur(d time.Duration) string {
+	switch {
+	case d >= time.Second:
+		return d.Round(10 * time.Millisecond).String()
+	case d >= time.Millisecond:
+		return d.Round(time.Millisecond).String()
+	default:
+		return d.Round(time.Microsecond).String()
+	}
+}
+
+func quoteIfNeeded(s string) string {
+	if s == "" || strings.ContainsAny(s, " \t\n\"=") {
+		return fmt.Sprintf("%q", s)
+	}
+	return s
+}
+
+func firstLine(s string) string {
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		return s[:i] + " …"
+	}
+	return s
+}
+
+func (p *progress) observe(ev engine.Progress) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cute {
+		p.cuteLine(ev)
+	} else {
+		p.plainLine(ev)
+	}
+}
+
+func (p *progress) cuteLine(ev engine.Progress) {
+	w := p.w
+	switch ev.Kind {
+	case engine.ProgressRunStarted:
+		fmt.Fprintf(w, "🐇 %s started  run %s  trace %s\n", ev.FlowName, ev.RunID, ev.TraceID)
+	case engine.ProgressTaskStarted:
+		if ev.Attempt > 1 {
+			fmt.Fprintf(w, "🏃 %s (attempt %d)\n", ev.Task, ev.Attempt)
+		} else {
+			fmt.Fprintf(w, "🏃 %s\n", ev.Task)
+		}
+	case engine.ProgressTaskRetrying:
+		fmt.Fprintf(w, "💥 %s: %s (attempt %d), retrying in %s\n", ev.Task, firstLine(ev.Error), ev.Attempt, fmtDur(ev.RetryIn))
+	case engine.ProgressTaskFinished:
+		switch engine.TaskStatus(ev.Status) {
+		case engine.TaskSucceeded:
+			fmt.Fprintf(w, "✅ %s (%s)\n", ev.Task, fmtDur(ev.Duration))
+		case engine.TaskFailed:
+			fmt.Fprintf(w, "💥 %s: %s\n", ev.Task, firstLine(ev.Error))
+		case engine.TaskSkipped:
+			fmt.Fprintf(w, "⏭️  %s skipped (%s)\n", ev.Task, firstLine(ev.Error))
+		case engine.TaskCancelled:
+			fmt.Fprintf(w, "🚫 %s cancelled\n", ev.Task)
+		}
+	case engine.ProgressRunCancelling:
+		fmt.Fprintf(w, "🛑 cancelling %s (Ctrl+C again to force)\n", ev.FlowName)
+	case engine.ProgressRunFinished:
+		switch engine.RunStatus(ev.Status) {
+		case engine.RunCompleted:
+			fmt.Fprintf(w, "🥕 %s COMPLETED in %s\n", ev.FlowName, fmtDur(ev.Duration))
+		case engine.RunFailed:
+			fmt.Fprintf(w, "💥 %s FAILED in %s: %s\n", ev.FlowName, fmtDur(ev.Duration), firstLine(ev.Error))
+		default:
+			fmt.Fprintf(w, "🚫 %s %s in %s\n", ev.FlowName, ev.Status, fmtDur(ev.Duration))
+		}
+	}
+}
+
+func (p *progress) plainLine(ev engine.Progress) {
+	w := p.w
+	switch ev.Kind {
+	case engine.ProgressRunStarted:
+		fmt.Fprintf(w, "run started flow=%s run_id=%s trace_id=%s\n", ev.FlowName, ev.RunID, ev.TraceID)
+	case engine.ProgressTaskStarted:
+		fmt.Fprintf(w, "task started task=%s attempt=%d\n", ev.Task, ev.Attempt)
+	case engine.ProgressTaskRetrying:
+		fmt.Fprintf(w, "task retrying task=%s attempt=%d error=%s retry_in=%s\n", ev.Task, ev.Attempt, quoteIfNeeded(firstLine(ev.Error)), fmtDur(ev.RetryIn))
+	case engine.ProgressTaskFinished:
+		line := fmt.Sprintf("task %s task=%s", ev.Status, ev.Task)
+		if ev.Attempt > 0 {
+			line += fmt.Sprintf(" attempt=%d duration=%s", ev.Attempt, fmtDur(ev.Duration))
+		}
+		if ev.Error != "" {
+			line += " error=" + quoteIfNeeded(firstLine(ev.Error))
+		}
+		fmt.Fprintln(w, line)
+	case engine.ProgressRunCancelling:
+		fmt.Fprintf(w, "run CANCELLING flow=%s run_id=%s\n", ev.FlowName, ev.RunID)
+	case engine.ProgressRunFinished:
+		line := fmt.Sprintf("run %s flow=%s duration=%s", ev.Status, ev.FlowName, fmtDur(ev.Duration))
+		if ev.Error != "" {
+			line += " error=" + quoteIfNeeded(firstLine(ev.Error))
+		}
+		fmt.Fprintln(w, line)
+	}
+}
+
+// summary prints the final table of tasks and the trace id.
+func (p *progress) summary(run *engine.Run, order []string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	fmt.Fprintln(p.w)
+	tw := tabwriter.NewWriter(p.w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "TASK\tSTATE\tATTEMPTS\tDURATION\tERROR")
+	for _, name := range order {
+		t := run.Tasks[name]
+		if t == nil {
+			continue
+		}
+		dur := "-"
+		if d := t.Duration(); d > 0 {
+			dur = fmtDur(d)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\n", name, t.Status, len(t.Attempts), dur, firstLine(t.Error))
+	}
+	tw.Flush()
+	fmt.Fprintf(p.w, "\nrun %s %s  trace_id %s\n", run.ID, run.Status, run.TraceID)
+}
