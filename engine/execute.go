@@ -107,7 +107,7 @@ func (x *execution) execute(ctx context.Context) (*Run, error) {
 		maxEntries = 1<<63 - 1
 	}
 	x.sink = &logSink{
-		store: e.store, runID: run.ID, maxEntries: maxEntries, maxBytes: e.cfg.LogMaxEntryBytes,
+		store: e.store, runID: run.ID, traceID: run.TraceID, maxEntries: maxEntries, maxBytes: e.cfg.LogMaxEntryBytes,
 		now: func() time.Time { return time.Now().UTC() },
 		onErr: func(err error) {
 			log.WarnContext(sctx, "store log entry", LogKeyError, err)
@@ -479,6 +479,9 @@ func (x *execution) runAttempt(runCtx context.Context, spec *TaskSpec, def *Task
 		scope := &RefScope{Outputs: x.outputs, Params: run.Params, Env: e.cfg.LookupEnv}
 		inputs, err := ResolveInputs(spec.Inputs, scope)
 		x.mu.Unlock()
+		if err == nil {
+			inputs, err = normalizeInputs(inputs)
+		}
 		if err != nil {
 			status, errMsg, retry = TaskFailed, err.Error(), false
 			return
@@ -542,7 +545,9 @@ func (x *execution) runAttempt(runCtx context.Context, spec *TaskSpec, def *Task
 		upd.Status, upd.EndedAt, upd.Output = status, end, output
 	}
 	x.persist(func(c context.Context) error { return e.store.TaskUpdate(c, upd) })
-	e.report(Progress{Kind: ProgressTaskFinished, RunID: run.ID, FlowName: run.FlowName, TraceID: run.TraceID, Task: name, Attempt: n, Status: string(status), Error: errMsg, Duration: dur})
+	if final {
+		e.report(Progress{Kind: ProgressTaskFinished, RunID: run.ID, FlowName: run.FlowName, TraceID: run.TraceID, Task: name, Attempt: n, Status: string(status), Error: errMsg, Duration: dur})
+	}
 	return taskResult{name: name, status: status, err: errMsg}, status == TaskFailed && retry
 }
 
@@ -551,6 +556,24 @@ func (x *execution) priorAttempts(name string) int {
 		return len(st.Attempts)
 	}
 	return 0
+}
+
+// normalizeInputs gives tasks their inputs as JSON values (numbers are
+// float64, objects map[string]any), whether they came from YAML, params or
+// stored outputs, exactly as an exec plug-in would see them.
+func normalizeInputs(in map[string]any) (map[string]any, error) {
+	raw, err := json.Marshal(in)
+	if err != nil {
+		return nil, fmt.Errorf("inputs are not JSON-serialisable: %w", err)
+	}
+	var out map[string]any
+	if err := json.Unmarshal(raw, &out); err != nil {
+		return nil, fmt.Errorf("inputs: %w", err)
+	}
+	if out == nil {
+		out = map[string]any{}
+	}
+	return out, nil
 }
 
 // callTask runs fn, turning a panic into an error.

@@ -528,7 +528,7 @@ func TestExecuteTaskErrors(t *testing.T) {
 
 func TestExecuteLogs(t *testing.T) {
 	t.Parallel()
-	b := setup(t, nil)
+	b := setupTelemetry(t)
 	final := b.run(t, `version: 1
 flow: {name: logs}
 tasks:

@@ -162,11 +162,15 @@ type graphExpr struct {
 	entries, exits []graphEnd
 }
 
+// maxGraphDepth bounds the nesting of parentheses.
+const maxGraphDepth = 100
+
 type graphParser struct {
-	lx   graphLexer
-	tok  graphTok
-	g    *Graph
-	seen map[[2]string]int // edge (from, to) -> index in g.Edges
+	lx    graphLexer
+	tok   graphTok
+	depth int // open groups
+	g     *Graph
+	seen  map[[2]string]int // edge (from, to) -> index in g.Edges
 }
 
 // ParseGraph parses the graph DSL of a flow file (SPEC §2): statements
@@ -293,6 +297,11 @@ func (p *graphParser) expr(open, after *graphTok) (graphExpr, *LoadError) {
 // group parses "(" chain { op chain } ")" with the current token at '('.
 func (p *graphParser) group() (graphExpr, *LoadError) {
 	open := p.tok
+	if p.depth >= maxGraphDepth {
+		return graphExpr{}, p.lx.errorf(open.pos, "groups nested too deeply (more than %d)", maxGraphDepth)
+	}
+	p.depth++
+	defer func() { p.depth-- }()
 	if err := p.advance(); err != nil {
 		return graphExpr{}, err
 	}

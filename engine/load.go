@@ -172,7 +172,7 @@ func (l *loader) load() *Flow {
 			continue
 		}
 		if body != nil {
-			l.errorf(l.pos(d.Body), "a flow file holds one YAML document")
+			l.errorf(l.startPos(d.Body), "a flow file holds one YAML document")
 			return nil
 		}
 		body = d.Body
@@ -990,9 +990,9 @@ func (l *loader) link(f *Flow, infos []*taskInfo, graphNode ast.Node, defaultsPo
 
 	// References, required inputs, params.
 	usedParams := make(map[string]bool)
+	anc := newAncestry(infos)
 	for _, ti := range infos {
 		name := ti.spec.Name
-		var ancestors map[string]bool // computed on first need
 		for _, ps := range ti.strings {
 			for _, sp := range scanRefs(ps.s) {
 				if sp.err != nil {
@@ -1008,10 +1008,7 @@ func (l *loader) link(f *Flow, infos []*taskInfo, graphNode ast.Node, defaultsPo
 					case byName[r.Name] == nil:
 						l.errorf(ps.pos, "task %s references %s: no task %q", name, r.Text, r.Name)
 					default:
-						if ancestors == nil {
-							ancestors = transitiveUpstream(name, byName)
-						}
-						if !ancestors[r.Name] {
+						if !anc.dependsOn(name, r.Name) {
 							l.errorf(ps.pos, "task %s references %s but does not depend on %s", name, r.Text, r.Name)
 						}
 					}
@@ -1045,25 +1042,54 @@ func (l *loader) link(f *Flow, infos []*taskInfo, graphNode ast.Node, defaultsPo
 	}
 }
 
-// transitiveUpstream returns every task name runs after.
-func transitiveUpstream(name string, byName map[string]*taskInfo) map[string]bool {
-	seen := make(map[string]bool)
-	stack := []string{name}
-	for len(stack) > 0 {
-		n := stack[len(stack)-1]
-		stack = stack[:len(stack)-1]
-		ti := byName[n]
-		if ti == nil {
-			continue
-		}
-		for _, up := range ti.spec.Upstream {
-			if !seen[up] {
-				seen[up] = true
-				stack = append(stack, up)
+// ancestry answers "does a task run after another?" over the tasks'
+// upstream edges, without allocating per question.
+type ancestry struct {
+	index map[string]int
+	up    [][]int
+	mark  []int // visit stamps
+	stamp int
+	stack []int
+}
+
+func newAncestry(infos []*taskInfo) *ancestry {
+	a := &ancestry{index: make(map[string]int, len(infos)), up: make([][]int, len(infos)), mark: make([]int, len(infos))}
+	for i, ti := range infos {
+		a.index[ti.spec.Name] = i
+	}
+	for i, ti := range infos {
+		for _, u := range ti.spec.Upstream {
+			if j, ok := a.index[u]; ok {
+				a.up[i] = append(a.up[i], j)
 			}
 		}
 	}
-	return seen
+	return a
+}
+
+// dependsOn reports whether task runs after anc, directly or transitively.
+func (a *ancestry) dependsOn(task, anc string) bool {
+	from, ok1 := a.index[task]
+	target, ok2 := a.index[anc]
+	if !ok1 || !ok2 {
+		return false
+	}
+	a.stamp++
+	a.stack = append(a.stack[:0], from)
+	for len(a.stack) > 0 {
+		n := a.stack[len(a.stack)-1]
+		a.stack = a.stack[:len(a.stack)-1]
+		for _, u := range a.up[n] {
+			if u == target {
+				return true
+			}
+			if a.mark[u] != a.stamp {
+				a.mark[u] = a.stamp
+				a.stack = append(a.stack, u)
+			}
+		}
+	}
+	return false
 }
 
 // cycles reports every cycle found by a depth-first search along

@@ -95,7 +95,7 @@ func TestLoadFlowBadFixtures(t *testing.T) {
 			`duplicate_key.yaml:7:3: duplicate key "a" (first at 6:3)`,
 		},
 		"empty":     {"empty.yaml:1:1: empty flow file"},
-		"multi_doc": {"multi_doc.yaml:5:8: a flow file holds one YAML document"},
+		"multi_doc": {"multi_doc.yaml:5:1: a flow file holds one YAML document"},
 		"graph_block": {
 			"graph_block.yaml:6:5: graph: unclosed '('",
 		},
@@ -253,7 +253,22 @@ func TestLoadFlowGood(t *testing.T) {
 		require.Empty(t, f.Tasks["gather"].Upstream)
 		require.Equal(t, []any{int64(1), 2.5, true, nil, map[string]any{"k": "$ctx.params.items"}}, f.Tasks["curry"].Inputs["extra"])
 		require.Equal(t, map[string][]string{"gather": {"chop", "boil"}, "chop": {"curry"}, "boil": {"curry"}}, f.Downstream())
-		require.Empty(t, f.Warnings)
+		require.Len(t, f.Warnings, 1)
+		require.Equal(t, `testdata/flows/good/diamond.yaml:28:7: task curry: input "extra" is not declared by log`, f.Warnings[0].Error())
+	})
+
+	t.Run("spec example", func(t *testing.T) {
+		t.Parallel()
+		f, err := engine.LoadFlowFile("testdata/flows/good/spec.yaml", reg)
+		require.NoError(t, err)
+		require.Equal(t, "curry_party", f.Name)
+		require.Equal(t, 8, f.MaxParallel)
+		require.Equal(t, []string{"gather"}, f.Tasks["chop"].Upstream)
+		require.Equal(t, []string{"boil", "chop"}, f.Tasks["curry"].Upstream)
+		require.Empty(t, f.Tasks["boil"].Upstream)
+		require.Equal(t, engine.TriggerAll, f.Tasks["chop"].Trigger)
+		require.Len(t, f.Warnings, 1)
+		require.Equal(t, `testdata/flows/good/spec.yaml:5:32: param "items" has a default but is never referenced ($ctx.params.items)`, f.Warnings[0].Error())
 	})
 
 	t.Run("any", func(t *testing.T) {

@@ -27,6 +27,9 @@ type logSink struct {
 	maxBytes   int
 	now        func() time.Time
 	onErr      func(error)
+	// traceID fills entries written outside a recording span (tracing
+	// off): the run's trace id is known even then.
+	traceID string
 
 	n         atomic.Int64 // entries accepted so far
 	truncated atomic.Bool
@@ -52,6 +55,9 @@ func (s *logSink) write(ctx context.Context, e LogEntry) {
 	}
 	if e.Timestamp.IsZero() {
 		e.Timestamp = s.now()
+	}
+	if e.TraceID == "" {
+		e.TraceID = s.traceID
 	}
 	entries := []LogEntry{e}
 	if err := s.store.LogAppend(context.WithoutCancel(ctx), s.runID, entries); err != nil && s.onErr != nil {

@@ -41,6 +41,7 @@ type RefError struct {
 	Malformed bool
 }
 
+// Error formats e as "unresolved reference <text>: <reason>" (or "malformed reference …").
 func (e *RefError) Error() string {
 	if e.Malformed {
 		return fmt.Sprintf("malformed reference %s: %s", e.Text, e.Reason)
@@ -167,15 +168,22 @@ func makeRef(kind string, segs []string, text string) (Ref, *RefError) {
 		if i < 1 {
 			return bad("$node.<task>.output[.<path>]")
 		}
-		return Ref{Kind: RefNode, Name: strings.Join(segs[:i], "."), Path: segs[i+1:], Text: text}, nil
+		return Ref{Kind: RefNode, Name: strings.Join(segs[:i], "."), Path: pathOrNil(segs[i+1:]), Text: text}, nil
 	case RefParams:
-		return Ref{Kind: RefParams, Name: segs[0], Path: segs[1:], Text: text}, nil
+		return Ref{Kind: RefParams, Name: segs[0], Path: pathOrNil(segs[1:]), Text: text}, nil
 	default:
 		if len(segs) != 1 {
 			return bad("$env.<NAME>")
 		}
 		return Ref{Kind: RefEnv, Name: segs[0], Text: text}, nil
 	}
+}
+
+func pathOrNil(p []string) []string {
+	if len(p) == 0 {
+		return nil
+	}
+	return p
 }
 
 // RefsIn returns every well-formed reference in v, walking nested maps and

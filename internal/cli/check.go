@@ -37,7 +37,7 @@ func newCheckCmd(e *env) *cobra.Command {
 		Short: "Validate a flow file (exit 1 on errors)",
 		Args:  exactArgs(1, "one flow file"),
 		RunE: func(c *cobra.Command, args []string) error {
-			reg, err := newRegistry()
+			reg, err := newRegistry(c.Context(), e, false)
 			if err != nil {
 				return err
 			}

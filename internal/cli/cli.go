@@ -77,7 +77,7 @@ func newRoot(e *env) *cobra.Command {
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return usageErr("%v (see 'pyoco %s --help')", err, c.Name())
 	})
-	root.AddCommand(newRunCmd(e), newCheckCmd(e), newGraphCmd(e), newTasksCmd(e), newVersionCmd(e))
+	root.AddCommand(newRunCmd(e), newCheckCmd(e), newGraphCmd(e), newTasksCmd(e), newPluginsCmd(e), newVersionCmd(e))
 	return root
 }
 

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -9,16 +10,14 @@ import (
 	"strings"
 
 	"github.com/pyoco/pyoco/engine"
-	"github.com/pyoco/pyoco/engine/builtin"
 )
 
-// newRegistry returns the registry of every task this binary can run.
-func newRegistry() (*engine.Registry, error) {
-	reg := engine.NewRegistry()
-	if err := builtin.Register(reg); err != nil {
-		return nil, fmt.Errorf("register built-in tasks: %w", err)
-	}
-	return reg, nil
+// newRegistry returns the registry of every task this binary can run: the
+// built-in tasks, the Go plug-ins linked in and the exec plug-ins in
+// PYOCO_PLUGIN_PATH. Plug-in problems are printed on stderr as warnings;
+// with strict they end the command (exit 2).
+func newRegistry(ctx context.Context, e *env, strict bool) (*engine.Registry, error) {
+	return registryWithWarnings(ctx, e, strict)
 }
 
 // loadFlow reads and validates a flow file. Errors are printed one per line

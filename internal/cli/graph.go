@@ -19,7 +19,7 @@ func newGraphCmd(e *env) *cobra.Command {
 			if format != "mermaid" && format != "dot" {
 				return usageErr("--format %q: want mermaid or dot", format)
 			}
-			reg, err := newRegistry()
+			reg, err := newRegistry(c.Context(), e, false)
 			if err != nil {
 				return err
 			}

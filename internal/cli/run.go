@@ -18,6 +18,7 @@ func newRunCmd(e *env) *cobra.Command {
 		paramFlags []string
 		plain      bool
 		asJSON     bool
+		popts      pluginOptions
 	)
 	c := &cobra.Command{
 		Use:   "run FLOW.yaml",
@@ -34,7 +35,7 @@ gives plain lines (PYOCO_PROGRESS=cute|plain forces either).`,
 			if err != nil {
 				return err
 			}
-			reg, err := newRegistry()
+			reg, err := newRegistry(c.Context(), e, popts.strict)
 			if err != nil {
 				return err
 			}
@@ -48,6 +49,7 @@ gives plain lines (PYOCO_PROGRESS=cute|plain forces either).`,
 	c.Flags().StringArrayVarP(&paramFlags, "param", "p", nil, "set a param: key=value (JSON values keep their type); repeatable")
 	c.Flags().BoolVar(&plain, "plain", false, "plain progress lines, no emoji")
 	c.Flags().BoolVar(&asJSON, "json", false, "print only the finished run as JSON on stdout (progress goes to stderr)")
+	popts.register(c)
 	return c
 }
 

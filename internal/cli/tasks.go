@@ -29,7 +29,7 @@ func newTasksCmd(e *env) *cobra.Command {
 		Short: "List the tasks this binary can run",
 		Args:  exactArgs(0, "no arguments"),
 		RunE: func(c *cobra.Command, args []string) error {
-			reg, err := newRegistry()
+			reg, err := newRegistry(c.Context(), e, false)
 			if err != nil {
 				return err
 			}

@@ -1,0 +1,40 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/rogpeppe/go-internal/testscript"
+)
+
+// TestMain lets the test binary act as the pyoco command inside scripts:
+// `exec pyoco ...` runs main's run() in a child process, so the scripts
+// test the real binary's flags, output and exit codes.
+func TestMain(m *testing.M) {
+	testscript.Main(m, map[string]func(){
+		"pyoco": func() { os.Exit(run()) },
+	})
+}
+
+// TestScripts runs the black-box CLI scripts in testdata/script
+// (txtar files; see github.com/rogpeppe/go-internal/testscript).
+func TestScripts(t *testing.T) {
+	t.Parallel()
+	examples, err := filepath.Abs("../../examples")
+	if err != nil {
+		t.Fatal(err)
+	}
+	testscript.Run(t, testscript.Params{
+		Dir: "testdata/script",
+		Setup: func(env *testscript.Env) error {
+			env.Setenv("EXAMPLES", examples)
+			env.Setenv("NO_COLOR", "")
+			env.Setenv("PYOCO_PLUGIN_PATH", filepath.Join(env.WorkDir, "no-plugins"))
+			env.Setenv("HOME", env.WorkDir)
+			return nil
+		},
+		RequireExplicitExec: true,
+		UpdateScripts:       os.Getenv("PYOCO_UPDATE_SCRIPTS") == "1",
+	})
+}

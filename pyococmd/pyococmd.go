@@ -1,0 +1,67 @@
+// Package pyococmd is the pyoco command line as a library, for building
+// your own pyoco binary with Go task plug-ins linked in (see
+// docs/plugins.md), the way caddycmd serves custom Caddy builds:
+//
+//	package main
+//
+//	import (
+//		"github.com/pyoco/pyoco/pyococmd"
+//
+//		_ "example.com/vision" // calls engine.RegisterPlugin from init()
+//	)
+//
+//	func main() { pyococmd.Main() }
+//
+// It imports internal/cli and must not be imported by engine or plugins.
+package pyococmd
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/pyoco/pyoco/engine"
+	"github.com/pyoco/pyoco/internal/cli"
+)
+
+// Main runs the pyoco command line with os.Args and exits with its status.
+// The first SIGINT or SIGTERM cancels a running flow gracefully; a second
+// one exits at once with status 130.
+func Main() {
+	os.Exit(run())
+}
+
+func run() int {
+	ctx, cancel := context.WithCancelCause(context.Background())
+	defer cancel(nil)
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		select {
+		case <-sigs:
+			cancel(engine.ErrRunCancelled)
+		case <-done:
+			return
+		}
+		select {
+		case <-sigs:
+			fmt.Fprintln(os.Stderr, "pyoco: interrupted again, stopping now")
+			os.Exit(cli.ExitCancelled)
+		case <-done:
+		}
+	}()
+	return Run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+}
+
+// Run runs the pyoco command line with args (without the program name) and
+// returns the exit status: 0 ok, 1 a run FAILED (or check/lint found
+// problems), 2 a usage error, 130 cancelled. Cancelling ctx is a Ctrl+C.
+func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	return cli.Main(ctx, args, stdout, stderr)
+}

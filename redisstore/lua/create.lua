@@ -1,0 +1,43 @@
+-- create.lua: store a new PENDING run, add it to its indexes and record its
+-- PENDING event, all at once.
+--
+-- KEYS[1]  run hash            KEYS[2]  tasks hash
+-- KEYS[3]  events stream       KEYS[4]  index of all runs
+-- KEYS[5]  PENDING index       KEYS[6]  flow index
+-- KEYS[7…] tag indexes (one per distinct tag)
+-- ARGV[1]  index member ("<created>:<id>")
+-- ARGV[2]  events stream MAXLEN (approximate)
+-- ARGV[3]  run ID              ARGV[4]  flow name
+-- ARGV[5]  created at (Unix ms, the event's time)
+-- ARGV[6]  n = number of run-hash arguments (field, value, field, value…)
+-- ARGV[7 … 6+n]   run-hash fields and values
+-- ARGV[7+n …]     tasks-hash fields and values
+--
+-- Returns the event's stream ID; the error reply "CONFLICT run exists" if
+-- the run hash exists (nothing is written).
+
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  return redis.error_reply('CONFLICT run exists')
+end
+
+-- hset writes ARGV[from…to] (field/value pairs) in bounded chunks, so a run
+-- with many tasks never overflows Lua's stack in unpack.
+local function hset(key, from, to)
+  local i = from
+  while i <= to do
+    local j = math.min(i + 199, to)
+    redis.call('HSET', key, unpack(ARGV, i, j))
+    i = j + 1
+  end
+end
+
+local n = tonumber(ARGV[6])
+hset(KEYS[1], 7, 6 + n)
+hset(KEYS[2], 7 + n, #ARGV)
+
+local member = ARGV[1]
+for i = 4, #KEYS do
+  redis.call('ZADD', KEYS[i], 0, member)
+end
+return redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[2], '*',
+  'run_id', ARGV[3], 'flow', ARGV[4], 'status', 'PENDING', 'time', ARGV[5])

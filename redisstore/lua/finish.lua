@@ -1,0 +1,47 @@
+-- finish.lua: move a non-terminal run to a terminal status: set status,
+-- ended and error, move it between status indexes, record the event, and
+-- start its retention (PEXPIREAT on the run's keys, entry in the expiry set).
+--
+-- KEYS[1]  run hash            KEYS[2]  tasks hash
+-- KEYS[3]  logs stream         KEYS[4]  events stream
+-- KEYS[5]  expiry sorted set
+-- KEYS[6…11] status indexes, in the order PENDING, RUNNING, CANCELLING,
+--          COMPLETED, FAILED, CANCELLED
+-- ARGV[1]  new status (COMPLETED, FAILED or CANCELLED)
+-- ARGV[2]  at (Unix ms)        ARGV[3]  error text ("" for none)
+-- ARGV[4]  events stream MAXLEN (approximate)
+-- ARGV[5]  retention (ms)
+--
+-- Returns {run hash, tasks hash} as field/value lists, after the change;
+-- the error replies "NOTFOUND run", "CONFLICT <status>" (already terminal)
+-- and "INVALID status <status>" change nothing.
+
+local index = {PENDING = 6, RUNNING = 7, CANCELLING = 8, COMPLETED = 9, FAILED = 10, CANCELLED = 11}
+local terminal = {COMPLETED = true, FAILED = true, CANCELLED = true}
+
+local f = redis.call('HMGET', KEYS[1], 'status', 'member', 'id', 'flow', 'gc')
+local status, to = f[1], ARGV[1]
+if not status then
+  return redis.error_reply('NOTFOUND run')
+end
+if terminal[status] then
+  return redis.error_reply('CONFLICT ' .. status)
+end
+if not terminal[to] then
+  return redis.error_reply('INVALID status ' .. to)
+end
+
+redis.call('HSET', KEYS[1], 'status', to, 'ended', ARGV[2], 'error', ARGV[3])
+redis.call('ZREM', KEYS[index[status]], f[2])
+redis.call('ZADD', KEYS[index[to]], 0, f[2])
+redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[4], '*',
+  'run_id', f[3], 'flow', f[4], 'status', to, 'time', ARGV[2])
+
+local t = redis.call('TIME')
+local at = string.format('%d', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(ARGV[5]))
+for i = 1, 3 do
+  redis.call('PEXPIREAT', KEYS[i], at)
+end
+redis.call('ZADD', KEYS[5], at, f[5])
+
+return {redis.call('HGETALL', KEYS[1]), redis.call('HGETALL', KEYS[2])}

@@ -1,0 +1,549 @@
+package redisstore
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/pyoco/pyoco/engine"
+)
+
+const (
+	// defaultListLimit is RunList's page size when RunListParams.Limit <= 0.
+	defaultListLimit = 50
+	// defaultListBudget bounds the index members one list.lua call
+	// examines, so one call never blocks Redis for long.
+	defaultListBudget = 1000
+	// logPage is how many log entries LogList reads per round trip when it
+	// filters by task.
+	logPage = 1000
+	// sweepEvery is the least time between two lazy retention sweeps of one
+	// Store (RunCreate and RunList trigger them).
+	sweepEvery = time.Second
+	// sweepBatch bounds the runs one sweep.lua call removes; a full batch
+	// makes the next call sweep again at once.
+	sweepBatch = 500
+)
+
+// Store is an [engine.Store] on Redis that also implements
+// [engine.CancelNotifier]. Create it with [New]. It is safe for concurrent
+// use; it holds no connection of its own (the client's pool does) and needs
+// no Close.
+//
+// Every change of a run's status, its index entries and its event happens in
+// one Lua script, so it is atomic on a single Redis and on Redis Cluster
+// alike: all keys of a namespace share the hash tag "{namespace}". See
+// docs/redis.md for the key layout.
+//
+// Errors wrap [engine.ErrNotFound], [engine.ErrConflict],
+// [engine.ErrBadCursor] as the contract says, and [engine.ErrUnavailable]
+// when Redis cannot be reached.
+type Store struct {
+	client redis.UniversalClient
+	cfg    Config
+	keys   keys
+
+	// listBudget bounds the index members one list.lua call examines
+	// (defaultListBudget; tests lower it).
+	listBudget int
+	// nextSweep is the Unix ms after which RunCreate or RunList sweep.
+	nextSweep atomic.Int64
+}
+
+// New returns a Store that keeps its state in client's Redis, under
+// cfg.Namespace. cfg may be nil (every default). It returns an error naming
+// the field if cfg is invalid. New does not contact Redis.
+func New(client redis.UniversalClient, cfg *Config) (*Store, error) {
+	if client == nil {
+		return nil, errors.New("redisstore: nil client")
+	}
+	c, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	return &Store{client: client, cfg: c, keys: newKeys(c.Namespace), listBudget: defaultListBudget}, nil
+}
+
+// Ping checks that Redis answers; the error wraps [engine.ErrUnavailable]
+// when it does not (for readiness probes).
+func (s *Store) Ping(ctx context.Context) error {
+	if err := s.client.Ping(ctx).Err(); err != nil {
+		return fmt.Errorf("ping redis: %w", interpretError(err))
+	}
+	return nil
+}
+
+// RunCreate stores a copy of run, with its tasks, adds it to the indexes (all
+// runs, PENDING, its flow, each distinct tag) and records its PENDING event,
+// in one script. run.Status and every task must be PENDING (a plain error
+// otherwise); a zero CreatedAt is set to the current time in the stored copy.
+// Times are kept to the millisecond. It returns an error wrapping
+// [engine.ErrConflict] if the ID exists.
+func (s *Store) RunCreate(ctx context.Context, run *engine.Run) error {
+	if run == nil || run.ID == "" {
+		return errors.New("create run: missing run ID")
+	}
+	if run.Status != engine.RunPending {
+		return fmt.Errorf("create run %s: status is %s, want %s", run.ID, run.Status, engine.RunPending)
+	}
+	for name, ts := range run.Tasks {
+		if ts == nil || ts.Status != engine.TaskPending {
+			return fmt.Errorf("create run %s: task %s is not %s", run.ID, name, engine.TaskPending)
+		}
+	}
+	r := *run
+	if r.CreatedAt.IsZero() {
+		r.CreatedAt = time.Now()
+	}
+	r.CreatedAt = r.CreatedAt.Truncate(time.Millisecond)
+	tags := uniq(r.Tags)
+	member := indexMember(r.CreatedAt, r.ID)
+
+	args, err := runFields(&r, member, s.keys.gcRecord(r.ID, member, r.FlowName, tags))
+	if err != nil {
+		return fmt.Errorf("create run %s: %w", r.ID, err)
+	}
+	nRun := len(args)
+	for _, name := range sortedKeys(r.Tasks) {
+		tf, err := taskFields(name, r.Tasks[name])
+		if err != nil {
+			return fmt.Errorf("create run %s: %w", r.ID, err)
+		}
+		args = append(args, tf...)
+	}
+	args = append([]any{member, s.cfg.EventMaxLen, r.ID, r.FlowName, ms(r.CreatedAt), nRun}, args...)
+	ks := []string{
+		s.keys.run(r.ID), s.keys.tasks(r.ID), s.keys.events(),
+		s.keys.all(), s.keys.status(engine.RunPending), s.keys.flow(r.FlowName),
+	}
+	for _, t := range tags {
+		ks = append(ks, s.keys.tag(t))
+	}
+	s.maybeSweep(ctx)
+	if err := createScript.Run(ctx, s.client, ks, args...).Err(); err != nil {
+		return fmt.Errorf("create run %s: %w", r.ID, interpretError(err))
+	}
+	return nil
+}
+
+// RunGet returns the run with its tasks, read in one consistent snapshot, or
+// an error wrapping [engine.ErrNotFound].
+func (s *Store) RunGet(ctx context.Context, id string) (*engine.Run, error) {
+	v, err := getScript.Run(ctx, s.client, []string{s.keys.run(id), s.keys.tasks(id)}).Result()
+	if err != nil {
+		return nil, fmt.Errorf("get run %s: %w", id, interpretError(err))
+	}
+	r, err := parseRunWithTasks(v)
+	if err != nil {
+		return nil, fmt.Errorf("get run %s: %w", id, err)
+	}
+	return r, nil
+}
+
+// RunStart hands the run to p.WorkerID: PENDING becomes RUNNING with
+// StartedAt p.At, moving between the status indexes and recording a RUNNING
+// event; a RUNNING or CANCELLING run (a takeover) keeps its status and
+// StartedAt and records no event. Either way Attempt is incremented and
+// WorkerID set. A zero p.At means now. It returns the run with its tasks; an
+// error wrapping [engine.ErrConflict] if the run is terminal,
+// [engine.ErrNotFound] if unknown.
+func (s *Store) RunStart(ctx context.Context, p *engine.RunStartParams) (*engine.Run, error) {
+	ks := []string{
+		s.keys.run(p.RunID), s.keys.tasks(p.RunID), s.keys.events(),
+		s.keys.status(engine.RunPending), s.keys.status(engine.RunRunning),
+	}
+	v, err := startScript.Run(ctx, s.client, ks, p.WorkerID, ms(orNow(p.At)), s.cfg.EventMaxLen).Result()
+	if err != nil {
+		return nil, fmt.Errorf("start run %s: %w", p.RunID, interpretError(err))
+	}
+	r, err := parseRunWithTasks(v)
+	if err != nil {
+		return nil, fmt.Errorf("start run %s: %w", p.RunID, err)
+	}
+	return r, nil
+}
+
+// RunFinish moves a non-terminal run (PENDING included) to p.Status
+// (COMPLETED, FAILED or CANCELLED), sets EndedAt to p.At (zero means now) and
+// Error to p.Error, moves it between status indexes, records the event and
+// starts its retention: after [Config.Retention] the run, its tasks and logs
+// expire and the indexes forget it. It returns the run with its tasks; an
+// error wrapping [engine.ErrConflict] if the run is already terminal,
+// [engine.ErrNotFound] if unknown, and a plain error if p.Status is not
+// terminal.
+func (s *Store) RunFinish(ctx context.Context, p *engine.RunFinishParams) (*engine.Run, error) {
+	if !p.Status.Terminal() {
+		return nil, fmt.Errorf("finish run %s: status %q is not terminal", p.RunID, p.Status)
+	}
+	ks := append([]string{
+		s.keys.run(p.RunID), s.keys.tasks(p.RunID), s.keys.logs(p.RunID), s.keys.events(), s.keys.expiry(),
+	}, s.keys.statuses()...)
+	v, err := finishScript.Run(ctx, s.client, ks,
+		string(p.Status), ms(orNow(p.At)), p.Error, s.cfg.EventMaxLen, s.cfg.Retention.Milliseconds()).Result()
+	if err != nil {
+		return nil, fmt.Errorf("finish run %s: %w", p.RunID, interpretError(err))
+	}
+	r, err := parseRunWithTasks(v)
+	if err != nil {
+		return nil, fmt.Errorf("finish run %s: %w", p.RunID, err)
+	}
+	return r, nil
+}
+
+// RunCancel requests cancellation: a PENDING run becomes CANCELLED at once
+// (EndedAt p.At, retention started), a RUNNING one CANCELLING; both record an
+// event and publish on the namespace's cancel channel (see
+// [Store.RunCancelNotify]). A CANCELLING run stays so, with no event. It
+// returns the new status; for a terminal run the run's status and an error
+// wrapping [engine.ErrConflict]; for an unknown run "" and
+// [engine.ErrNotFound].
+func (s *Store) RunCancel(ctx context.Context, p *engine.RunCancelParams) (engine.RunStatus, error) {
+	ks := append([]string{
+		s.keys.run(p.RunID), s.keys.tasks(p.RunID), s.keys.logs(p.RunID), s.keys.events(), s.keys.expiry(),
+	}, s.keys.statuses()...)
+	st, err := cancelScript.Run(ctx, s.client, ks,
+		ms(orNow(p.At)), s.cfg.EventMaxLen, s.cfg.Retention.Milliseconds(), s.keys.cancelChannel()).Text()
+	if err != nil {
+		return conflictStatus(err), fmt.Errorf("cancel run %s: %w", p.RunID, interpretError(err))
+	}
+	return engine.RunStatus(st), nil
+}
+
+// RunList returns runs newest first (CreatedAt, then ID, both descending),
+// without tasks, from the sorted-set indexes: it walks the smallest index the
+// filters select (the union of the status indexes, the flow's or the tag's)
+// and checks the others per run, so a selective filter never scans every
+// run. p.Limit defaults to 50. NextCursor is "" when no further run matches.
+// The cursor is the position (CreatedAt, ID) of the page's last run, so a
+// walk never returns a run twice; one the store did not make gives an error
+// wrapping [engine.ErrBadCursor]. Each call first sweeps expired runs out of
+// the indexes (at most once a second per Store).
+func (s *Store) RunList(ctx context.Context, p *engine.RunListParams) (*engine.RunPage, error) {
+	pos := ""
+	if p.Cursor != "" {
+		m, err := decodeCursor(p.Cursor)
+		if err != nil {
+			return nil, fmt.Errorf("list runs: %w", err)
+		}
+		pos = m
+	}
+	limit := p.Limit
+	if limit <= 0 {
+		limit = defaultListLimit
+	}
+	statuses := uniq(p.Statuses)
+	ks := []string{s.keys.all()}
+	for _, st := range statuses {
+		ks = append(ks, s.keys.status(st))
+	}
+	hasFlow, hasTag := "0", "0"
+	if p.Flow != "" {
+		ks, hasFlow = append(ks, s.keys.flow(p.Flow)), "1"
+	}
+	if p.Tag != "" {
+		ks, hasTag = append(ks, s.keys.tag(p.Tag)), "1"
+	}
+	s.maybeSweep(ctx)
+
+	// Ask for one run more than the page, to know whether another page
+	// follows; a call may return fewer when it ran out of budget.
+	var runs []map[string]string
+	for len(runs) <= limit {
+		args := []any{pos, limit + 1 - len(runs), s.listBudget, s.keys.runPrefix(), len(statuses), hasFlow, hasTag}
+		for _, st := range statuses {
+			args = append(args, string(st))
+		}
+		v, err := listScript.Run(ctx, s.client, ks, args...).Slice()
+		if err != nil {
+			return nil, fmt.Errorf("list runs: %w", interpretError(err))
+		}
+		if len(v) < 2 {
+			return nil, fmt.Errorf("list runs: unexpected reply of %d elements", len(v))
+		}
+		pos, _ = v[0].(string)
+		for _, h := range v[2:] {
+			m, err := hashMap(h)
+			if err != nil {
+				return nil, fmt.Errorf("list runs: %w", err)
+			}
+			runs = append(runs, m)
+		}
+		if done, _ := v[1].(int64); done == 1 {
+			break
+		}
+	}
+
+	page := &engine.RunPage{}
+	if len(runs) > limit {
+		runs = runs[:limit]
+		page.NextCursor = encodeCursor(runs[limit-1][fieldMember])
+	}
+	page.Runs = make([]*engine.Run, len(runs))
+	for i, h := range runs {
+		r, err := parseRun(h)
+		if err != nil {
+			return nil, fmt.Errorf("list runs: %w", err)
+		}
+		page.Runs[i] = r
+	}
+	return page, nil
+}
+
+// TaskUpdate changes one task of a run as [engine.TaskUpdateParams]
+// describes, in one script. ResetEnd is applied before EndedAt, so both
+// together set EndedAt; an Attempt is inserted or replaced by Number. It
+// returns an error wrapping [engine.ErrNotFound] if the run or task is
+// unknown, [engine.ErrConflict] if the run is terminal. It records no event.
+func (s *Store) TaskUpdate(ctx context.Context, p *engine.TaskUpdateParams) error {
+	t := p.Task
+	var del []string
+	set := []any{
+		taskField(taskStatus, t), string(p.Status),
+		taskField(taskError, t), p.Error,
+	}
+	if !p.StartedAt.IsZero() {
+		set = append(set, taskField(taskStarted, t), ms(p.StartedAt))
+	}
+	if !p.EndedAt.IsZero() {
+		set = append(set, taskField(taskEnded, t), ms(p.EndedAt))
+	} else if p.ResetEnd {
+		del = append(del, taskField(taskEnded, t))
+	}
+	if len(p.Output) > 0 {
+		set = append(set, taskField(taskOutput, t), []byte(p.Output), taskField(taskTrunc, t), boolString(p.OutputTruncated))
+	}
+	if a := p.Attempt; a != nil {
+		b, err := json.Marshal(a)
+		if err != nil {
+			return fmt.Errorf("update task %s of run %s: attempt: %w", t, p.RunID, err)
+		}
+		set = append(set, attemptField(a.Number, t), b)
+	}
+	args := make([]any, 0, 2+len(del)+len(set))
+	args = append(args, taskField(taskStatus, t), len(del))
+	for _, d := range del {
+		args = append(args, d)
+	}
+	args = append(args, set...)
+	err := taskUpdateScript.Run(ctx, s.client, []string{s.keys.run(p.RunID), s.keys.tasks(p.RunID)}, args...).Err()
+	if err != nil {
+		return fmt.Errorf("update task %s of run %s: %w", t, p.RunID, interpretError(err))
+	}
+	return nil
+}
+
+// LogAppend appends entries to a run's log stream (terminal runs included:
+// late lines are kept until the run expires), assigning Seq 1, 2, 3… per run
+// and writing each Seq back into entries; one call's entries get consecutive
+// Seqs atomically. Timestamps are kept to the millisecond; the stream is
+// capped at about [Config.LogMaxEntries] (oldest trimmed). An empty batch
+// does nothing. It returns an error wrapping [engine.ErrNotFound] if the run
+// is unknown.
+func (s *Store) LogAppend(ctx context.Context, runID string, entries []engine.LogEntry) error {
+	if len(entries) == 0 {
+		return nil
+	}
+	args := make([]any, 0, 3+len(entries)*2*logFieldPairs)
+	args = append(args, s.cfg.LogMaxEntries, len(entries), logFieldPairs)
+	for i := range entries {
+		args = append(args, logFields(&entries[i])...)
+	}
+	first, err := logAppendScript.Run(ctx, s.client, []string{s.keys.run(runID), s.keys.logs(runID)}, args...).Int64()
+	if err != nil {
+		return fmt.Errorf("append logs of run %s: %w", runID, interpretError(err))
+	}
+	for i := range entries {
+		entries[i].Seq = first + int64(i)
+	}
+	return nil
+}
+
+// LogList returns a run's entries in Seq order: those of p.Task (if set) with
+// Seq > p.After, then the last p.Tail of them (if set), then the first
+// p.Limit (if set). Seq ranges are stream-ID ranges, so After and Tail cost
+// no scan; a Task filter reads the stream in pages. It returns an error
+// wrapping [engine.ErrNotFound] if the run is unknown.
+func (s *Store) LogList(ctx context.Context, p *engine.LogListParams) ([]engine.LogEntry, error) {
+	key := s.keys.logs(p.RunID)
+	start := "-"
+	if p.After > 0 {
+		start = "(" + logStreamID(p.After)
+	}
+	var (
+		msgs []redis.XMessage
+		err  error
+	)
+	switch {
+	case p.Task == "" && p.Tail > 0:
+		msgs, err = s.client.XRevRangeN(ctx, key, "+", start, int64(p.Tail)).Result()
+		slices.Reverse(msgs)
+	case p.Task == "" && p.Limit > 0:
+		msgs, err = s.client.XRangeN(ctx, key, start, "+", int64(p.Limit)).Result()
+	case p.Task == "":
+		msgs, err = s.client.XRange(ctx, key, start, "+").Result()
+	case p.Tail > 0:
+		msgs, err = s.scanLogs(ctx, key, start, p.Task, p.Tail, true)
+		slices.Reverse(msgs)
+	default:
+		msgs, err = s.scanLogs(ctx, key, start, p.Task, p.Limit, false)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list logs of run %s: %w", p.RunID, interpretError(err))
+	}
+	if len(msgs) == 0 {
+		n, err := s.client.Exists(ctx, s.keys.run(p.RunID)).Result()
+		if err != nil {
+			return nil, fmt.Errorf("list logs of run %s: %w", p.RunID, interpretError(err))
+		}
+		if n == 0 {
+			return nil, fmt.Errorf("list logs of run %s: %w", p.RunID, engine.ErrNotFound)
+		}
+		return nil, nil
+	}
+	if p.Limit > 0 && len(msgs) > p.Limit {
+		msgs = msgs[:p.Limit]
+	}
+	out := make([]engine.LogEntry, len(msgs))
+	for i, m := range msgs {
+		if out[i], err = parseLogEntry(m); err != nil {
+			return nil, fmt.Errorf("list logs of run %s: %w", p.RunID, err)
+		}
+	}
+	return out, nil
+}
+
+// scanLogs reads the log stream key from start (exclusive bound or "-"),
+// forward or (reverse) backward from the newest, in pages, keeping the
+// entries of task until it has max of them (0: all).
+func (s *Store) scanLogs(ctx context.Context, key, start, task string, max int, reverse bool) ([]redis.XMessage, error) {
+	var out []redis.XMessage
+	from := start // forward: lower bound; backward: "+" then below the last seen
+	if reverse {
+		from = "+"
+	}
+	for {
+		var page []redis.XMessage
+		var err error
+		if reverse {
+			page, err = s.client.XRevRangeN(ctx, key, from, start, logPage).Result()
+		} else {
+			page, err = s.client.XRangeN(ctx, key, from, "+", logPage).Result()
+		}
+		if err != nil {
+			return nil, err
+		}
+		for _, m := range page {
+			if t, _ := m.Values[logTask].(string); t == task {
+				out = append(out, m)
+				if max > 0 && len(out) == max {
+					return out, nil
+				}
+			}
+		}
+		if len(page) < logPage {
+			return out, nil
+		}
+		from = "(" + page[len(page)-1].ID
+	}
+}
+
+// EventList returns events after p.After ("" = from the start), oldest first,
+// at most p.Limit of them (0: all). Event IDs are the events stream's entry
+// IDs; an After that is not one gives an error wrapping
+// [engine.ErrBadCursor]. The stream is capped at about [Config.EventMaxLen].
+func (s *Store) EventList(ctx context.Context, p *engine.EventListParams) ([]engine.Event, error) {
+	start := "-"
+	if p.After != "" {
+		if !validStreamID(p.After) {
+			return nil, fmt.Errorf("list events after %q: %w", p.After, engine.ErrBadCursor)
+		}
+		start = "(" + p.After
+	}
+	var (
+		msgs []redis.XMessage
+		err  error
+	)
+	if p.Limit > 0 {
+		msgs, err = s.client.XRangeN(ctx, s.keys.events(), start, "+", int64(p.Limit)).Result()
+	} else {
+		msgs, err = s.client.XRange(ctx, s.keys.events(), start, "+").Result()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list events: %w", interpretError(err))
+	}
+	out := make([]engine.Event, len(msgs))
+	for i, m := range msgs {
+		if out[i], err = parseEvent(m); err != nil {
+			return nil, fmt.Errorf("list events: %w", err)
+		}
+	}
+	return out, nil
+}
+
+// Sweep removes finished runs whose retention has passed from every index
+// (their keys expire by themselves), at most a batch of them, and returns
+// how many it removed. RunCreate and RunList call it lazily; call it
+// directly to clean up a namespace that sees no traffic.
+func (s *Store) Sweep(ctx context.Context) (int, error) {
+	ks := append([]string{s.keys.expiry(), s.keys.all()}, s.keys.statuses()...)
+	n, err := sweepScript.Run(ctx, s.client, ks, sweepBatch).Int()
+	if err != nil {
+		return 0, fmt.Errorf("sweep expired runs: %w", interpretError(err))
+	}
+	return n, nil
+}
+
+// maybeSweep runs [Store.Sweep] if the last one is sweepEvery ago, or
+// finished a full batch. Errors are left to the caller's own command, which
+// fails the same way; the next call retries.
+func (s *Store) maybeSweep(ctx context.Context) {
+	now := time.Now().UnixMilli()
+	next := s.nextSweep.Load()
+	if now < next || !s.nextSweep.CompareAndSwap(next, now+sweepEvery.Milliseconds()) {
+		return
+	}
+	n, err := s.Sweep(ctx)
+	if err != nil || n == sweepBatch {
+		s.nextSweep.Store(0)
+	}
+}
+
+// orNow returns t, or the current time if t is zero.
+func orNow(t time.Time) time.Time {
+	if t.IsZero() {
+		return time.Now()
+	}
+	return t
+}
+
+// uniq returns s without duplicates, in first-seen order.
+func uniq[T comparable](s []T) []T {
+	var out []T
+	for _, v := range s {
+		if !slices.Contains(out, v) {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+// sortedKeys returns the keys of m in order (stable script arguments).
+func sortedKeys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
+}
+
+var (
+	_ engine.Store          = (*Store)(nil)
+	_ engine.CancelNotifier = (*Store)(nil)
+)
