@@ -1,0 +1,87 @@
+package engine
+
+import (
+	"context"
+	"time"
+)
+
+// Queue is an optional [Store] capability: a store that is also a Queue
+// hands PENDING runs to workers. On such a store RunCreate also enqueues
+// the run, in the same atomic step, so a created run is never lost between
+// the two. A run is delivered to one worker at a time; a worker that stops
+// heart-beating loses its leases after the lease time and another worker
+// reclaims the run (SPEC §11).
+//
+// This interface is unstable until the queue issue lands.
+type Queue interface {
+	// QueuePop blocks until a run is available, p.Block passes (nil lease,
+	// nil error), or ctx ends. It never returns a run that is not PENDING or
+	// RUNNING (cancelled runs are acknowledged and skipped).
+	QueuePop(ctx context.Context, p *QueuePopParams) (*Lease, error)
+	// QueueAck removes a finished (or handed-back) run from the worker's
+	// pending entries.
+	QueueAck(ctx context.Context, l *Lease) error
+	// QueueReclaim takes over runs whose lease expired (their worker stopped
+	// heart-beating), at most p.Count. Each returned lease has its
+	// Deliveries incremented.
+	QueueReclaim(ctx context.Context, p *QueueReclaimParams) ([]*Lease, error)
+	// QueueHeartbeat renews the leases of the given runs held by workerID.
+	QueueHeartbeat(ctx context.Context, workerID string, leases []*Lease) error
+	// QueueRequeue puts a handed-back run at the front for another worker.
+	QueueRequeue(ctx context.Context, l *Lease) error
+}
+
+// QueuePopParams are the arguments of [Queue.QueuePop].
+type QueuePopParams struct {
+	WorkerID string
+	// Block bounds the wait; 0 waits until ctx ends.
+	Block time.Duration
+}
+
+// QueueReclaimParams are the arguments of [Queue.QueueReclaim].
+type QueueReclaimParams struct {
+	WorkerID string
+	// MinIdle is the lease: entries idle longer than this are reclaimed.
+	MinIdle time.Duration
+	Count   int
+}
+
+// Lease is one delivery of a queued run to a worker.
+type Lease struct {
+	RunID string
+	// ID identifies the delivery in the queue (e.g. a stream entry id).
+	ID string
+	// Deliveries counts how many workers have taken the run (1 on the first).
+	Deliveries int
+}
+
+// QueueStats is an optional [Store] capability used by metrics and the API.
+type QueueStats interface {
+	// QueueDepth returns the runs waiting in the queue, by flow.
+	QueueDepth(ctx context.Context) (map[string]int64, error)
+}
+
+// WorkerInfo describes one live worker (GET /workers).
+type WorkerInfo struct {
+	ID            string    `json:"id"`
+	Host          string    `json:"host"`
+	StartedAt     time.Time `json:"started_at"`
+	LastHeartbeat time.Time `json:"last_heartbeat"`
+	// Running lists the ids of the runs it executes now.
+	Running []string `json:"running"`
+	// Concurrency is how many runs it executes at once at most.
+	Concurrency int `json:"concurrency"`
+}
+
+// WorkerRegistry is an optional [Store] capability: live workers announce
+// themselves with heartbeats; entries older than the lease are not live.
+type WorkerRegistry interface {
+	WorkerHeartbeat(ctx context.Context, w *WorkerInfo, ttl time.Duration) error
+	WorkerRemove(ctx context.Context, id string) error
+	WorkerList(ctx context.Context) ([]WorkerInfo, error)
+}
+
+// Pinger is an optional [Store] capability for readiness checks.
+type Pinger interface {
+	Ping(ctx context.Context) error
+}
