@@ -31,10 +31,12 @@ import (
 // The first SIGINT or SIGTERM cancels a running flow gracefully; a second
 // one exits at once with status 130.
 func Main() {
-	os.Exit(run())
+	os.Exit(Status())
 }
 
-func run() int {
+// Status is [Main] without the exit: it runs the command line with os.Args,
+// handling signals as Main does, and returns the exit status.
+func Status() int {
 	ctx, cancel := context.WithCancelCause(context.Background())
 	defer cancel(nil)
 	sigs := make(chan os.Signal, 2)

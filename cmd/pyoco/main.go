@@ -1,45 +1,20 @@
 // Command pyoco is the pyoco workflow engine: `pyoco run flow.yaml` runs a
-// flow locally; see `pyoco --help` and the README.
+// flow locally; see `pyoco --help` and the README. Custom builds with Go
+// task plug-ins use the same entry point through package pyococmd.
 package main
 
 import (
-	"context"
-	"fmt"
 	"os"
-	"os/signal"
-	"syscall"
 
-	"github.com/pyoco/pyoco/engine"
-	"github.com/pyoco/pyoco/internal/cli"
+	"github.com/pyoco/pyoco/pyococmd"
 )
 
 func main() {
 	os.Exit(run())
 }
 
-// run wires signals: the first SIGINT/SIGTERM cancels the context (a
-// running flow is cancelled gracefully), the second exits at once with 130.
+// run is the whole program (the first SIGINT/SIGTERM cancels gracefully,
+// the second exits with 130); tests call it as the `pyoco` command.
 func run() int {
-	ctx, cancel := context.WithCancelCause(context.Background())
-	defer cancel(nil)
-	sigs := make(chan os.Signal, 2)
-	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
-	defer signal.Stop(sigs)
-	done := make(chan struct{})
-	defer close(done)
-	go func() {
-		select {
-		case <-sigs:
-			cancel(engine.ErrRunCancelled)
-		case <-done:
-			return
-		}
-		select {
-		case <-sigs:
-			fmt.Fprintln(os.Stderr, "pyoco: interrupted again, stopping now")
-			os.Exit(cli.ExitCancelled)
-		case <-done:
-		}
-	}()
-	return cli.Main(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	return pyococmd.Status()
 }
