@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"runtime/debug"
 	"sync"
 	"time"
@@ -682,20 +683,35 @@ func (x *execution) finish(status RunStatus, msg string) (*Run, error) {
 	return final, nil
 }
 
-// persist runs a store write, retrying while the store is unavailable.
-// Writes that fail otherwise are logged: the run goes on.
+// persistRetryFor bounds how long persist keeps retrying a write while the
+// store is unavailable: long enough to ride out a Redis restart or
+// fail-over, so a run's state is never silently lost.
+const persistRetryFor = 15 * time.Minute
+
+// persist runs a store write, retrying while the store is unavailable (with
+// jittered back-off from 50ms to 5s, for up to persistRetryFor; one warning
+// per outage). Writes that fail otherwise are logged: the run goes on.
 func (x *execution) persist(fn func(context.Context) error) {
 	delay := 50 * time.Millisecond
-	for attempt := 1; ; attempt++ {
+	deadline := time.Now().Add(persistRetryFor)
+	warned := false
+	for {
 		err := fn(x.bg)
 		if err == nil {
+			if warned {
+				x.e.cfg.Logger.InfoContext(x.spanCtx, "store write succeeded after retrying", LogKeyRunID, x.run.ID)
+			}
 			return
 		}
-		if !errors.Is(err, ErrUnavailable) || attempt >= 20 {
+		if !errors.Is(err, ErrUnavailable) || time.Now().After(deadline) {
 			x.e.cfg.Logger.WarnContext(x.spanCtx, "store write", LogKeyRunID, x.run.ID, LogKeyError, err)
 			return
 		}
-		time.Sleep(delay)
+		if !warned {
+			warned = true
+			x.e.cfg.Logger.WarnContext(x.spanCtx, "store write: store unavailable, retrying", LogKeyRunID, x.run.ID, LogKeyError, err)
+		}
+		time.Sleep(delay/2 + rand.N(delay/2+1))
 		delay = min(delay*2, 5*time.Second)
 	}
 }

@@ -6,11 +6,11 @@ import (
 	"net/http/httptest"
 	"testing"
 
-	"github.com/pyoco/pyoco/engine"
-	"github.com/pyoco/pyoco/telemetry"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+	"github.com/pyoco/pyoco/engine"
+	"github.com/pyoco/pyoco/telemetry"
 	"github.com/stretchr/testify/require"
 )
 

@@ -25,9 +25,13 @@ type Queue interface {
 	// heart-beating), at most p.Count. Each returned lease has its
 	// Deliveries incremented.
 	QueueReclaim(ctx context.Context, p *QueueReclaimParams) ([]*Lease, error)
-	// QueueHeartbeat renews the leases of the given runs held by workerID.
+	// QueueHeartbeat renews the leases of the given runs held by workerID;
+	// leases another worker took over meanwhile are left alone.
 	QueueHeartbeat(ctx context.Context, workerID string, leases []*Lease) error
-	// QueueRequeue puts a handed-back run at the front for another worker.
+	// QueueRequeue acknowledges a handed-back run's lease and queues the run
+	// again for any worker (its next delivery counts from 1); a terminal run
+	// is only acknowledged. The memory store puts it at the front, Redis at
+	// the end of the stream.
 	QueueRequeue(ctx context.Context, l *Lease) error
 }
 

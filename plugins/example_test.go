@@ -194,9 +194,24 @@ func TestGoExampleBuilds(t *testing.T) {
 	env := append(os.Environ(), "GOFLAGS=-mod=mod", "GOPROXY=off", "GOWORK=off", "GOTOOLCHAIN=local")
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
+	// Raise the example's requirements to the main module's, so its module
+	// graph is the one already in the cache even when pyoco gained a
+	// dependency after the example's go.mod was last tidied.
+	modJSON, err := exec.CommandContext(ctx, goBin, "mod", "edit", "-json", filepath.Join(root, "go.mod")).Output()
+	require.NoError(t, err)
+	var mainMod struct{ Require []struct{ Path, Version string } }
+	require.NoError(t, json.Unmarshal(modJSON, &mainMod))
+	edit := []string{"mod", "edit"}
+	for _, r := range mainMod.Require {
+		edit = append(edit, "-require="+r.Path+"@"+r.Version)
+	}
+	cmd := exec.CommandContext(ctx, goBin, edit...)
+	cmd.Dir, cmd.Env = work, env
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, "go mod edit: %s", out)
 	build := exec.CommandContext(ctx, goBin, "build", "-o", bin, ".")
 	build.Dir, build.Env = work, env
-	out, err := build.CombinedOutput()
+	out, err = build.CombinedOutput()
 	require.NoError(t, err, "go build: %s", out)
 	test := exec.CommandContext(ctx, goBin, "test", "./...")
 	test.Dir, test.Env = work, env

@@ -35,6 +35,7 @@ const (
 	fieldMember  = "member" // (lua) index member, see indexMember
 	fieldGC      = "gc"     // (lua) expiry-set record, see keys.gcRecord
 	fieldLogSeq  = "logseq" // (lua) last log seq, HINCRBY by log_append.lua
+	fieldQueueID = "qid"    // (lua) ID of the run's current queue entry
 )
 
 // taskFieldSep separates a task-hash field's kind from the task name.

@@ -12,10 +12,6 @@ import (
 // else in the package spells a key. Every name starts with the hash tag
 // "{<namespace>}" so all of them map to one Cluster slot and each Lua script
 // may touch any of them. docs/redis.md documents the layout.
-//
-// Names reserved for the queue and workers (not used by the Store yet):
-// "{ns}:queue" (stream + consumer group), "{ns}:workers" and
-// "{ns}:worker:<id>".
 type keys struct {
 	prefix string // "{<namespace>}:"
 }
@@ -62,6 +58,22 @@ func (k keys) flow(name string) string { return k.prefix + "idx:flow:" + name }
 
 // tag is the index of the runs with a tag.
 func (k keys) tag(tag string) string { return k.prefix + "idx:tag:" + tag }
+
+// queue is the run queue: a stream of {run_id, flow} entries read by the
+// consumer group [queueGroup].
+func (k keys) queue() string { return k.prefix + "queue" }
+
+// queued is the hash flow → number of PENDING runs (QueueDepth).
+func (k keys) queued() string { return k.prefix + "queued" }
+
+// workers is the sorted set of live workers, scored by expiry (Unix ms).
+func (k keys) workers() string { return k.prefix + "workers" }
+
+// worker is the JSON description of worker id (expires with its heartbeat).
+func (k keys) worker(id string) string { return k.prefix + "worker:" + id }
+
+// workerPrefix is worker(id) without the id.
+func (k keys) workerPrefix() string { return k.prefix + "worker:" }
 
 // cancelChannel is the pub/sub channel on which cancel.lua publishes the ID
 // of each run whose cancellation is requested.

@@ -54,6 +54,9 @@ type Store struct {
 	listBudget int
 	// nextSweep is the Unix ms after which RunCreate or RunList sweep.
 	nextSweep atomic.Int64
+	// groupReady is set once the queue's consumer group is known to exist
+	// (queue.go).
+	groupReady atomic.Bool
 }
 
 // New returns a Store that keeps its state in client's Redis, under
@@ -121,6 +124,7 @@ func (s *Store) RunCreate(ctx context.Context, run *engine.Run) error {
 	ks := []string{
 		s.keys.run(r.ID), s.keys.tasks(r.ID), s.keys.events(),
 		s.keys.all(), s.keys.status(engine.RunPending), s.keys.flow(r.FlowName),
+		s.keys.queue(), s.keys.queued(),
 	}
 	for _, t := range tags {
 		ks = append(ks, s.keys.tag(t))
@@ -157,6 +161,7 @@ func (s *Store) RunStart(ctx context.Context, p *engine.RunStartParams) (*engine
 	ks := []string{
 		s.keys.run(p.RunID), s.keys.tasks(p.RunID), s.keys.events(),
 		s.keys.status(engine.RunPending), s.keys.status(engine.RunRunning),
+		s.keys.queued(),
 	}
 	v, err := startScript.Run(ctx, s.client, ks, p.WorkerID, ms(orNow(p.At)), s.cfg.EventMaxLen).Result()
 	if err != nil {
@@ -184,6 +189,7 @@ func (s *Store) RunFinish(ctx context.Context, p *engine.RunFinishParams) (*engi
 	ks := append([]string{
 		s.keys.run(p.RunID), s.keys.tasks(p.RunID), s.keys.logs(p.RunID), s.keys.events(), s.keys.expiry(),
 	}, s.keys.statuses()...)
+	ks = append(ks, s.keys.queued(), s.keys.queue())
 	v, err := finishScript.Run(ctx, s.client, ks,
 		string(p.Status), ms(orNow(p.At)), p.Error, s.cfg.EventMaxLen, s.cfg.Retention.Milliseconds()).Result()
 	if err != nil {
@@ -207,6 +213,7 @@ func (s *Store) RunCancel(ctx context.Context, p *engine.RunCancelParams) (engin
 	ks := append([]string{
 		s.keys.run(p.RunID), s.keys.tasks(p.RunID), s.keys.logs(p.RunID), s.keys.events(), s.keys.expiry(),
 	}, s.keys.statuses()...)
+	ks = append(ks, s.keys.queued(), s.keys.queue())
 	st, err := cancelScript.Run(ctx, s.client, ks,
 		ms(orNow(p.At)), s.cfg.EventMaxLen, s.cfg.Retention.Milliseconds(), s.keys.cancelChannel()).Text()
 	if err != nil {

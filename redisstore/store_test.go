@@ -304,3 +304,17 @@ func TestCancelNotifyAcrossClients(t *testing.T) {
 		})
 	}
 }
+
+func TestQueue(t *testing.T) {
+	t.Parallel()
+	for _, be := range backends {
+		t.Run(be.name, func(t *testing.T) {
+			t.Parallel()
+			c := be.client(t)
+			storetest.RunQueue(t, func(t *testing.T) engine.Store {
+				s, _ := newStore(t, c, nil)
+				return s
+			})
+		})
+	}
+}

@@ -33,6 +33,8 @@ type Store struct {
 	byTag    map[string]*index
 
 	events []engine.Event // events[i] has ID strconv.Itoa(i+1)
+
+	q queueState // the run queue and worker registry (queue.go)
 }
 
 // runRecord is everything the store keeps about one run.
@@ -57,6 +59,7 @@ func New() *Store {
 		byStatus: make(map[engine.RunStatus]*index),
 		byFlow:   make(map[string]*index),
 		byTag:    make(map[string]*index),
+		q:        newQueueState(),
 	}
 }
 
@@ -105,6 +108,7 @@ func (s *Store) RunCreate(ctx context.Context, run *engine.Run) error {
 		indexOf(s.byTag, tag).insert(rec.key)
 	}
 	s.appendEvent(r, r.CreatedAt)
+	s.enqueue(r.ID)
 	return nil
 }
 

@@ -82,3 +82,8 @@ func mustGet(t *testing.T, s *memstore.Store, id string) *engine.Run {
 	require.NoError(t, err)
 	return r
 }
+
+func TestQueue(t *testing.T) {
+	t.Parallel()
+	storetest.RunQueue(t, func(t *testing.T) engine.Store { return memstore.New() })
+}

@@ -77,7 +77,8 @@ func newRoot(e *env) *cobra.Command {
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return usageErr("%v (see 'pyoco %s --help')", err, c.Name())
 	})
-	root.AddCommand(newRunCmd(e), newCheckCmd(e), newGraphCmd(e), newTasksCmd(e), newPluginsCmd(e), newVersionCmd(e))
+	root.AddCommand(newRunCmd(e), newCheckCmd(e), newGraphCmd(e), newTasksCmd(e), newPluginsCmd(e), newVersionCmd(e), newWorkerCmd(e),
+		newServerCmd(e), newSubmitCmd(e), newRunsCmd(e))
 	return root
 }
 

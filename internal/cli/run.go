@@ -18,22 +18,31 @@ func newRunCmd(e *env) *cobra.Command {
 		paramFlags []string
 		plain      bool
 		asJSON     bool
+		server     string
 		popts      pluginOptions
 	)
 	c := &cobra.Command{
-		Use:   "run FLOW.yaml",
+		Use:   "run FLOW.yaml | run FLOW --server URL",
 		Short: "Run a flow locally on the embedded store, with live progress",
 		Long: `Run a flow locally on the embedded in-memory store (no Redis needed).
 
 Exit status: 0 when the run COMPLETED, 1 when it FAILED, 130 when Ctrl+C
 cancelled it (a second Ctrl+C stops at once), 2 for a bad flow file or flags.
 Progress is cute on a terminal; --plain, NO_COLOR or a non-terminal output
-gives plain lines (PYOCO_PROGRESS=cute|plain forces either).`,
+gives plain lines (PYOCO_PROGRESS=cute|plain forces either).
+
+With --server URL, the run goes to that pyoco server instead (FLOW is a flow
+file, whose text is sent, or the name of a flow the server offers) and is
+followed the same way: progress from its task states, its log lines, the
+same exit status; Ctrl+C cancels the remote run.`,
 		Args: exactArgs(1, "one flow file"),
 		RunE: func(c *cobra.Command, args []string) error {
 			params, err := parseParams(paramFlags)
 			if err != nil {
 				return err
+			}
+			if server != "" {
+				return runRemote(c.Context(), e, server, args[0], params, plain, asJSON)
 			}
 			reg, err := newRegistry(c.Context(), e, popts.strict)
 			if err != nil {
@@ -49,6 +58,7 @@ gives plain lines (PYOCO_PROGRESS=cute|plain forces either).`,
 	c.Flags().StringArrayVarP(&paramFlags, "param", "p", nil, "set a param: key=value (JSON values keep their type); repeatable")
 	c.Flags().BoolVar(&plain, "plain", false, "plain progress lines, no emoji")
 	c.Flags().BoolVar(&asJSON, "json", false, "print only the finished run as JSON on stdout (progress goes to stderr)")
+	c.Flags().StringVar(&server, "server", "", "submit to this pyoco server and follow the run there")
 	popts.register(c)
 	return c
 }

@@ -38,15 +38,17 @@ type Server struct {
 
 // StartServer starts a dedicated redis-server for t alone (persistence off,
 // free loopback port) and stops it in t.Cleanup. Use it for tests that stop
-// and restart Redis; others share [Client]'s server. It fails t if
-// redis-server is not on PATH or does not start.
-func StartServer(t testing.TB) *Server {
+// and restart Redis; others share [Client]'s server. extra are more
+// redis-server arguments, which override the defaults (e.g. "--appendonly",
+// "yes" keeps the data across [Server.Restart]). It fails t if redis-server
+// is not on PATH or does not start.
+func StartServer(t testing.TB, extra ...string) *Server {
 	t.Helper()
 	dir, err := os.MkdirTemp("", "redistest-")
 	if err != nil {
 		t.Fatalf("redistest: %v", err)
 	}
-	s, err := newServer(dir)
+	s, err := newServer(dir, extra...)
 	if err != nil {
 		_ = os.RemoveAll(dir)
 		t.Fatalf("redistest: %v", err)
@@ -85,7 +87,8 @@ func (s *Server) Stop(t testing.TB) {
 }
 
 // Restart starts a stopped server again on the same port and waits until it
-// answers PING. The data is gone (persistence is off).
+// answers PING. The data is gone, unless the server was started with
+// persistence (e.g. "--appendonly", "yes").
 func (s *Server) Restart(t testing.TB) {
 	t.Helper()
 	if err := s.start(); err != nil {

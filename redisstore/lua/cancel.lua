@@ -9,13 +9,15 @@
 -- KEYS[5]  expiry sorted set
 -- KEYS[6…11] status indexes, in the order PENDING, RUNNING, CANCELLING,
 --          COMPLETED, FAILED, CANCELLED
+-- KEYS[12] queued-per-flow hash  KEYS[13] queue stream (a PENDING run's
+--          count is decremented and its queue entry deleted: never picked up)
 -- ARGV[1]  at (Unix ms)        ARGV[2]  events stream MAXLEN (approximate)
 -- ARGV[3]  retention (ms)      ARGV[4]  cancel pub/sub channel
 --
 -- Returns the run's new status; the error replies "NOTFOUND run" and
 -- "CONFLICT <status>" (terminal run) change nothing.
 
-local f = redis.call('HMGET', KEYS[1], 'status', 'member', 'id', 'flow', 'gc')
+local f = redis.call('HMGET', KEYS[1], 'status', 'member', 'id', 'flow', 'gc', 'qid')
 local status = f[1]
 if not status then
   return redis.error_reply('NOTFOUND run')
@@ -35,6 +37,12 @@ if status == 'PENDING' then
   end
   redis.call('ZADD', KEYS[5], at, f[5])
   redis.call('ZADD', KEYS[11], 0, f[2])
+  if redis.call('HINCRBY', KEYS[12], f[4], -1) <= 0 then
+    redis.call('HDEL', KEYS[12], f[4])
+  end
+  if f[6] then
+    redis.call('XDEL', KEYS[13], f[6])
+  end
 elseif status == 'RUNNING' then
   to, from = 'CANCELLING', KEYS[7]
   redis.call('HSET', KEYS[1], 'status', to)

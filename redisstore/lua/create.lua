@@ -1,10 +1,11 @@
 -- create.lua: store a new PENDING run, add it to its indexes and record its
--- PENDING event, all at once.
+-- PENDING event, and queue it for the workers, all at once.
 --
 -- KEYS[1]  run hash            KEYS[2]  tasks hash
 -- KEYS[3]  events stream       KEYS[4]  index of all runs
 -- KEYS[5]  PENDING index       KEYS[6]  flow index
--- KEYS[7…] tag indexes (one per distinct tag)
+-- KEYS[7]  queue stream        KEYS[8]  queued-per-flow hash
+-- KEYS[9…] tag indexes (one per distinct tag)
 -- ARGV[1]  index member ("<created>:<id>")
 -- ARGV[2]  events stream MAXLEN (approximate)
 -- ARGV[3]  run ID              ARGV[4]  flow name
@@ -12,6 +13,9 @@
 -- ARGV[6]  n = number of run-hash arguments (field, value, field, value…)
 -- ARGV[7 … 6+n]   run-hash fields and values
 -- ARGV[7+n …]     tasks-hash fields and values
+--
+-- The queue entry ({run_id, flow}) is XADDed to KEYS[7] and its ID kept in
+-- the run hash's "qid" field; KEYS[8][flow] counts PENDING runs.
 --
 -- Returns the event's stream ID; the error reply "CONFLICT run exists" if
 -- the run hash exists (nothing is written).
@@ -36,8 +40,14 @@ hset(KEYS[1], 7, 6 + n)
 hset(KEYS[2], 7 + n, #ARGV)
 
 local member = ARGV[1]
-for i = 4, #KEYS do
+for i = 4, 6 do
   redis.call('ZADD', KEYS[i], 0, member)
 end
+for i = 9, #KEYS do
+  redis.call('ZADD', KEYS[i], 0, member)
+end
+local qid = redis.call('XADD', KEYS[7], '*', 'run_id', ARGV[3], 'flow', ARGV[4])
+redis.call('HSET', KEYS[1], 'qid', qid)
+redis.call('HINCRBY', KEYS[8], ARGV[4], 1)
 return redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[2], '*',
   'run_id', ARGV[3], 'flow', ARGV[4], 'status', 'PENDING', 'time', ARGV[5])

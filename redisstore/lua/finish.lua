@@ -7,6 +7,8 @@
 -- KEYS[5]  expiry sorted set
 -- KEYS[6…11] status indexes, in the order PENDING, RUNNING, CANCELLING,
 --          COMPLETED, FAILED, CANCELLED
+-- KEYS[12] queued-per-flow hash  KEYS[13] queue stream (a PENDING run's
+--          count is decremented and its queue entry deleted: never picked up)
 -- ARGV[1]  new status (COMPLETED, FAILED or CANCELLED)
 -- ARGV[2]  at (Unix ms)        ARGV[3]  error text ("" for none)
 -- ARGV[4]  events stream MAXLEN (approximate)
@@ -19,7 +21,7 @@
 local index = {PENDING = 6, RUNNING = 7, CANCELLING = 8, COMPLETED = 9, FAILED = 10, CANCELLED = 11}
 local terminal = {COMPLETED = true, FAILED = true, CANCELLED = true}
 
-local f = redis.call('HMGET', KEYS[1], 'status', 'member', 'id', 'flow', 'gc')
+local f = redis.call('HMGET', KEYS[1], 'status', 'member', 'id', 'flow', 'gc', 'qid')
 local status, to = f[1], ARGV[1]
 if not status then
   return redis.error_reply('NOTFOUND run')
@@ -32,6 +34,14 @@ if not terminal[to] then
 end
 
 redis.call('HSET', KEYS[1], 'status', to, 'ended', ARGV[2], 'error', ARGV[3])
+if status == 'PENDING' then
+  if redis.call('HINCRBY', KEYS[12], f[4], -1) <= 0 then
+    redis.call('HDEL', KEYS[12], f[4])
+  end
+  if f[6] then
+    redis.call('XDEL', KEYS[13], f[6])
+  end
+end
 redis.call('ZREM', KEYS[index[status]], f[2])
 redis.call('ZADD', KEYS[index[to]], 0, f[2])
 redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[4], '*',

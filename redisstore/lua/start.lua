@@ -6,6 +6,7 @@
 -- KEYS[1]  run hash            KEYS[2]  tasks hash
 -- KEYS[3]  events stream
 -- KEYS[4]  PENDING index       KEYS[5]  RUNNING index
+-- KEYS[6]  queued-per-flow hash (decremented when PENDING ends)
 -- ARGV[1]  worker ID           ARGV[2]  at (Unix ms)
 -- ARGV[3]  events stream MAXLEN (approximate)
 --
@@ -25,6 +26,9 @@ if status == 'PENDING' then
   redis.call('HSET', KEYS[1], 'status', 'RUNNING', 'started', ARGV[2])
   redis.call('ZREM', KEYS[4], f[2])
   redis.call('ZADD', KEYS[5], 0, f[2])
+  if redis.call('HINCRBY', KEYS[6], f[4], -1) <= 0 then
+    redis.call('HDEL', KEYS[6], f[4])
+  end
   redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], '*',
     'run_id', f[3], 'flow', f[4], 'status', 'RUNNING', 'time', ARGV[2])
 end

@@ -1,0 +1,378 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/pyoco/pyoco/engine"
+)
+
+// Limits of a POST /runs body.
+const (
+	maxTags           = 64
+	maxIdempotencyKey = 255
+	// inlineFlowFile names an inline flow_yaml in error positions.
+	inlineFlowFile = "flow_yaml"
+	// idemWait bounds how long a retried submit waits for the run of a
+	// concurrent first request with the same Idempotency-Key to appear.
+	idemWait = 2 * time.Second
+	// idemStale is the age after which a key whose run never appeared is
+	// taken as a failed earlier request.
+	idemStale = 10 * time.Second
+)
+
+// runCreateRequest is the body of POST /runs.
+type runCreateRequest struct {
+	FlowName *string         `json:"flow_name"`
+	FlowYAML *string         `json:"flow_yaml"`
+	Params   json.RawMessage `json:"params"`
+	Tags     []string        `json:"tags"`
+}
+
+// runCreatedDoc answers POST /runs.
+type runCreatedDoc struct {
+	RunID   string           `json:"run_id"`
+	Status  engine.RunStatus `json:"status"`
+	TraceID string           `json:"trace_id"`
+}
+
+// runStatusDoc answers POST /runs/{run_id}/cancel.
+type runStatusDoc struct {
+	RunID  string           `json:"run_id"`
+	Status engine.RunStatus `json:"status"`
+}
+
+// runListDoc answers GET /runs.
+type runListDoc struct {
+	Runs       []engine.RunSummaryDoc `json:"runs"`
+	NextCursor *string                `json:"next_cursor"`
+}
+
+// decodeBody decodes exactly one JSON value from r's body into v, refusing
+// unknown fields.
+func decodeBody(r *http.Request, v any) error {
+	dec := json.NewDecoder(r.Body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var mbe *http.MaxBytesError
+		var se *json.SyntaxError
+		var te *json.UnmarshalTypeError
+		switch {
+		case errors.As(err, &mbe):
+			return err
+		case errors.Is(err, io.EOF):
+			return errBadRequest("request body is empty: want a JSON object")
+		case errors.As(err, &se):
+			return errBadRequest("request body is not valid JSON: %v (at byte %d)", se, se.Offset)
+		case errors.As(err, &te):
+			if te.Field != "" {
+				return errBadRequest("request body: field %q: want %s, got JSON %s", te.Field, te.Type, te.Value)
+			}
+			return errBadRequest("request body: want a JSON object, got JSON %s", te.Value)
+		case strings.HasPrefix(err.Error(), "json: unknown field "):
+			return errBadRequest("request body: %s", strings.TrimPrefix(err.Error(), "json: "))
+		}
+		return errBadRequest("request body: %v", err)
+	}
+	var extra json.RawMessage
+	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return err
+		}
+		return errBadRequest("request body: want exactly one JSON object, found more after it")
+	}
+	return nil
+}
+
+func (s *Server) runCreate(w http.ResponseWriter, r *http.Request) error {
+	key := r.Header.Get("Idempotency-Key")
+	if len(key) > maxIdempotencyKey || strings.IndexFunc(key, func(c rune) bool { return c < 0x20 || c > 0x7e }) >= 0 {
+		return errBadParam("Idempotency-Key", "want 1 to %d printable ASCII characters", maxIdempotencyKey)
+	}
+	var req runCreateRequest
+	if err := decodeBody(r, &req); err != nil {
+		return err
+	}
+	flow, err := s.requestFlow(&req)
+	if err != nil {
+		return err
+	}
+	params, err := decodeParams(req.Params)
+	if err != nil {
+		return err
+	}
+	if err := checkParams(flow, params); err != nil {
+		return err
+	}
+	if len(req.Tags) > maxTags {
+		return errBadRequest("tags: at most %d tags, got %d", maxTags, len(req.Tags))
+	}
+	for _, t := range req.Tags {
+		if t == "" || len(t) > maxFilterLen {
+			return errBadRequest("tags: each tag must have 1 to %d bytes", maxFilterLen)
+		}
+	}
+
+	ctx := r.Context()
+	runID := engine.NewRunID()
+	if key != "" {
+		existing, err := s.idem.IdempotencyGetOrSet(ctx, key, runID, s.cfg.IdempotencyTTL)
+		if err != nil {
+			return fmt.Errorf("idempotency key: %w", err)
+		}
+		if existing != "" {
+			return s.replay(w, r, key, existing)
+		}
+	}
+	run, err := s.eng.Submit(ctx, &engine.SubmitParams{
+		Flow: flow, Params: params, Tags: req.Tags, RunID: runID,
+		TraceParent: s.traceParent(r),
+	})
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusCreated, runCreatedDoc{RunID: run.ID, Status: run.Status, TraceID: run.TraceID})
+	return nil
+}
+
+// requestFlow resolves flow_name or flow_yaml (exactly one).
+func (s *Server) requestFlow(req *runCreateRequest) (*engine.Flow, error) {
+	switch {
+	case req.FlowName != nil && req.FlowYAML != nil:
+		return nil, errBadRequest("give flow_name or flow_yaml, not both")
+	case req.FlowName != nil:
+		name := *req.FlowName
+		if name == "" {
+			return nil, errBadRequest("flow_name: must not be empty")
+		}
+		if s.cfg.Flows == nil {
+			return nil, errNotFound("flow %q not found: this server offers no flows by name (send flow_yaml)", clip(name))
+		}
+		f, err := s.cfg.Flows.FlowGet(name)
+		if errors.Is(err, engine.ErrNotFound) {
+			return nil, errNotFound("flow %q not found (see GET /flows)", clip(name))
+		}
+		return f, err
+	case req.FlowYAML != nil:
+		if strings.TrimSpace(*req.FlowYAML) == "" {
+			return nil, errBadRequest("flow_yaml: must not be empty")
+		}
+		return engine.LoadFlow(inlineFlowFile, []byte(*req.FlowYAML), s.eng.Registry())
+	}
+	return nil, errBadRequest("give flow_name (a flow of GET /flows) or flow_yaml (a flow file's text)")
+}
+
+// decodeParams decodes the params member: absent or null means none; any
+// other value must be a JSON object.
+func decodeParams(raw json.RawMessage) (map[string]any, error) {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 || string(raw) == "null" {
+		return nil, nil
+	}
+	if raw[0] != '{' {
+		return nil, errBadRequest("params: want a JSON object, got %s", jsonKind(raw[0]))
+	}
+	var params map[string]any
+	if err := json.Unmarshal(raw, &params); err != nil {
+		return nil, errBadRequest("params: %v", err)
+	}
+	return params, nil
+}
+
+func jsonKind(c byte) string {
+	switch {
+	case c == '[':
+		return "an array"
+	case c == '"':
+		return "a string"
+	case c == 't' || c == 'f':
+		return "a boolean"
+	default:
+		return "a number"
+	}
+}
+
+// checkParams reports params that the flow's tasks reference but that
+// neither the run nor the flow's defaults give (422, at the tasks'
+// positions): the run would otherwise fail on an unresolved reference.
+func checkParams(f *engine.Flow, params map[string]any) error {
+	var details []ErrorDetail
+	for _, name := range f.Order {
+		t := f.Tasks[name]
+		seen := map[string]bool{}
+		for _, ref := range engine.RefsIn(t.Inputs) {
+			if ref.Kind != engine.RefParams || seen[ref.Name] {
+				continue
+			}
+			seen[ref.Name] = true
+			if _, ok := params[ref.Name]; ok {
+				continue
+			}
+			if _, ok := f.Defaults[ref.Name]; ok {
+				continue
+			}
+			details = append(details, ErrorDetail{
+				Message: fmt.Sprintf("param %q is required: task %s references it (%s) and the flow has no default", ref.Name, name, ref.Text),
+				File:    t.Pos.File, Line: t.Pos.Line, Column: t.Pos.Col,
+			})
+		}
+	}
+	if len(details) == 0 {
+		return nil
+	}
+	msg := "invalid params: " + details[0].Message
+	if len(details) > 1 {
+		msg += fmt.Sprintf(" (and %d more)", len(details)-1)
+	}
+	return errUnprocessable(msg, details)
+}
+
+// traceParent returns the W3C traceparent the run continues: the API's
+// own server span when the caller sent a valid traceparent (so the trace
+// reads caller → POST /runs → run), "" otherwise (the run starts a trace).
+func (s *Server) traceParent(r *http.Request) string {
+	h := r.Header.Get("traceparent")
+	in, ok := engine.ParseTraceParent(h)
+	if !ok {
+		return ""
+	}
+	if sc := trace.SpanContextFromContext(r.Context()); sc.IsValid() && sc.TraceID() == in.TraceID() {
+		return engine.FormatTraceParent(sc)
+	}
+	return h
+}
+
+// replay answers a submit whose Idempotency-Key is bound to runID: 200 with
+// that run. The run of a concurrent first request may not exist yet; wait
+// for it a little. A key whose run never appeared belongs to a request
+// that failed: 409.
+func (s *Server) replay(w http.ResponseWriter, r *http.Request, key, runID string) error {
+	ctx := r.Context()
+	deadline := time.Now().Add(idemWait)
+	for {
+		run, err := s.store.RunGet(ctx, runID)
+		if err == nil {
+			writeJSON(w, http.StatusOK, runCreatedDoc{RunID: run.ID, Status: run.Status, TraceID: run.TraceID})
+			return nil
+		}
+		if !errors.Is(err, engine.ErrNotFound) {
+			return err
+		}
+		if t, ok := runIDTime(runID); ok && time.Since(t) > idemStale || time.Now().After(deadline) {
+			return errConflict("Idempotency-Key %q belongs to an earlier request whose run was not created (it failed or is still in progress); retry later or use a new key", clip(key))
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// runIDTime reads the creation time out of a UUIDv7 run id.
+func runIDTime(id string) (time.Time, bool) {
+	h := strings.ReplaceAll(id, "-", "")
+	if len(h) != 32 || h[12] != '7' {
+		return time.Time{}, false
+	}
+	b, err := hex.DecodeString(h[:12])
+	if err != nil {
+		return time.Time{}, false
+	}
+	var ms int64
+	for _, c := range b {
+		ms = ms<<8 | int64(c)
+	}
+	return time.UnixMilli(ms), true
+}
+
+func (s *Server) runList(w http.ResponseWriter, r *http.Request) error {
+	p, err := parseRunsQuery(r.URL.Query())
+	if err != nil {
+		return err
+	}
+	page, err := s.store.RunList(r.Context(), p)
+	if err != nil {
+		return err
+	}
+	doc := runListDoc{Runs: make([]engine.RunSummaryDoc, 0, len(page.Runs))}
+	for _, run := range page.Runs {
+		doc.Runs = append(doc.Runs, engine.NewRunSummaryDoc(run))
+	}
+	if page.NextCursor != "" {
+		doc.NextCursor = &page.NextCursor
+	}
+	writeJSON(w, http.StatusOK, doc)
+	return nil
+}
+
+// maxRunIDLen bounds run ids looked up; longer ones cannot exist.
+const maxRunIDLen = 128
+
+// getRun returns the run of the request's {run_id}, or a 404.
+func (s *Server) getRun(ctx context.Context, id string) (*engine.Run, error) {
+	if id == "" || len(id) > maxRunIDLen {
+		return nil, errNotFound("run %q not found", clip(id))
+	}
+	run, err := s.store.RunGet(ctx, id)
+	if errors.Is(err, engine.ErrNotFound) {
+		return nil, errNotFound("run %q not found", clip(id))
+	}
+	return run, err
+}
+
+func (s *Server) runGet(w http.ResponseWriter, r *http.Request) error {
+	if err := checkKnown(r.URL.Query()); err != nil {
+		return err
+	}
+	run, err := s.getRun(r.Context(), r.PathValue("run_id"))
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, engine.NewRunDoc(run, s.cfg.OutputMaxBytes))
+	return nil
+}
+
+func (s *Server) runCancel(w http.ResponseWriter, r *http.Request) error {
+	ctx := r.Context()
+	id := r.PathValue("run_id")
+	if _, err := s.getRun(ctx, id); err != nil {
+		return err
+	}
+	st, err := s.eng.Cancel(ctx, id)
+	switch {
+	case errors.Is(err, engine.ErrConflict):
+		if run, gerr := s.store.RunGet(ctx, id); gerr == nil {
+			return errConflict("run %s is already %s: a finished run cannot be cancelled", id, run.Status)
+		}
+		return errConflict("run %s is already finished: it cannot be cancelled", id)
+	case errors.Is(err, engine.ErrNotFound):
+		return errNotFound("run %q not found", clip(id))
+	case err != nil:
+		return err
+	}
+	writeJSON(w, http.StatusAccepted, runStatusDoc{RunID: id, Status: st})
+	return nil
+}
+
+// sortedStrings returns a sorted copy of ss, never nil.
+func sortedStrings(ss []string) []string {
+	out := slices.Clone(ss)
+	if out == nil {
+		out = []string{}
+	}
+	slices.Sort(out)
+	return out
+}

@@ -1,0 +1,47 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// Fail ends run id FAILED with msg without executing it: a worker gives up
+// on a run whose workers kept stopping (see [Queue]). Tasks that had not
+// finished are marked CANCELLED with a note, then the run is finished and
+// its metrics recorded as [Engine.Execute] would. It returns the finished
+// run; an error wrapping [ErrConflict] if the run is already terminal,
+// [ErrNotFound] if unknown.
+func (e *Engine) Fail(ctx context.Context, id, msg string) (*Run, error) {
+	run, err := e.store.RunGet(ctx, id)
+	if err != nil {
+		return nil, fmt.Errorf("fail run %s: %w", id, err)
+	}
+	if run.Status.Terminal() {
+		return nil, fmt.Errorf("fail run %s: run is %s: %w", id, run.Status, ErrConflict)
+	}
+	now := time.Now().UTC()
+	for name, ts := range run.Tasks {
+		if ts.Status.Terminal() {
+			continue
+		}
+		err := e.store.TaskUpdate(ctx, &TaskUpdateParams{RunID: id, Task: name, Status: TaskCancelled, EndedAt: now,
+			Error: "cancelled: the run failed: " + msg})
+		if err != nil {
+			return nil, fmt.Errorf("fail run %s: %w", id, err)
+		}
+	}
+	final, err := e.store.RunFinish(ctx, &RunFinishParams{RunID: id, Status: RunFailed, At: now, Error: msg})
+	if err != nil {
+		return nil, fmt.Errorf("fail run %s: %w", id, err)
+	}
+	started := final.StartedAt
+	if started.IsZero() {
+		started = now
+	}
+	e.ins.runStatus(ctx, final.FlowName, RunFailed)
+	e.ins.runEnded(ctx, final.FlowName, RunFailed, now.Sub(started))
+	e.cfg.Logger.WarnContext(ctx, "run failed without executing", LogKeyRunID, id, LogKeyFlow, final.FlowName, LogKeyError, msg)
+	e.report(Progress{Kind: ProgressRunFinished, RunID: id, FlowName: final.FlowName, TraceID: final.TraceID, Status: string(RunFailed), Error: msg, Duration: now.Sub(started)})
+	return final, nil
+}

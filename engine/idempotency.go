@@ -1,0 +1,21 @@
+package engine
+
+import (
+	"context"
+	"time"
+)
+
+// IdempotencyStore is an optional [Store] capability that remembers which
+// run a client's Idempotency-Key created, so that a retried submit returns
+// the same run instead of creating another (SPEC §4, POST /runs).
+//
+// A store shared by several API servers (Redis) should implement it, so
+// that every server sees the same keys; without it the API keeps the keys
+// in its own process.
+type IdempotencyStore interface {
+	// IdempotencyGetOrSet atomically binds key to runID for ttl unless key
+	// is already bound. It returns the run id bound earlier (existing), or
+	// "" when this call made the binding. Errors wrap [ErrUnavailable] when
+	// the store cannot be reached.
+	IdempotencyGetOrSet(ctx context.Context, key, runID string, ttl time.Duration) (existing string, err error)
+}

@@ -1,0 +1,318 @@
+package storetest
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/pyoco/pyoco/engine"
+)
+
+// RunQueue runs the conformance suite of the queue capabilities
+// ([engine.Queue], [engine.QueueStats], [engine.WorkerRegistry],
+// [engine.Pinger]) against the stores newStore returns (fresh and empty per
+// subtest, as for [Run]). A capability the store lacks is skipped. The
+// suite uses real time with short leases (a few hundred milliseconds).
+//
+// It pins: RunCreate enqueues; QueuePop delivers each run once, oldest
+// first, with Deliveries 1, wakes up at once when a run is created while it
+// blocks, returns (nil, nil) when Block passes, and never returns a run that
+// was cancelled while PENDING; QueueAck removes a delivery for good;
+// QueueReclaim returns only deliveries idle for MinIdle, with Deliveries
+// incremented, and drops those of terminal runs; QueueHeartbeat keeps a
+// delivery from being reclaimed, but only for the worker that holds it;
+// QueueRequeue makes the run poppable again; QueueDepth counts PENDING runs
+// by flow; WorkerList returns the workers whose heartbeat has not expired.
+func RunQueue(t *testing.T, newStore func(t *testing.T) engine.Store) {
+	t.Helper()
+	setup := func(t *testing.T) (*testBundle, engine.Queue) {
+		t.Helper()
+		b := &testBundle{store: newStore(t), ctx: t.Context(), now: time.Now().UTC().Truncate(time.Millisecond)}
+		q, ok := b.store.(engine.Queue)
+		if !ok {
+			t.Skip("store does not implement engine.Queue")
+		}
+		return b, q
+	}
+	pop := func(t *testing.T, b *testBundle, q engine.Queue, worker string) *engine.Lease {
+		t.Helper()
+		l, err := q.QueuePop(b.ctx, &engine.QueuePopParams{WorkerID: worker, Block: 2 * time.Second})
+		require.NoError(t, err)
+		require.NotNil(t, l, "pop: nothing delivered")
+		return l
+	}
+	requireEmpty := func(t *testing.T, b *testBundle, q engine.Queue) {
+		t.Helper()
+		l, err := q.QueuePop(b.ctx, &engine.QueuePopParams{WorkerID: "probe", Block: 100 * time.Millisecond})
+		require.NoError(t, err)
+		require.Nil(t, l, "pop: want nothing")
+	}
+
+	t.Run("PopInOrderOnce", func(t *testing.T) {
+		t.Parallel()
+		b, q := setup(t)
+		r1 := createRun(t, b, NewTestRun("hello", "a"))
+		r2 := createRun(t, b, NewTestRun("hello", "a"))
+		l1 := pop(t, b, q, "w1")
+		l2 := pop(t, b, q, "w2")
+		require.Equal(t, r1.ID, l1.RunID)
+		require.Equal(t, r2.ID, l2.RunID)
+		require.Equal(t, 1, l1.Deliveries)
+		require.NotEqual(t, l1.ID, l2.ID)
+		requireEmpty(t, b, q)
+	})
+
+	t.Run("PopBlocksThenWakes", func(t *testing.T) {
+		t.Parallel()
+		b, q := setup(t)
+		start := time.Now()
+		l, err := q.QueuePop(b.ctx, &engine.QueuePopParams{WorkerID: "w1", Block: 200 * time.Millisecond})
+		require.NoError(t, err)
+		require.Nil(t, l)
+		require.GreaterOrEqual(t, time.Since(start), 150*time.Millisecond, "Block is honoured")
+
+		got := make(chan *engine.Lease, 1)
+		var wg sync.WaitGroup
+		wg.Go(func() {
+			l, err := q.QueuePop(b.ctx, &engine.QueuePopParams{WorkerID: "w1", Block: 10 * time.Second})
+			if err == nil {
+				got <- l
+			}
+			close(got)
+		})
+		time.Sleep(50 * time.Millisecond) // let it block
+		r := createRun(t, b, NewTestRun("hello", "a"))
+		created := time.Now()
+		select {
+		case l := <-got:
+			require.NotNil(t, l)
+			require.Equal(t, r.ID, l.RunID)
+			require.Less(t, time.Since(created), 2*time.Second, "a blocked pop wakes up when a run arrives")
+		case <-time.After(5 * time.Second):
+			t.Fatal("blocked pop did not wake up")
+		}
+		wg.Wait()
+	})
+
+	t.Run("PopEndsWithContext", func(t *testing.T) {
+		t.Parallel()
+		b, q := setup(t)
+		ctx, cancel := context.WithTimeout(b.ctx, 100*time.Millisecond)
+		defer cancel()
+		l, err := q.QueuePop(ctx, &engine.QueuePopParams{WorkerID: "w1", Block: 300 * time.Millisecond})
+		require.Nil(t, l)
+		if err != nil {
+			require.ErrorIs(t, err, context.DeadlineExceeded)
+		}
+	})
+
+	t.Run("CancelledPendingNeverPopped", func(t *testing.T) {
+		t.Parallel()
+		b, q := setup(t)
+		r1 := createRun(t, b, NewTestRun("hello", "a"))
+		r2 := createRun(t, b, NewTestRun("hello", "a"))
+		st, err := b.store.RunCancel(b.ctx, &engine.RunCancelParams{RunID: r1.ID, At: b.now})
+		require.NoError(t, err)
+		require.Equal(t, engine.RunCancelled, st)
+		r3 := createRun(t, b, NewTestRun("hello", "a"))
+		_, err = b.store.RunFinish(b.ctx, &engine.RunFinishParams{RunID: r3.ID, Status: engine.RunFailed, At: b.now})
+		require.NoError(t, err)
+		l := pop(t, b, q, "w1")
+		require.Equal(t, r2.ID, l.RunID)
+		requireEmpty(t, b, q)
+	})
+
+	t.Run("AckIsFinal", func(t *testing.T) {
+		t.Parallel()
+		b, q := setup(t)
+		createRun(t, b, NewTestRun("hello", "a"))
+		l := pop(t, b, q, "w1")
+		require.NoError(t, q.QueueAck(b.ctx, l))
+		time.Sleep(150 * time.Millisecond)
+		got, err := q.QueueReclaim(b.ctx, &engine.QueueReclaimParams{WorkerID: "w2", MinIdle: 100 * time.Millisecond, Count: 10})
+		require.NoError(t, err)
+		require.Empty(t, got)
+		requireEmpty(t, b, q)
+		require.NoError(t, q.QueueAck(b.ctx, l), "a second ack is harmless")
+	})
+
+	t.Run("ReclaimAfterIdle", func(t *testing.T) {
+		t.Parallel()
+		b, q := setup(t)
+		r := createRun(t, b, NewTestRun("hello", "a"))
+		l := pop(t, b, q, "w1")
+		startRun(t, b, r.ID, "w1", b.now)
+		got, err := q.QueueReclaim(b.ctx, &engine.QueueReclaimParams{WorkerID: "w2", MinIdle: 5 * time.Second, Count: 10})
+		require.NoError(t, err)
+		require.Empty(t, got, "not idle long enough")
+
+		time.Sleep(250 * time.Millisecond)
+		got, err = q.QueueReclaim(b.ctx, &engine.QueueReclaimParams{WorkerID: "w2", MinIdle: 200 * time.Millisecond, Count: 10})
+		require.NoError(t, err)
+		require.Len(t, got, 1)
+		require.Equal(t, r.ID, got[0].RunID)
+		require.Equal(t, l.ID, got[0].ID)
+		require.Equal(t, 2, got[0].Deliveries)
+
+		// Reclaimed again from w2 after another idle period: 3.
+		time.Sleep(250 * time.Millisecond)
+		got, err = q.QueueReclaim(b.ctx, &engine.QueueReclaimParams{WorkerID: "w3", MinIdle: 200 * time.Millisecond, Count: 10})
+		require.NoError(t, err)
+		require.Len(t, got, 1)
+		require.Equal(t, 3, got[0].Deliveries)
+		require.NoError(t, q.QueueAck(b.ctx, got[0]))
+	})
+
+	t.Run("ReclaimCount", func(t *testing.T) {
+		t.Parallel()
+		b, q := setup(t)
+		for range 3 {
+			createRun(t, b, NewTestRun("hello", "a"))
+			pop(t, b, q, "w1")
+		}
+		time.Sleep(150 * time.Millisecond)
+		got, err := q.QueueReclaim(b.ctx, &engine.QueueReclaimParams{WorkerID: "w2", MinIdle: 100 * time.Millisecond, Count: 2})
+		require.NoError(t, err)
+		require.Len(t, got, 2)
+		got2, err := q.QueueReclaim(b.ctx, &engine.QueueReclaimParams{WorkerID: "w2", MinIdle: 100 * time.Millisecond, Count: 2})
+		require.NoError(t, err)
+		require.Len(t, got2, 1)
+		require.NotEqual(t, got[0].ID, got2[0].ID)
+		require.NotEqual(t, got[1].ID, got2[0].ID)
+	})
+
+	t.Run("ReclaimDropsTerminalRuns", func(t *testing.T) {
+		t.Parallel()
+		b, q := setup(t)
+		r := createRun(t, b, NewTestRun("hello", "a"))
+		pop(t, b, q, "w1")
+		startRun(t, b, r.ID, "w1", b.now)
+		_, err := b.store.RunFinish(b.ctx, &engine.RunFinishParams{RunID: r.ID, Status: engine.RunCompleted, At: b.now})
+		require.NoError(t, err)
+		time.Sleep(150 * time.Millisecond)
+		got, err := q.QueueReclaim(b.ctx, &engine.QueueReclaimParams{WorkerID: "w2", MinIdle: 100 * time.Millisecond, Count: 10})
+		require.NoError(t, err)
+		require.Empty(t, got)
+	})
+
+	t.Run("HeartbeatKeepsLease", func(t *testing.T) {
+		t.Parallel()
+		b, q := setup(t)
+		createRun(t, b, NewTestRun("hello", "a"))
+		l := pop(t, b, q, "w1")
+		for range 4 {
+			time.Sleep(100 * time.Millisecond)
+			require.NoError(t, q.QueueHeartbeat(b.ctx, "w1", []*engine.Lease{l}))
+		}
+		got, err := q.QueueReclaim(b.ctx, &engine.QueueReclaimParams{WorkerID: "w2", MinIdle: 250 * time.Millisecond, Count: 10})
+		require.NoError(t, err)
+		require.Empty(t, got, "renewed lease is not reclaimed")
+
+		// A heartbeat from a worker that does not hold it renews nothing.
+		time.Sleep(300 * time.Millisecond)
+		require.NoError(t, q.QueueHeartbeat(b.ctx, "w9", []*engine.Lease{l}))
+		got, err = q.QueueReclaim(b.ctx, &engine.QueueReclaimParams{WorkerID: "w2", MinIdle: 250 * time.Millisecond, Count: 10})
+		require.NoError(t, err)
+		require.Len(t, got, 1)
+
+		// Now w2 holds it: w1's heartbeat does not take it back.
+		require.NoError(t, q.QueueHeartbeat(b.ctx, "w1", []*engine.Lease{l}))
+		time.Sleep(300 * time.Millisecond)
+		got, err = q.QueueReclaim(b.ctx, &engine.QueueReclaimParams{WorkerID: "w3", MinIdle: 250 * time.Millisecond, Count: 10})
+		require.NoError(t, err)
+		require.Len(t, got, 1, "w1's heartbeat renewed a lease it lost")
+		require.Equal(t, 3, got[0].Deliveries)
+	})
+
+	t.Run("Requeue", func(t *testing.T) {
+		t.Parallel()
+		b, q := setup(t)
+		r := createRun(t, b, NewTestRun("hello", "a"))
+		l := pop(t, b, q, "w1")
+		startRun(t, b, r.ID, "w1", b.now)
+		require.NoError(t, q.QueueRequeue(b.ctx, l))
+		l2 := pop(t, b, q, "w2")
+		require.Equal(t, r.ID, l2.RunID)
+		require.Equal(t, 1, l2.Deliveries)
+		time.Sleep(150 * time.Millisecond)
+		got, err := q.QueueReclaim(b.ctx, &engine.QueueReclaimParams{WorkerID: "w3", MinIdle: 100 * time.Millisecond, Count: 10})
+		require.NoError(t, err)
+		require.Len(t, got, 1, "only the new delivery is pending")
+		require.Equal(t, l2.ID, got[0].ID)
+	})
+
+	t.Run("QueueDepth", func(t *testing.T) {
+		t.Parallel()
+		b, _ := setup(t)
+		qs, ok := b.store.(engine.QueueStats)
+		if !ok {
+			t.Skip("store does not implement engine.QueueStats")
+		}
+		d, err := qs.QueueDepth(b.ctx)
+		require.NoError(t, err)
+		require.Empty(t, d)
+		a1 := createRun(t, b, NewTestRun("alpha", "a"))
+		a2 := createRun(t, b, NewTestRun("alpha", "a"))
+		createRun(t, b, NewTestRun("alpha", "a"))
+		b1 := createRun(t, b, NewTestRun("beta", "a"))
+		d, err = qs.QueueDepth(b.ctx)
+		require.NoError(t, err)
+		require.Equal(t, map[string]int64{"alpha": 3, "beta": 1}, d)
+
+		startRun(t, b, a1.ID, "w1", b.now)
+		_, err = b.store.RunCancel(b.ctx, &engine.RunCancelParams{RunID: a2.ID, At: b.now})
+		require.NoError(t, err)
+		_, err = b.store.RunFinish(b.ctx, &engine.RunFinishParams{RunID: b1.ID, Status: engine.RunFailed, At: b.now})
+		require.NoError(t, err)
+		d, err = qs.QueueDepth(b.ctx)
+		require.NoError(t, err)
+		require.Equal(t, map[string]int64{"alpha": 1}, d)
+	})
+
+	t.Run("WorkerRegistry", func(t *testing.T) {
+		t.Parallel()
+		b, _ := setup(t)
+		wr, ok := b.store.(engine.WorkerRegistry)
+		if !ok {
+			t.Skip("store does not implement engine.WorkerRegistry")
+		}
+		ws, err := wr.WorkerList(b.ctx)
+		require.NoError(t, err)
+		require.Empty(t, ws)
+		w1 := &engine.WorkerInfo{ID: "w1", Host: "h1", StartedAt: b.now, LastHeartbeat: b.now, Running: []string{"r1"}, Concurrency: 4}
+		require.NoError(t, wr.WorkerHeartbeat(b.ctx, w1, time.Minute))
+		require.NoError(t, wr.WorkerHeartbeat(b.ctx, &engine.WorkerInfo{ID: "w2", Host: "h2", StartedAt: b.now, LastHeartbeat: b.now}, 200*time.Millisecond))
+		ws, err = wr.WorkerList(b.ctx)
+		require.NoError(t, err)
+		require.Len(t, ws, 2)
+		require.Equal(t, "w1", ws[0].ID)
+		require.Equal(t, "h1", ws[0].Host)
+		require.Equal(t, []string{"r1"}, ws[0].Running)
+		require.Equal(t, 4, ws[0].Concurrency)
+		requireTimeEqual(t, b.now, ws[0].StartedAt)
+
+		time.Sleep(300 * time.Millisecond)
+		ws, err = wr.WorkerList(b.ctx)
+		require.NoError(t, err)
+		require.Len(t, ws, 1, "expired worker dropped")
+		require.Equal(t, "w1", ws[0].ID)
+
+		require.NoError(t, wr.WorkerRemove(b.ctx, "w1"))
+		ws, err = wr.WorkerList(b.ctx)
+		require.NoError(t, err)
+		require.Empty(t, ws)
+	})
+
+	t.Run("Ping", func(t *testing.T) {
+		t.Parallel()
+		b, _ := setup(t)
+		p, ok := b.store.(engine.Pinger)
+		if !ok {
+			t.Skip("store does not implement engine.Pinger")
+		}
+		require.NoError(t, p.Ping(b.ctx))
+	})
+}

@@ -1,0 +1,381 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/goccy/go-yaml"
+	"github.com/spf13/cobra"
+
+	"github.com/pyoco/pyoco/api"
+	"github.com/pyoco/pyoco/engine"
+	"github.com/pyoco/pyoco/engine/memstore"
+	"github.com/pyoco/pyoco/redisstore"
+	"github.com/pyoco/pyoco/telemetry"
+	"github.com/pyoco/pyoco/worker"
+)
+
+// serverOptions are the settings of `pyoco server` (flag > env > config
+// file > default, SPEC §10).
+type serverOptions struct {
+	addr            string
+	flows           string
+	redis           string
+	namespace       string
+	workers         int
+	concurrency     int
+	lease           time.Duration
+	maxAttempts     int
+	retention       time.Duration
+	config          string
+	shutdownTimeout time.Duration
+	popts           pluginOptions
+	// workersSet is true when --workers, PYOCO_WORKERS or the config file
+	// gave a worker count (the default depends on the store).
+	workersSet bool
+	// ready, if set, receives the listening address (tests).
+	ready func(addr string)
+}
+
+// serverFile is the config file of `pyoco server` (--config, PYOCO_CONFIG):
+// YAML with the settings of SPEC §10 by their snake_case names. Sections
+// read by other commands (webhooks, metrics_addr) are accepted and ignored.
+type serverFile struct {
+	Addr            string `yaml:"addr"`
+	Flows           string `yaml:"flows"`
+	Redis           string `yaml:"redis"`
+	Namespace       string `yaml:"namespace"`
+	Workers         *int   `yaml:"workers"`
+	Concurrency     int    `yaml:"concurrency"`
+	Lease           string `yaml:"lease"`
+	MaxAttempts     int    `yaml:"max_attempts"`
+	Retention       string `yaml:"retention"`
+	ShutdownTimeout string `yaml:"shutdown_timeout"`
+	MetricsAddr     string `yaml:"metrics_addr"`
+	Webhooks        any    `yaml:"webhooks"`
+}
+
+func newServerCmd(e *env) *cobra.Command {
+	o := &serverOptions{}
+	c := &cobra.Command{
+		Use:   "server",
+		Short: "Serve the REST API (and, without Redis, run the flows in-process)",
+		Long: `Serve pyoco's REST API (docs/api.md) with /metrics, on --addr.
+
+Without --redis, runs live in an embedded in-memory store (lost on exit) and
+--workers in-process workers (default 1) execute them. With --redis, state and
+the queue live in Redis and 'pyoco worker' processes execute the runs
+(--workers defaults to 0 there).
+
+The flows of --flows (every *.yaml and *.yml file) can be submitted by name;
+files that do not load are logged and listed under "errors" by GET /flows.
+PYOCO_API_TOKEN, when set, is the bearer token every endpoint but /healthz,
+/readyz and /metrics requires. SIGTERM (or Ctrl+C) stops gracefully.
+
+Settings: flag > environment (PYOCO_ADDR, PYOCO_FLOWS, PYOCO_REDIS_URL,
+PYOCO_NAMESPACE, PYOCO_WORKERS, PYOCO_CONCURRENCY, PYOCO_LEASE,
+PYOCO_MAX_ATTEMPTS, PYOCO_RETENTION, PYOCO_CONFIG) > config file > default.`,
+		Args: exactArgs(0, "no arguments"),
+		RunE: func(c *cobra.Command, args []string) error {
+			if err := o.resolve(c, e); err != nil {
+				return err
+			}
+			return runServer(c.Context(), e, o)
+		},
+	}
+	f := c.Flags()
+	f.StringVar(&o.addr, "addr", ":8000", "API listen address [PYOCO_ADDR]")
+	f.StringVar(&o.flows, "flows", "./flows", "directory of the flow files offered by name [PYOCO_FLOWS]")
+	f.StringVar(&o.redis, "redis", "", "Redis URL or comma-separated Cluster host:port list; none: embedded memory store [PYOCO_REDIS_URL]")
+	f.StringVar(&o.namespace, "namespace", redisstore.DefaultNamespace, "Redis key namespace [PYOCO_NAMESPACE]")
+	f.IntVar(&o.workers, "workers", 1, "in-process workers (default 1 without Redis, 0 with it) [PYOCO_WORKERS]")
+	f.IntVar(&o.concurrency, "concurrency", worker.DefaultConcurrency, "runs each in-process worker executes at once [PYOCO_CONCURRENCY]")
+	f.DurationVar(&o.lease, "lease", worker.DefaultLease, "lease before a silent worker's runs are taken over [PYOCO_LEASE]")
+	f.IntVar(&o.maxAttempts, "max-attempts", worker.DefaultMaxAttempts, "workers that may take a run before it fails [PYOCO_MAX_ATTEMPTS]")
+	f.DurationVar(&o.retention, "retention", redisstore.DefaultRetention, "how long finished runs are kept in Redis [PYOCO_RETENTION]")
+	f.StringVar(&o.config, "config", "", "YAML config file [PYOCO_CONFIG]")
+	f.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 25*time.Second, "how long a stop waits for requests and runs to finish")
+	o.popts.register(c)
+	return c
+}
+
+// resolve applies env, then the config file, to the flags not given.
+func (o *serverOptions) resolve(c *cobra.Command, e *env) error {
+	if !c.Flags().Changed("config") {
+		o.config = e.getenv("PYOCO_CONFIG")
+	}
+	var file serverFile
+	if o.config != "" {
+		b, err := os.ReadFile(o.config)
+		if err != nil {
+			return usageErr("--config: %v", err)
+		}
+		if err := yaml.UnmarshalWithOptions(b, &file, yaml.Strict()); err != nil {
+			return usageErr("--config %s: %v", o.config, err)
+		}
+	}
+	// set applies env (or else the file's value) to a flag not given.
+	set := func(flag, envName, fileVal string, apply func(string) error) error {
+		if c.Flags().Changed(flag) {
+			return nil
+		}
+		v, src := e.getenv(envName), envName
+		if v == "" {
+			v, src = fileVal, o.config+": "+flag
+		}
+		if v == "" {
+			return nil
+		}
+		if err := apply(v); err != nil {
+			return usageErr("%s=%q: %v", src, v, err)
+		}
+		return nil
+	}
+	str := func(p *string) func(string) error { return func(v string) error { *p = v; return nil } }
+	num := func(p *int) func(string) error {
+		return func(v string) error {
+			n, err := strconv.Atoi(v)
+			*p = n
+			return err
+		}
+	}
+	dur := func(p *time.Duration) func(string) error {
+		return func(v string) error {
+			d, err := time.ParseDuration(v)
+			*p = d
+			return err
+		}
+	}
+	itoa := func(n int) string {
+		if n == 0 {
+			return ""
+		}
+		return strconv.Itoa(n)
+	}
+	fileWorkers := ""
+	if file.Workers != nil {
+		fileWorkers = strconv.Itoa(*file.Workers)
+	}
+	o.workersSet = c.Flags().Changed("workers")
+	for _, err := range []error{
+		set("addr", "PYOCO_ADDR", file.Addr, str(&o.addr)),
+		set("flows", "PYOCO_FLOWS", file.Flows, str(&o.flows)),
+		set("redis", "PYOCO_REDIS_URL", file.Redis, str(&o.redis)),
+		set("namespace", "PYOCO_NAMESPACE", file.Namespace, str(&o.namespace)),
+		set("workers", "PYOCO_WORKERS", fileWorkers, func(v string) error { o.workersSet = true; return num(&o.workers)(v) }),
+		set("concurrency", "PYOCO_CONCURRENCY", itoa(file.Concurrency), num(&o.concurrency)),
+		set("lease", "PYOCO_LEASE", file.Lease, dur(&o.lease)),
+		set("max-attempts", "PYOCO_MAX_ATTEMPTS", itoa(file.MaxAttempts), num(&o.maxAttempts)),
+		set("retention", "PYOCO_RETENTION", file.Retention, dur(&o.retention)),
+		set("shutdown-timeout", "PYOCO_SHUTDOWN_TIMEOUT", file.ShutdownTimeout, dur(&o.shutdownTimeout)),
+	} {
+		if err != nil {
+			return err
+		}
+	}
+	if !o.workersSet && o.redis != "" {
+		o.workers = 0
+	}
+	switch {
+	case o.workers < 0:
+		return usageErr("--workers %d: want 0 or more", o.workers)
+	case o.concurrency < 1:
+		return usageErr("--concurrency %d: want 1 or more", o.concurrency)
+	case o.lease < 100*time.Millisecond:
+		return usageErr("--lease %s: want at least 100ms", o.lease)
+	case o.maxAttempts < 1:
+		return usageErr("--max-attempts %d: want 1 or more", o.maxAttempts)
+	case o.workers == 0 && o.redis == "":
+		return usageErr("--workers 0 without --redis: nothing would ever execute the runs")
+	}
+	return nil
+}
+
+// runServer serves the API until ctx ends (SIGTERM/SIGINT), then shuts down:
+// the HTTP server first (open log streams end), then the in-process workers.
+func runServer(ctx context.Context, e *env, o *serverOptions) error {
+	log := slog.New(slog.NewTextHandler(e.stderr, nil))
+	bg := context.WithoutCancel(ctx)
+
+	var store engine.Store
+	if o.redis == "" {
+		log.Info("pyoco server: embedded in-memory store (no --redis): runs are lost when the server stops",
+			"store", "memory", "workers", o.workers, "addr", o.addr)
+		store = memstore.New()
+	} else {
+		log.Info("pyoco server: Redis store", "store", "redis", "redis", redactRedis(o.redis), "namespace", o.namespace,
+			"workers", o.workers, "addr", o.addr)
+		client, err := redisstore.OpenClient(o.redis)
+		if err != nil {
+			return usageErr("--redis: %v", err)
+		}
+		defer client.Close()
+		rs, err := redisstore.New(client, &redisstore.Config{Namespace: o.namespace, Retention: o.retention})
+		if err != nil {
+			return usageErr("%v", err)
+		}
+		if err := rs.Ping(bg); err != nil {
+			log.Warn("redis not reachable yet: the API answers 503 until it is", engine.LogKeyError, err)
+		}
+		store = rs
+	}
+
+	reg, rep, err := loadRegistry(bg, e, o.popts.strict)
+	if rep != nil {
+		for _, p := range rep.Problems() {
+			log.Warn("plug-in problem", "problem", p)
+		}
+	}
+	if err != nil {
+		return usageErr("plug-ins: %v", err)
+	}
+	flows, err := api.LoadFlowDir(o.flows, reg)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		log.Warn("flows directory not found: no flows offered by name (flow_yaml still works)", "flows", o.flows)
+		flows = nil
+	case err != nil:
+		return usageErr("--flows: %v", err)
+	}
+	var flowSource api.FlowSource
+	if flows != nil {
+		list, problems := flows.FlowList()
+		for _, p := range problems {
+			log.Warn("flow file not offered", "file", p.File, "line", p.Line, "column", p.Column, engine.LogKeyError, p.Message)
+		}
+		log.Info("flows loaded", "dir", o.flows, "flows", len(list), "errors", len(problems))
+		flowSource = flows
+	}
+
+	tel, err := telemetry.Setup(bg, telemetry.Config{ConsoleWriter: e.stderr, Env: e.getenv})
+	if err != nil {
+		return usageErr("telemetry: %v", err)
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(bg, 5*time.Second)
+		defer cancel()
+		if err := tel.Shutdown(sctx); err != nil {
+			log.Warn("telemetry shutdown", engine.LogKeyError, err)
+		}
+	}()
+	newEngine := func(id string) (*engine.Engine, error) {
+		return engine.New(store, reg, &engine.Config{WorkerID: id, TracerProvider: tel.TracerProvider,
+			MeterProvider: tel.MeterProvider, Logger: log, LookupEnv: e.lookupEnv})
+	}
+	host, _ := os.Hostname()
+	baseID := fmt.Sprintf("%s-%d", host, os.Getpid())
+	eng, err := newEngine(baseID)
+	if err != nil {
+		return err
+	}
+
+	// In-process workers, each with its own engine so that its id is the
+	// worker_id of the runs it executes.
+	var workers []*worker.Worker
+	if o.workers > 0 {
+		q, ok := store.(engine.Queue)
+		if !ok {
+			return usageErr("--workers %d: this store has no queue", o.workers)
+		}
+		for i := range o.workers {
+			id := baseID
+			if o.workers > 1 {
+				id = fmt.Sprintf("%s-%d", baseID, i+1)
+			}
+			weng, err := newEngine(id)
+			if err != nil {
+				return err
+			}
+			w, err := worker.New(weng, q, &worker.Config{ID: id, Concurrency: o.concurrency, Lease: o.lease,
+				MaxAttempts: o.maxAttempts, Logger: log, Host: host})
+			if err != nil {
+				return usageErr("%v", err)
+			}
+			workers = append(workers, w)
+		}
+	}
+
+	var pluginDoc any
+	if rep != nil {
+		pluginDoc = rep
+	}
+	srv, err := api.New(eng, &api.Config{
+		Flows: flowSource, Token: e.getenv("PYOCO_API_TOKEN"), Metrics: tel.Handler(), Plugins: pluginDoc, Logger: log,
+		TracerProvider: tel.TracerProvider, MeterProvider: tel.MeterProvider,
+	})
+	if err != nil {
+		return err
+	}
+	defer srv.Close()
+
+	ln, err := net.Listen("tcp", o.addr)
+	if err != nil {
+		return usageErr("--addr %s: %v", o.addr, err)
+	}
+	baseCtx, cancelBase := context.WithCancel(bg)
+	defer cancelBase()
+	hs := &http.Server{
+		Handler:           srv.Handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		BaseContext:       func(net.Listener) context.Context { return baseCtx },
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	// Open log streams (follow=true) never go idle: end them when the
+	// shutdown starts so that Shutdown does not wait for them.
+	hs.RegisterOnShutdown(cancelBase)
+
+	for _, w := range workers {
+		if err := w.Start(bg); err != nil {
+			return err
+		}
+	}
+	var stopOnce sync.Once
+	stopWorkers := func() {
+		stopOnce.Do(func() {
+			sctx, cancel := context.WithTimeout(bg, o.shutdownTimeout)
+			defer cancel()
+			for _, w := range workers {
+				if err := w.Stop(sctx); err != nil {
+					log.Warn("worker stopped before its runs finished: they were handed back", engine.LogKeyWorker, w.ID(), engine.LogKeyError, err)
+				}
+			}
+		})
+	}
+	defer stopWorkers()
+
+	served := make(chan error, 1)
+	go func() { served <- hs.Serve(ln) }()
+	addr := ln.Addr().String()
+	log.Info("serving the API", "url", "http://"+addr, "auth", e.getenv("PYOCO_API_TOKEN") != "", "metrics", "http://"+addr+"/metrics")
+	if o.ready != nil {
+		o.ready(addr)
+	}
+
+	select {
+	case err := <-served:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	log.Info("signal received: shutting down", "timeout", o.shutdownTimeout.String())
+	sctx, cancel := context.WithTimeout(bg, o.shutdownTimeout)
+	defer cancel()
+	if err := hs.Shutdown(sctx); err != nil {
+		log.Warn("http shutdown", engine.LogKeyError, err)
+		_ = hs.Close()
+	}
+	<-served
+	stopWorkers()
+	log.Info("server stopped")
+	return nil
+}

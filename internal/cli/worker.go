@@ -1,0 +1,236 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/pyoco/pyoco/engine"
+	"github.com/pyoco/pyoco/redisstore"
+	"github.com/pyoco/pyoco/telemetry"
+	"github.com/pyoco/pyoco/worker"
+)
+
+// workerOptions are the settings of `pyoco worker` (flag > env > default,
+// SPEC §10).
+type workerOptions struct {
+	redis           string
+	namespace       string
+	concurrency     int
+	lease           time.Duration
+	maxAttempts     int
+	metricsAddr     string
+	retention       time.Duration
+	shutdownTimeout time.Duration
+	popts           pluginOptions
+}
+
+func newWorkerCmd(e *env) *cobra.Command {
+	var o workerOptions
+	c := &cobra.Command{
+		Use:   "worker",
+		Short: "Execute queued runs from Redis (scale out with more workers)",
+		Long: `Take runs from the Redis queue and execute them, up to --concurrency at once.
+A worker needs no flow files: it runs the flow snapshot stored with each run,
+with the tasks built into this binary and the exec plug-ins in PYOCO_PLUGIN_PATH.
+
+Runs of a worker that stops heart-beating are taken over by other workers
+after --lease and resumed; after --max-attempts takeovers a run ends FAILED.
+SIGTERM (or Ctrl+C) stops taking runs, lets the running ones finish for up to
+--shutdown-timeout and hands the rest back to other workers; a second signal
+exits at once. Each worker serves its own Prometheus /metrics on
+--metrics-addr ("off" disables it).
+
+Settings: flag > environment (PYOCO_REDIS_URL, PYOCO_NAMESPACE,
+PYOCO_CONCURRENCY, PYOCO_LEASE, PYOCO_MAX_ATTEMPTS, PYOCO_METRICS_ADDR,
+PYOCO_RETENTION, PYOCO_SHUTDOWN_TIMEOUT) > default.`,
+		Args: exactArgs(0, "no arguments"),
+		RunE: func(c *cobra.Command, args []string) error {
+			if err := o.resolve(c, e); err != nil {
+				return err
+			}
+			return runWorker(c.Context(), e, &o)
+		},
+	}
+	f := c.Flags()
+	f.StringVar(&o.redis, "redis", "", "Redis URL (redis://, rediss://) or comma-separated Cluster host:port list [PYOCO_REDIS_URL]")
+	f.StringVar(&o.namespace, "namespace", redisstore.DefaultNamespace, "key namespace [PYOCO_NAMESPACE]")
+	f.IntVar(&o.concurrency, "concurrency", worker.DefaultConcurrency, "runs executed at once [PYOCO_CONCURRENCY]")
+	f.DurationVar(&o.lease, "lease", worker.DefaultLease, "lease before a silent worker's runs are taken over [PYOCO_LEASE]")
+	f.IntVar(&o.maxAttempts, "max-attempts", worker.DefaultMaxAttempts, "workers that may take a run before it fails [PYOCO_MAX_ATTEMPTS]")
+	f.StringVar(&o.metricsAddr, "metrics-addr", ":9464", `address of this worker's /metrics ("off" disables) [PYOCO_METRICS_ADDR]`)
+	f.DurationVar(&o.retention, "retention", redisstore.DefaultRetention, "how long finished runs are kept [PYOCO_RETENTION]")
+	f.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 25*time.Second, "how long a stopping worker lets running runs finish before handing them back [PYOCO_SHUTDOWN_TIMEOUT]")
+	o.popts.register(c)
+	return c
+}
+
+// resolve applies the environment to the flags not given, and checks.
+func (o *workerOptions) resolve(c *cobra.Command, e *env) error {
+	fromEnv := func(flag, name string, set func(string) error) error {
+		if c.Flags().Changed(flag) {
+			return nil
+		}
+		v := e.getenv(name)
+		if v == "" {
+			return nil
+		}
+		if err := set(v); err != nil {
+			return usageErr("%s=%q: %v", name, v, err)
+		}
+		return nil
+	}
+	str := func(p *string) func(string) error { return func(v string) error { *p = v; return nil } }
+	num := func(p *int) func(string) error {
+		return func(v string) error {
+			n, err := strconv.Atoi(v)
+			*p = n
+			return err
+		}
+	}
+	dur := func(p *time.Duration) func(string) error {
+		return func(v string) error {
+			d, err := time.ParseDuration(v)
+			*p = d
+			return err
+		}
+	}
+	for _, err := range []error{
+		fromEnv("redis", "PYOCO_REDIS_URL", str(&o.redis)),
+		fromEnv("namespace", "PYOCO_NAMESPACE", str(&o.namespace)),
+		fromEnv("concurrency", "PYOCO_CONCURRENCY", num(&o.concurrency)),
+		fromEnv("lease", "PYOCO_LEASE", dur(&o.lease)),
+		fromEnv("max-attempts", "PYOCO_MAX_ATTEMPTS", num(&o.maxAttempts)),
+		fromEnv("metrics-addr", "PYOCO_METRICS_ADDR", str(&o.metricsAddr)),
+		fromEnv("retention", "PYOCO_RETENTION", dur(&o.retention)),
+		fromEnv("shutdown-timeout", "PYOCO_SHUTDOWN_TIMEOUT", dur(&o.shutdownTimeout)),
+	} {
+		if err != nil {
+			return err
+		}
+	}
+	switch {
+	case o.redis == "":
+		return usageErr("pyoco worker needs Redis: give --redis URL or set PYOCO_REDIS_URL (without Redis, 'pyoco server' runs in-process workers)")
+	case o.concurrency < 1:
+		return usageErr("--concurrency %d: want 1 or more", o.concurrency)
+	case o.lease < 100*time.Millisecond:
+		return usageErr("--lease %s: want at least 100ms", o.lease)
+	case o.maxAttempts < 1:
+		return usageErr("--max-attempts %d: want 1 or more", o.maxAttempts)
+	case o.shutdownTimeout < 0:
+		return usageErr("--shutdown-timeout %s: want 0 or more", o.shutdownTimeout)
+	}
+	return nil
+}
+
+// runWorker runs a worker until ctx ends (the first SIGTERM/SIGINT), then
+// stops it gracefully. Cancelling ctx never cancels runs: they finish or
+// are handed back.
+func runWorker(ctx context.Context, e *env, o *workerOptions) error {
+	log := slog.New(slog.NewTextHandler(e.stderr, nil))
+	client, err := redisstore.OpenClient(o.redis)
+	if err != nil {
+		return usageErr("--redis: %v", err)
+	}
+	defer client.Close()
+	store, err := redisstore.New(client, &redisstore.Config{Namespace: o.namespace, Retention: o.retention})
+	if err != nil {
+		return usageErr("%v", err)
+	}
+	host, _ := os.Hostname()
+	id := fmt.Sprintf("%s-%d", host, os.Getpid())
+	log.Info("pyoco worker starting", "store", "redis", "redis", redactRedis(o.redis), "namespace", o.namespace,
+		engine.LogKeyWorker, id, "concurrency", o.concurrency, "lease", o.lease.String(), "max_attempts", o.maxAttempts)
+
+	bg := context.WithoutCancel(ctx)
+	reg, err := newRegistry(bg, e, o.popts.strict)
+	if err != nil {
+		return err
+	}
+	tel, err := telemetry.Setup(bg, telemetry.Config{ConsoleWriter: e.stderr, Env: e.getenv})
+	if err != nil {
+		return usageErr("telemetry: %v", err)
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(bg, 5*time.Second)
+		defer cancel()
+		if err := tel.Shutdown(sctx); err != nil {
+			log.Warn("telemetry shutdown", engine.LogKeyError, err)
+		}
+	}()
+	eng, err := engine.New(store, reg, &engine.Config{
+		WorkerID:       id,
+		TracerProvider: tel.TracerProvider,
+		MeterProvider:  tel.MeterProvider,
+		Logger:         log,
+		LookupEnv:      e.lookupEnv,
+	})
+	if err != nil {
+		return err
+	}
+	w, err := worker.New(eng, store, &worker.Config{
+		ID: id, Concurrency: o.concurrency, Lease: o.lease, MaxAttempts: o.maxAttempts, Logger: log, Host: host,
+	})
+	if err != nil {
+		return usageErr("%v", err)
+	}
+
+	if o.metricsAddr != "" && o.metricsAddr != "off" {
+		ln, err := net.Listen("tcp", o.metricsAddr)
+		if err != nil {
+			return usageErr("--metrics-addr %s: %v", o.metricsAddr, err)
+		}
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", tel.Handler())
+		srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		served := make(chan struct{})
+		go func() {
+			defer close(served)
+			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				log.Error("metrics server", engine.LogKeyError, err)
+			}
+		}()
+		defer func() {
+			sctx, cancel := context.WithTimeout(bg, 5*time.Second)
+			defer cancel()
+			_ = srv.Shutdown(sctx)
+			<-served
+		}()
+		log.Info("serving metrics", "addr", "http://"+ln.Addr().String()+"/metrics")
+	}
+	if err := store.Ping(bg); err != nil {
+		log.Warn("redis not reachable yet: the worker retries until it is", engine.LogKeyError, err)
+	}
+
+	if err := w.Start(bg); err != nil {
+		return err
+	}
+	<-ctx.Done()
+	log.Info("signal received: stopping gracefully", "shutdown_timeout", o.shutdownTimeout.String())
+	sctx, cancel := context.WithTimeout(bg, o.shutdownTimeout)
+	defer cancel()
+	if err := w.Stop(sctx); err != nil {
+		log.Warn("runs handed back to other workers", engine.LogKeyError, err)
+	}
+	return nil
+}
+
+// redactRedis hides a password in a Redis URL for logs.
+func redactRedis(spec string) string {
+	if u, err := url.Parse(spec); err == nil && u.User != nil {
+		if _, ok := u.User.Password(); ok {
+			return u.Redacted()
+		}
+	}
+	return spec
+}

@@ -1,0 +1,266 @@
+package redisstore
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/pyoco/pyoco/engine"
+)
+
+// queueGroup is the consumer group of the queue stream; each worker is a
+// consumer named by its worker ID.
+const queueGroup = "workers"
+
+// maxBlockChunk bounds one XREADGROUP BLOCK, so a QueuePop notices its
+// context ending (go-redis does not interrupt a blocked read) within it.
+const maxBlockChunk = time.Second
+
+// The queue's Lua scripts (see each file's header).
+var (
+	queueCheckScript        = loadScript("queue_check")
+	queueAckScript          = loadScript("queue_ack")
+	queueReclaimScript      = loadScript("queue_reclaim")
+	queueHeartbeatScript    = loadScript("queue_heartbeat")
+	queueRequeueScript      = loadScript("queue_requeue")
+	queueWorkerBeatScript   = loadScript("queue_worker_beat")
+	queueWorkerListScript   = loadScript("queue_worker_list")
+	queueWorkerRemoveScript = loadScript("queue_worker_remove")
+)
+
+// ensureGroup creates the queue's consumer group (and the stream) unless it
+// is known to exist. The group starts at ID 0, so runs queued before any
+// worker ever ran are delivered too; BUSYGROUP (it exists) is fine.
+func (s *Store) ensureGroup(ctx context.Context) error {
+	if s.groupReady.Load() {
+		return nil
+	}
+	err := s.client.XGroupCreateMkStream(ctx, s.keys.queue(), queueGroup, "0").Err()
+	if err != nil && !strings.HasPrefix(err.Error(), "BUSYGROUP") {
+		return fmt.Errorf("create queue group: %w", interpretError(err))
+	}
+	s.groupReady.Store(true)
+	return nil
+}
+
+// isNoGroup reports whether err says the group (or stream) is missing, as
+// after a Redis restart without persistence.
+func isNoGroup(err error) bool {
+	return err != nil && strings.HasPrefix(err.Error(), "NOGROUP")
+}
+
+// QueuePop reads the next queued run for p.WorkerID with XREADGROUP BLOCK
+// (so an idle worker gets a new run within milliseconds, with no polling),
+// in chunks of at most a second so that ctx ending is noticed. It returns
+// (nil, nil) when p.Block passes, ctx's error when ctx ends. An entry whose
+// run was cancelled or finished while queued is acknowledged, deleted and
+// skipped. The lease's ID is the stream entry ID; Deliveries is 1.
+func (s *Store) QueuePop(ctx context.Context, p *engine.QueuePopParams) (*engine.Lease, error) {
+	var deadline time.Time
+	if p.Block > 0 {
+		deadline = time.Now().Add(p.Block)
+	}
+	for {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		chunk := maxBlockChunk
+		if !deadline.IsZero() {
+			left := time.Until(deadline)
+			if left <= 0 {
+				return nil, nil
+			}
+			chunk = max(min(chunk, left), time.Millisecond)
+		}
+		if err := s.ensureGroup(ctx); err != nil {
+			return nil, fmt.Errorf("pop queue: %w", err)
+		}
+		res, err := s.client.XReadGroup(ctx, &redis.XReadGroupArgs{
+			Group: queueGroup, Consumer: p.WorkerID,
+			Streams: []string{s.keys.queue(), ">"},
+			Count:   1, Block: chunk,
+		}).Result()
+		switch {
+		case errors.Is(err, redis.Nil):
+			continue
+		case isNoGroup(err):
+			s.groupReady.Store(false)
+			continue
+		case err != nil:
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			return nil, fmt.Errorf("pop queue: %w", interpretError(err))
+		}
+		for _, st := range res {
+			for _, m := range st.Messages {
+				runID, _ := m.Values["run_id"].(string)
+				ok, err := queueCheckScript.Run(ctx, s.client, []string{s.keys.queue(), s.keys.run(runID)}, queueGroup, m.ID).Int()
+				if err != nil {
+					// The entry stays pending for this worker; it is
+					// reclaimed after the lease if the caller never sees it.
+					return nil, fmt.Errorf("pop queue: check run %s: %w", runID, interpretError(err))
+				}
+				if ok == 1 {
+					return &engine.Lease{RunID: runID, ID: m.ID, Deliveries: 1}, nil
+				}
+			}
+		}
+	}
+}
+
+// QueueAck acknowledges the lease's entry and deletes it from the stream
+// (XACK + XDEL, atomically). Acknowledging twice does nothing.
+func (s *Store) QueueAck(ctx context.Context, l *engine.Lease) error {
+	if err := queueAckScript.Run(ctx, s.client, []string{s.keys.queue()}, queueGroup, l.ID).Err(); err != nil {
+		return fmt.Errorf("ack run %s: %w", l.RunID, interpretError(err))
+	}
+	return nil
+}
+
+// QueueReclaim takes over, for p.WorkerID, up to p.Count entries that their
+// holders left idle for p.MinIdle (XAUTOCLAIM), oldest first. Deliveries is
+// the entry's delivery count (XPENDING), which XAUTOCLAIM increments.
+// Entries of runs that are terminal or gone are acknowledged and deleted
+// instead.
+func (s *Store) QueueReclaim(ctx context.Context, p *engine.QueueReclaimParams) ([]*engine.Lease, error) {
+	if err := s.ensureGroup(ctx); err != nil {
+		return nil, fmt.Errorf("reclaim: %w", err)
+	}
+	count := p.Count
+	if count <= 0 {
+		count = 100
+	}
+	v, err := queueReclaimScript.Run(ctx, s.client, []string{s.keys.queue()},
+		queueGroup, p.WorkerID, p.MinIdle.Milliseconds(), count, s.keys.runPrefix()).Slice()
+	if isNoGroup(err) {
+		s.groupReady.Store(false)
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reclaim: %w", interpretError(err))
+	}
+	out := make([]*engine.Lease, 0, len(v))
+	for _, e := range v {
+		t, ok := e.([]any)
+		if !ok || len(t) != 3 {
+			return nil, fmt.Errorf("reclaim: unexpected reply %v", e)
+		}
+		id, _ := t[0].(string)
+		runID, _ := t[1].(string)
+		n, _ := t[2].(int64)
+		out = append(out, &engine.Lease{RunID: runID, ID: id, Deliveries: int(n)})
+	}
+	return out, nil
+}
+
+// QueueHeartbeat renews the leases that workerID still holds by resetting
+// their idle time (XCLAIM … 0 JUSTID, which is not a delivery). Leases
+// another worker took over are left alone.
+func (s *Store) QueueHeartbeat(ctx context.Context, workerID string, leases []*engine.Lease) error {
+	if len(leases) == 0 {
+		return nil
+	}
+	args := make([]any, 0, 2+len(leases))
+	args = append(args, queueGroup, workerID)
+	for _, l := range leases {
+		args = append(args, l.ID)
+	}
+	err := queueHeartbeatScript.Run(ctx, s.client, []string{s.keys.queue()}, args...).Err()
+	if err != nil && !isNoGroup(err) {
+		return fmt.Errorf("renew leases of %s: %w", workerID, interpretError(err))
+	}
+	return nil
+}
+
+// QueueRequeue hands a run back: its entry is acknowledged and deleted and,
+// unless the run is terminal, a new entry is added at the end of the
+// stream, for any worker (delivery count 1 again).
+func (s *Store) QueueRequeue(ctx context.Context, l *engine.Lease) error {
+	err := queueRequeueScript.Run(ctx, s.client, []string{s.keys.queue(), s.keys.run(l.RunID)}, queueGroup, l.ID).Err()
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return fmt.Errorf("requeue run %s: %w", l.RunID, interpretError(err))
+	}
+	return nil
+}
+
+// QueueDepth returns the number of PENDING runs by flow, from the counter
+// hash the status scripts maintain (O(flows)).
+func (s *Store) QueueDepth(ctx context.Context) (map[string]int64, error) {
+	h, err := s.client.HGetAll(ctx, s.keys.queued()).Result()
+	if err != nil {
+		return nil, fmt.Errorf("queue depth: %w", interpretError(err))
+	}
+	out := make(map[string]int64, len(h))
+	for flow, v := range h {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return nil, fmt.Errorf("queue depth of %s: %w", flow, err)
+		}
+		if n > 0 {
+			out[flow] = n
+		}
+	}
+	return out, nil
+}
+
+// WorkerHeartbeat records w as live for ttl (measured on Redis's clock).
+func (s *Store) WorkerHeartbeat(ctx context.Context, w *engine.WorkerInfo, ttl time.Duration) error {
+	if w == nil || w.ID == "" {
+		return errors.New("worker heartbeat: missing worker ID")
+	}
+	b, err := json.Marshal(w)
+	if err != nil {
+		return fmt.Errorf("worker heartbeat %s: %w", w.ID, err)
+	}
+	err = queueWorkerBeatScript.Run(ctx, s.client, []string{s.keys.workers(), s.keys.worker(w.ID)},
+		w.ID, b, max(ttl.Milliseconds(), 1)).Err()
+	if err != nil {
+		return fmt.Errorf("worker heartbeat %s: %w", w.ID, interpretError(err))
+	}
+	return nil
+}
+
+// WorkerRemove forgets worker id, and deletes its queue consumer if it holds
+// no entry.
+func (s *Store) WorkerRemove(ctx context.Context, id string) error {
+	err := queueWorkerRemoveScript.Run(ctx, s.client,
+		[]string{s.keys.workers(), s.keys.worker(id), s.keys.queue()}, id, queueGroup).Err()
+	if err != nil {
+		return fmt.Errorf("remove worker %s: %w", id, interpretError(err))
+	}
+	return nil
+}
+
+// WorkerList returns the live workers by ID, dropping expired ones.
+func (s *Store) WorkerList(ctx context.Context) ([]engine.WorkerInfo, error) {
+	v, err := queueWorkerListScript.Run(ctx, s.client, []string{s.keys.workers()}, s.keys.workerPrefix()).StringSlice()
+	if err != nil {
+		return nil, fmt.Errorf("list workers: %w", interpretError(err))
+	}
+	out := make([]engine.WorkerInfo, 0, len(v))
+	for _, j := range v {
+		var w engine.WorkerInfo
+		if err := json.Unmarshal([]byte(j), &w); err != nil {
+			return nil, fmt.Errorf("list workers: %w", err)
+		}
+		out = append(out, w)
+	}
+	slices.SortFunc(out, func(a, b engine.WorkerInfo) int { return cmp.Compare(a.ID, b.ID) })
+	return out, nil
+}
+
+var (
+	_ engine.Queue          = (*Store)(nil)
+	_ engine.QueueStats     = (*Store)(nil)
+	_ engine.WorkerRegistry = (*Store)(nil)
+	_ engine.Pinger         = (*Store)(nil)
+)

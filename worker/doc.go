@@ -1,0 +1,18 @@
+// Package worker provides [Worker], which takes runs from an
+// [engine.Queue] and executes them with an [engine.Engine]: `pyoco worker`
+// processes sharing one Redis, and the in-process workers of `pyoco server`
+// on the memory store.
+//
+// A Worker executes up to Config.Concurrency runs at once. It renews the
+// leases of the runs it holds every Config.HeartbeatInterval, announces
+// itself in the store's [engine.WorkerRegistry], and reclaims runs whose
+// worker stopped heart-beating for Config.Lease; a reclaimed run resumes
+// (tasks already SUCCEEDED are not run again), and after Config.MaxAttempts
+// takeovers it ends FAILED instead. [Worker.Stop] stops taking runs, lets
+// the running ones finish until its context ends, then hands the rest back
+// for another worker. While the store is unavailable it backs off with
+// jitter, logging once per outage.
+//
+// worker imports engine and the standard library only; it must not import
+// a store, the API, the CLI or telemetry.
+package worker

@@ -1,0 +1,535 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pyoco/pyoco/engine"
+)
+
+// Defaults of [Config].
+const (
+	DefaultConcurrency = 16
+	DefaultLease       = 30 * time.Second
+	DefaultMaxAttempts = 3
+)
+
+// popBlock bounds one QueuePop, so a stopping worker stops asking for runs
+// within it; a run queued meanwhile still arrives at once.
+const popBlock = 500 * time.Millisecond
+
+// Back-off while the store is unavailable: from backoffMin doubling to
+// backoffMax, with jitter.
+const (
+	backoffMin = 50 * time.Millisecond
+	backoffMax = 5 * time.Second
+)
+
+// Config tunes a [Worker]. The zero value (or nil) means every default.
+type Config struct {
+	// ID names the worker: its queue consumer, its registry entry and the
+	// worker_id of the runs it executes. Defaults to the engine's
+	// [engine.Engine.WorkerID]; it should equal it.
+	ID string
+	// Concurrency is how many runs the worker executes at once. Defaults to
+	// 16.
+	Concurrency int
+	// Lease is how long a run's lease lasts without a heartbeat: another
+	// worker reclaims the runs of a worker silent for this long. Defaults to
+	// 30s.
+	Lease time.Duration
+	// MaxAttempts is how many workers may take a run: a run reclaimed after
+	// that many (so taken over MaxAttempts times) ends FAILED. Defaults to 3.
+	MaxAttempts int
+	// HeartbeatInterval is how often leases and the registry entry are
+	// renewed. Defaults to Lease/3; must be less than Lease.
+	HeartbeatInterval time.Duration
+	// Logger receives the worker's operational records. Defaults to
+	// discarding them.
+	Logger *slog.Logger
+	// Host is reported in the worker registry. Defaults to the hostname.
+	Host string
+}
+
+func (c *Config) withDefaults(eng *engine.Engine) (Config, error) {
+	var cfg Config
+	if c != nil {
+		cfg = *c
+	}
+	if cfg.ID == "" {
+		cfg.ID = eng.WorkerID()
+	}
+	switch {
+	case cfg.Concurrency == 0:
+		cfg.Concurrency = DefaultConcurrency
+	case cfg.Concurrency < 0:
+		return cfg, fmt.Errorf("worker config: Concurrency %d: want 1 or more", cfg.Concurrency)
+	}
+	switch {
+	case cfg.Lease == 0:
+		cfg.Lease = DefaultLease
+	case cfg.Lease < 10*time.Millisecond:
+		return cfg, fmt.Errorf("worker config: Lease %s: want at least 10ms", cfg.Lease)
+	}
+	switch {
+	case cfg.MaxAttempts == 0:
+		cfg.MaxAttempts = DefaultMaxAttempts
+	case cfg.MaxAttempts < 0:
+		return cfg, fmt.Errorf("worker config: MaxAttempts %d: want 1 or more", cfg.MaxAttempts)
+	}
+	switch {
+	case cfg.HeartbeatInterval == 0:
+		cfg.HeartbeatInterval = cfg.Lease / 3
+	case cfg.HeartbeatInterval < 0 || cfg.HeartbeatInterval >= cfg.Lease:
+		return cfg, fmt.Errorf("worker config: HeartbeatInterval %s: want more than 0 and less than Lease (%s)", cfg.HeartbeatInterval, cfg.Lease)
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if cfg.Host == "" {
+		cfg.Host, _ = os.Hostname()
+	}
+	return cfg, nil
+}
+
+// Worker takes runs from a queue and executes them. Create it with [New],
+// then [Worker.Start] and [Worker.Stop] it. Its methods are safe for
+// concurrent use.
+type Worker struct {
+	eng     *engine.Engine
+	q       engine.Queue
+	reg     engine.WorkerRegistry // nil if the store has none
+	cfg     Config
+	log     *slog.Logger
+	started time.Time
+
+	mu       sync.Mutex
+	state    int                 // stateNew, stateRunning, stateStopped
+	held     map[string]*holding // by lease ID: every lease this worker holds
+	stopTake context.CancelFunc  // stops taking runs
+	stopAll  context.CancelFunc  // stops heartbeats and the reclaimer
+	wg       sync.WaitGroup      // slot goroutines
+	rwg      sync.WaitGroup      // the reclaimer goroutine
+	bg       sync.WaitGroup      // the heartbeat goroutine
+
+	reclaimed chan *engine.Lease // reclaimed runs waiting for a slot
+
+	down     atomic.Bool // the store is unavailable (one warning per outage)
+	downedAt atomic.Int64
+}
+
+// holding is one lease and, once executing, how to hand it back.
+type holding struct {
+	lease *engine.Lease
+	stop  context.CancelCauseFunc // nil until the run executes
+}
+
+const (
+	stateNew = iota
+	stateRunning
+	stateStopped
+)
+
+// New returns a Worker that executes runs of q with eng. q is normally
+// eng's store; if it also implements [engine.WorkerRegistry] the worker
+// announces itself there. It returns an error for nil arguments or a bad
+// Config, naming the field.
+func New(eng *engine.Engine, q engine.Queue, cfg *Config) (*Worker, error) {
+	if eng == nil || q == nil {
+		return nil, errors.New("worker: engine and queue are required")
+	}
+	c, err := cfg.withDefaults(eng)
+	if err != nil {
+		return nil, err
+	}
+	w := &Worker{
+		eng:       eng,
+		q:         q,
+		cfg:       c,
+		log:       c.Logger.With(engine.LogKeyWorker, c.ID),
+		held:      make(map[string]*holding),
+		reclaimed: make(chan *engine.Lease, c.Concurrency),
+	}
+	w.reg, _ = q.(engine.WorkerRegistry)
+	return w, nil
+}
+
+// ID returns the worker's ID.
+func (w *Worker) ID() string { return w.cfg.ID }
+
+// Start starts the worker's goroutines: Concurrency execution slots, the
+// heartbeat and the reclaimer. They run until [Worker.Stop]; ctx only
+// carries values (its cancellation does not stop the worker: call Stop).
+// Start returns an error if the worker was started before.
+func (w *Worker) Start(ctx context.Context) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.state != stateNew {
+		return errors.New("worker: already started")
+	}
+	w.state = stateRunning
+	w.started = time.Now().UTC()
+	base := context.WithoutCancel(ctx)
+	takeCtx, stopTake := context.WithCancel(base)
+	allCtx, stopAll := context.WithCancel(base)
+	w.stopTake, w.stopAll = stopTake, stopAll
+
+	for range w.cfg.Concurrency {
+		w.wg.Go(func() { w.slot(takeCtx, base) })
+	}
+	w.bg.Go(func() {
+		w.heartbeat(allCtx) // announce at once
+		w.heartbeatLoop(allCtx)
+	})
+	w.rwg.Go(func() { w.reclaimLoop(takeCtx) })
+	w.log.InfoContext(ctx, "worker started", "concurrency", w.cfg.Concurrency, "lease", w.cfg.Lease.String(), "max_attempts", w.cfg.MaxAttempts)
+	return nil
+}
+
+// Stop stops the worker gracefully: it takes no new runs, lets the runs it
+// executes finish until ctx ends, then stops the rest with
+// [engine.ErrHandBack] (they stay RUNNING; their interrupted tasks will run
+// again) and requeues them for another worker, as it does with reclaimed
+// runs it had not started. It then removes itself from the registry and
+// returns when every goroutine has ended. It returns ctx's error if runs had
+// to be handed back. Stop on a worker never started, or already stopped,
+// does nothing.
+func (w *Worker) Stop(ctx context.Context) error {
+	w.mu.Lock()
+	if w.state != stateRunning {
+		w.mu.Unlock()
+		return nil
+	}
+	w.state = stateStopped
+	w.stopTake()
+	w.mu.Unlock()
+	w.log.InfoContext(ctx, "worker stopping: no new runs", "running", len(w.Running()))
+
+	done := make(chan struct{})
+	go func() { w.wg.Wait(); close(done) }()
+	var err error
+	select {
+	case <-done:
+	case <-ctx.Done():
+		err = ctx.Err()
+		w.mu.Lock()
+		n := 0
+		for _, h := range w.held {
+			if h.stop != nil {
+				h.stop(engine.ErrHandBack)
+				n++
+			}
+		}
+		w.mu.Unlock()
+		w.log.WarnContext(ctx, "worker stopping: handing runs back", "runs", n)
+		<-done
+	}
+	// Reclaimed runs that never got a slot go back too.
+	w.rwg.Wait()
+	bg := context.WithoutCancel(ctx)
+	for {
+		select {
+		case l := <-w.reclaimed:
+			w.requeue(bg, l)
+			continue
+		default:
+		}
+		break
+	}
+	w.stopAll()
+	w.bg.Wait()
+	if w.reg != nil {
+		rctx, cancel := context.WithTimeout(bg, 5*time.Second)
+		if rerr := w.reg.WorkerRemove(rctx, w.cfg.ID); rerr != nil {
+			w.log.WarnContext(ctx, "remove worker from registry", engine.LogKeyError, rerr)
+		}
+		cancel()
+	}
+	w.log.InfoContext(ctx, "worker stopped")
+	return err
+}
+
+// Running returns the IDs of the runs the worker holds (executing, or
+// reclaimed and about to execute), sorted.
+func (w *Worker) Running() []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	out := make([]string, 0, len(w.held))
+	for _, h := range w.held {
+		out = append(out, h.lease.RunID)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// slot executes runs one after another until takeCtx ends: reclaimed runs
+// first, else the next queued run.
+func (w *Worker) slot(takeCtx, base context.Context) {
+	var bo backoff
+	for takeCtx.Err() == nil {
+		var l *engine.Lease
+		select {
+		case l = <-w.reclaimed:
+		default:
+		}
+		if l == nil {
+			var err error
+			l, err = w.q.QueuePop(takeCtx, &engine.QueuePopParams{WorkerID: w.cfg.ID, Block: popBlock})
+			if err != nil {
+				if takeCtx.Err() != nil {
+					return
+				}
+				w.storeFailed(takeCtx, "take a run", err)
+				bo.sleep(takeCtx)
+				continue
+			}
+			w.storeOK(takeCtx)
+			bo.reset()
+			if l == nil {
+				continue
+			}
+			w.hold(l)
+			if takeCtx.Err() != nil {
+				// Stopping: never start it.
+				w.requeue(base, l)
+				return
+			}
+		}
+		w.execute(base, l)
+	}
+}
+
+// hold records l as held (heart-beaten) by this worker.
+func (w *Worker) hold(l *engine.Lease) {
+	w.mu.Lock()
+	w.held[l.ID] = &holding{lease: l}
+	w.mu.Unlock()
+}
+
+func (w *Worker) release(l *engine.Lease) {
+	w.mu.Lock()
+	delete(w.held, l.ID)
+	w.mu.Unlock()
+}
+
+// execute runs one held lease to its end and acknowledges it, or hands it
+// back. Its context is independent of the caller's cancellation: only Stop
+// (hand back) and the store's cancel requests stop a run.
+func (w *Worker) execute(base context.Context, l *engine.Lease) {
+	runCtx, stop := context.WithCancelCause(base)
+	defer stop(nil)
+	w.mu.Lock()
+	if h := w.held[l.ID]; h != nil {
+		h.stop = stop
+	}
+	w.mu.Unlock()
+
+	var bo backoff
+	for {
+		_, err := w.eng.Execute(runCtx, l.RunID)
+		switch {
+		case err == nil, errors.Is(err, engine.ErrConflict), errors.Is(err, engine.ErrNotFound):
+			// Finished (here, or already before: a terminal run's entry).
+			w.ack(base, l)
+			return
+		case errors.Is(err, engine.ErrHandBack):
+			w.requeue(base, l)
+			return
+		case errors.Is(err, engine.ErrUnavailable) && runCtx.Err() == nil:
+			// Starting (or finishing) failed while the store is down:
+			// keep the lease (heart-beaten) and try again.
+			w.storeFailed(base, "execute run", err)
+			bo.sleep(runCtx)
+			continue
+		case runCtx.Err() != nil && errors.Is(context.Cause(runCtx), engine.ErrHandBack):
+			w.requeue(base, l)
+			return
+		default:
+			// Anything else (a broken run hash…): leave the lease to expire,
+			// so another worker retries, counting towards MaxAttempts.
+			w.log.ErrorContext(base, "execute run", engine.LogKeyRunID, l.RunID, engine.LogKeyError, err)
+			w.release(l)
+			return
+		}
+	}
+}
+
+// ack acknowledges l, retrying while the store is unavailable (until the
+// worker stops for good: an unacknowledged finished run is dropped when it is
+// reclaimed).
+func (w *Worker) ack(ctx context.Context, l *engine.Lease) {
+	defer w.release(l)
+	w.retry(ctx, "acknowledge run", func(ctx context.Context) error { return w.q.QueueAck(ctx, l) })
+}
+
+// requeue hands l back for another worker.
+func (w *Worker) requeue(ctx context.Context, l *engine.Lease) {
+	defer w.release(l)
+	w.retry(ctx, "hand run back", func(ctx context.Context) error { return w.q.QueueRequeue(ctx, l) })
+}
+
+// retry calls fn until it succeeds, fails with an error other than
+// ErrUnavailable (logged), or a minute passes.
+func (w *Worker) retry(ctx context.Context, what string, fn func(context.Context) error) {
+	var bo backoff
+	deadline := time.Now().Add(time.Minute)
+	for {
+		err := fn(ctx)
+		if err == nil {
+			w.storeOK(ctx)
+			return
+		}
+		if !errors.Is(err, engine.ErrUnavailable) || time.Now().After(deadline) {
+			w.log.WarnContext(ctx, what, engine.LogKeyError, err)
+			return
+		}
+		w.storeFailed(ctx, what, err)
+		bo.sleep(ctx)
+	}
+}
+
+// heartbeatLoop renews the held leases and the registry entry every
+// HeartbeatInterval until ctx ends.
+func (w *Worker) heartbeatLoop(ctx context.Context) {
+	t := time.NewTicker(w.cfg.HeartbeatInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			w.heartbeat(ctx)
+		}
+	}
+}
+
+func (w *Worker) heartbeat(ctx context.Context) {
+	w.mu.Lock()
+	leases := make([]*engine.Lease, 0, len(w.held))
+	running := make([]string, 0, len(w.held))
+	for _, h := range w.held {
+		leases = append(leases, h.lease)
+		running = append(running, h.lease.RunID)
+	}
+	w.mu.Unlock()
+	slices.Sort(running)
+	hctx, cancel := context.WithTimeout(ctx, w.cfg.HeartbeatInterval)
+	defer cancel()
+	if err := w.q.QueueHeartbeat(hctx, w.cfg.ID, leases); err != nil {
+		w.storeFailed(ctx, "renew leases", err)
+		return
+	}
+	if w.reg != nil {
+		info := &engine.WorkerInfo{
+			ID: w.cfg.ID, Host: w.cfg.Host, StartedAt: w.started, LastHeartbeat: time.Now().UTC(),
+			Running: running, Concurrency: w.cfg.Concurrency,
+		}
+		if err := w.reg.WorkerHeartbeat(hctx, info, w.cfg.Lease); err != nil {
+			w.storeFailed(ctx, "worker heartbeat", err)
+			return
+		}
+	}
+	w.storeOK(ctx)
+}
+
+// reclaimLoop reclaims runs of silent workers every Lease/2 (and at once)
+// while there is a free slot, until ctx ends.
+func (w *Worker) reclaimLoop(ctx context.Context) {
+	t := time.NewTicker(w.cfg.Lease / 2)
+	defer t.Stop()
+	for {
+		w.reclaim(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (w *Worker) reclaim(ctx context.Context) {
+	// After an outage every lease looks idle: give live workers a lease's
+	// time to renew theirs before taking anything over.
+	if at := w.downedAt.Load(); at != 0 && time.Since(time.Unix(0, at)) < w.cfg.Lease {
+		return
+	}
+	w.mu.Lock()
+	free := w.cfg.Concurrency - len(w.held)
+	w.mu.Unlock()
+	if free <= 0 {
+		return
+	}
+	leases, err := w.q.QueueReclaim(ctx, &engine.QueueReclaimParams{WorkerID: w.cfg.ID, MinIdle: w.cfg.Lease, Count: free})
+	if err != nil {
+		if ctx.Err() == nil {
+			w.storeFailed(ctx, "reclaim runs", err)
+		}
+		return
+	}
+	w.storeOK(ctx)
+	for _, l := range leases {
+		takeovers := l.Deliveries - 1
+		if l.Deliveries > w.cfg.MaxAttempts {
+			msg := fmt.Sprintf("run taken over %d times (max_attempts %d): its workers kept stopping", takeovers, w.cfg.MaxAttempts)
+			if _, err := w.eng.Fail(context.WithoutCancel(ctx), l.RunID, msg); err != nil && !errors.Is(err, engine.ErrConflict) && !errors.Is(err, engine.ErrNotFound) {
+				w.log.WarnContext(ctx, "fail run", engine.LogKeyRunID, l.RunID, engine.LogKeyError, err)
+				continue // keep it pending: reclaimed again later
+			}
+			w.hold(l)
+			w.ack(context.WithoutCancel(ctx), l)
+			continue
+		}
+		w.log.InfoContext(ctx, "run taken over", engine.LogKeyRunID, l.RunID, "takeovers", takeovers)
+		w.hold(l)
+		w.reclaimed <- l // never blocks: at most Concurrency are held
+	}
+}
+
+// storeFailed logs the first failure of an outage at WARN (and any other
+// failure as it comes).
+func (w *Worker) storeFailed(ctx context.Context, what string, err error) {
+	if !errors.Is(err, engine.ErrUnavailable) {
+		w.log.WarnContext(ctx, what, engine.LogKeyError, err)
+		return
+	}
+	w.downedAt.Store(time.Now().UnixNano())
+	if w.down.CompareAndSwap(false, true) {
+		w.log.WarnContext(ctx, "store unavailable: backing off until it returns", "during", what, engine.LogKeyError, err)
+	}
+}
+
+// storeOK ends an outage, logging it once at INFO.
+func (w *Worker) storeOK(ctx context.Context) {
+	if w.down.CompareAndSwap(true, false) {
+		w.log.InfoContext(ctx, "store available again")
+	}
+}
+
+// backoff sleeps with jitter, from backoffMin doubling to backoffMax.
+type backoff struct{ d time.Duration }
+
+func (b *backoff) reset() { b.d = 0 }
+
+func (b *backoff) sleep(ctx context.Context) {
+	if b.d == 0 {
+		b.d = backoffMin
+	} else {
+		b.d = min(b.d*2, backoffMax)
+	}
+	d := b.d/2 + rand.N(b.d/2+1)
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
+}
