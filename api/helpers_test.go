@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -25,7 +26,34 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(redistest.Runner(m))
+	goleak.VerifyTestMain(mainRunner{redistest.Runner(m)})
+}
+
+// mainRunner runs the functions of addCleanup after the tests (and the
+// Redis servers) are done, before goleak checks and exits.
+type mainRunner struct{ r interface{ Run() int } }
+
+func (m mainRunner) Run() int {
+	defer func() {
+		cleanups.mu.Lock()
+		defer cleanups.mu.Unlock()
+		for _, f := range cleanups.fs {
+			f()
+		}
+	}()
+	return m.r.Run()
+}
+
+var cleanups struct {
+	mu sync.Mutex
+	fs []func()
+}
+
+// addCleanup runs f when the test binary's tests are done.
+func addCleanup(f func()) {
+	cleanups.mu.Lock()
+	defer cleanups.mu.Unlock()
+	cleanups.fs = append(cleanups.fs, f)
 }
 
 // Test flows written into each bundle's flows directory.
@@ -68,15 +96,29 @@ tasks:
 // storeFactory makes a fresh, empty store for one test.
 type storeFactory func(t *testing.T) engine.Store
 
+// serverFactory serves the API with the test flows and one worker for one
+// test: in this process ([inProcess]) or as `pyoco server` and `pyoco
+// worker` processes (process_test.go). edit may change the Config; a
+// process server honours Token only.
+type serverFactory func(t *testing.T, edit ...func(*api.Config)) *bundle
+
+// inProcess serves api.New over the stores of newStore (see [setup]).
+func inProcess(newStore storeFactory) serverFactory {
+	return func(t *testing.T, edit ...func(*api.Config)) *bundle { return setup(t, newStore, edit...) }
+}
+
 type bundle struct {
 	t      *testing.T
 	url    string
-	store  engine.Store
-	eng    *engine.Engine
-	srv    *api.Server
 	dir    string
 	client *http.Client
 	token  string
+	// workerID is the id of the one worker that executes the runs.
+	workerID string
+	// metrics is true when GET /metrics is served (else a JSON 404).
+	metrics bool
+	// pluginPath is the plug-in path GET /plugins reports.
+	pluginPath []any
 }
 
 // setup serves api.New over a store from newStore, with the test flows and
@@ -89,11 +131,7 @@ func setup(t *testing.T, newStore storeFactory, edit ...func(*api.Config)) *bund
 	eng, err := engine.New(store, reg, &engine.Config{WorkerID: "test-worker", CancelPollInterval: 50 * time.Millisecond})
 	require.NoError(t, err)
 	dir := t.TempDir()
-	flowDir := filepath.Join(dir, "flows")
-	require.NoError(t, os.Mkdir(flowDir, 0o755))
-	for name, src := range flowFiles {
-		require.NoError(t, os.WriteFile(filepath.Join(flowDir, name), []byte(src), 0o644))
-	}
+	flowDir := writeFlows(t, dir)
 	flows, err := api.LoadFlowDir(flowDir, reg)
 	require.NoError(t, err)
 	cfg := &api.Config{Flows: flows, LogPollInterval: 20 * time.Millisecond, HeartbeatInterval: 100 * time.Millisecond,
@@ -121,7 +159,19 @@ func setup(t *testing.T, newStore storeFactory, edit ...func(*api.Config)) *bund
 	})
 	client := ts.Client()
 	t.Cleanup(client.CloseIdleConnections)
-	return &bundle{t: t, url: ts.URL, store: store, eng: eng, srv: srv, dir: dir, client: client, token: cfg.Token}
+	return &bundle{t: t, url: ts.URL, dir: dir, client: client, token: cfg.Token, workerID: eng.WorkerID(),
+		pluginPath: []any{"/nowhere"}}
+}
+
+// writeFlows writes the test flows into dir/flows and returns that path.
+func writeFlows(t *testing.T, dir string) string {
+	t.Helper()
+	flowDir := filepath.Join(dir, "flows")
+	require.NoError(t, os.Mkdir(flowDir, 0o755))
+	for name, src := range flowFiles {
+		require.NoError(t, os.WriteFile(filepath.Join(flowDir, name), []byte(src), 0o644))
+	}
+	return flowDir
 }
 
 type answer struct {

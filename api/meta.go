@@ -149,15 +149,6 @@ func (s *Server) workerList(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// webhookDeliveries answers an empty list until webhooks land (SPEC §8).
-func (s *Server) webhookDeliveries(w http.ResponseWriter, r *http.Request) error {
-	if err := checkKnown(r.URL.Query()); err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"deliveries": []any{}})
-	return nil
-}
-
 func (s *Server) healthz(w http.ResponseWriter, r *http.Request) error {
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	return nil

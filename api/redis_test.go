@@ -21,5 +21,5 @@ func redisStore(t *testing.T) engine.Store {
 // redis-server (internal/redistest).
 func TestRedisstore(t *testing.T) {
 	t.Parallel()
-	runSuite(t, redisStore)
+	runSuite(t, inProcess(redisStore))
 }

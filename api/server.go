@@ -78,6 +78,10 @@ type Config struct {
 	// HeartbeatInterval is how often an idle followed log stream sends a
 	// comment so proxies keep it open. Defaults to 15s.
 	HeartbeatInterval time.Duration
+	// Webhooks is the webhook delivery log behind GET /webhooks/deliveries
+	// and POST /webhooks/deliveries/{id}/retry (see api/webhooks.go). nil:
+	// an empty list, and 404 on retry.
+	Webhooks WebhookLog
 }
 
 func (c *Config) withDefaults() (Config, error) {
@@ -163,6 +167,7 @@ var routes = []route{
 	{pattern: "GET /plugins", handle: (*Server).pluginList},
 	{pattern: "GET /workers", handle: (*Server).workerList},
 	{pattern: "GET /webhooks/deliveries", handle: (*Server).webhookDeliveries},
+	{pattern: "POST /webhooks/deliveries/{id}/retry", handle: (*Server).webhookDeliveryRetry},
 	{pattern: "GET /healthz", open: true, handle: (*Server).healthz},
 	{pattern: "GET /readyz", open: true, handle: (*Server).readyz},
 	{pattern: "GET /metrics", open: true, handle: (*Server).metrics},

@@ -1,6 +1,7 @@
 package api_test
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
@@ -23,12 +24,12 @@ func memStore(t *testing.T) engine.Store { return memstore.New() }
 // TestMemstore runs the API suite on the in-memory store.
 func TestMemstore(t *testing.T) {
 	t.Parallel()
-	runSuite(t, memStore)
+	runSuite(t, inProcess(memStore))
 }
 
-// runSuite runs every store-backed API test on the stores of newStore.
-func runSuite(t *testing.T, newStore storeFactory) {
-	tests := map[string]func(t *testing.T, newStore storeFactory){
+// runSuite runs every store-backed API test on the servers of mk.
+func runSuite(t *testing.T, mk serverFactory) {
+	tests := map[string]func(t *testing.T, mk serverFactory){
 		"RunLifecycle":  testRunLifecycle,
 		"RunList":       testRunList,
 		"Logs":          testLogs,
@@ -50,7 +51,7 @@ func runSuite(t *testing.T, newStore storeFactory) {
 	for _, n := range names {
 		t.Run(n, func(t *testing.T) {
 			t.Parallel()
-			tests[n](t, newStore)
+			tests[n](t, mk)
 		})
 	}
 }
@@ -67,8 +68,8 @@ func requireKeys(t *testing.T, m map[string]any, keys ...string) {
 var summaryKeys = []string{"run_id", "flow_name", "status", "tags", "created_at", "start_time", "end_time",
 	"run_duration_ms", "queue_wait_ms", "attempt", "worker_id", "trace_id", "error"}
 
-func testRunLifecycle(t *testing.T, newStore storeFactory) {
-	b := setup(t, newStore)
+func testRunLifecycle(t *testing.T, mk serverFactory) {
+	b := mk(t)
 	a := b.do("POST", "/runs", map[string]any{"flow_name": "hello", "params": map[string]any{"who": "api"}, "tags": []string{"t1", "t2"}})
 	require.Equal(t, http.StatusCreated, a.status, "%s", a.body)
 	require.Equal(t, "application/json", a.header.Get("Content-Type"))
@@ -87,7 +88,7 @@ func testRunLifecycle(t *testing.T, newStore storeFactory) {
 	require.Equal(t, map[string]any{"who": "api"}, run["params"])
 	require.Equal(t, created["trace_id"], run["trace_id"])
 	require.Equal(t, float64(1), run["attempt"])
-	require.Equal(t, "test-worker", run["worker_id"])
+	require.Equal(t, b.workerID, run["worker_id"])
 	require.Nil(t, run["error"])
 	for _, k := range []string{"created_at", "start_time", "end_time"} {
 		require.Regexp(t, tsRE, run[k], k)
@@ -122,8 +123,8 @@ func testRunLifecycle(t *testing.T, newStore storeFactory) {
 	require.Nil(t, list["next_cursor"])
 }
 
-func testRunList(t *testing.T, newStore storeFactory) {
-	b := setup(t, newStore)
+func testRunList(t *testing.T, mk serverFactory) {
+	b := mk(t)
 	var ids []string
 	for i := range 5 {
 		flow := "hello"
@@ -182,8 +183,8 @@ func testRunList(t *testing.T, newStore storeFactory) {
 	require.Equal(t, all, paged)
 }
 
-func testLogs(t *testing.T, newStore storeFactory) {
-	b := setup(t, newStore)
+func testLogs(t *testing.T, mk serverFactory) {
+	b := mk(t)
 	id := b.submit(map[string]any{"flow_name": "hello"})
 	b.wait(id)
 	a := b.do("GET", "/runs/"+id+"/logs", nil)
@@ -240,8 +241,8 @@ func testLogs(t *testing.T, newStore storeFactory) {
 	require.False(t, ok, "stream must close after end")
 }
 
-func testLogsFollow(t *testing.T, newStore storeFactory) {
-	b := setup(t, newStore)
+func testLogsFollow(t *testing.T, mk serverFactory) {
+	b := mk(t)
 	gate := filepath.Join(b.dir, "gate")
 	src := fmt.Sprintf("version: 1\nflow: {name: gated}\ntasks:\n  g:\n    use: shell\n    inputs: {cmd: 'echo first; while [ ! -f %s ]; do sleep 0.02; done; echo second; echo third'}\n", gate)
 	id := b.submit(map[string]any{"flow_yaml": src})
@@ -251,27 +252,41 @@ func testLogsFollow(t *testing.T, newStore storeFactory) {
 	require.Contains(t, ev.data, `"text":"first"`)
 	firstSeq := ev.id
 	require.Regexp(t, `^\d+$`, firstSeq)
+	var first map[string]any
+	require.NoError(t, json.Unmarshal([]byte(ev.data), &first))
+	require.Equal(t, firstSeq, fmt.Sprint(first["seq"]), "the id: line is the entry's seq")
 	// The run is still going: it waits for the gate we open only now.
 	a := b.do("GET", "/runs/"+id, nil)
 	require.Equal(t, "RUNNING", a.json(t)["status"])
-	require.NoError(t, os.WriteFile(gate, nil, 0o644))
-	var texts []string
-	for {
-		ev, ok := s.next(t)
-		require.True(t, ok, "stream ended without an end event")
-		if ev.event == "end" {
-			require.Contains(t, ev.data, `"run_status":"COMPLETED"`)
-			break
-		}
-		require.NotEmpty(t, ev.id)
-		texts = append(texts, ev.data)
+	// A second client resumes after the first entry while the run is
+	// still going (a reconnect with Last-Event-ID): nothing until the gate.
+	resumed := b.follow("/runs/"+id+"/logs?follow=true", "Last-Event-ID", firstSeq)
+	select {
+	case ev := <-resumed.events:
+		t.Fatalf("resumed stream sent %+v before the run logged anything new", ev)
+	case <-time.After(100 * time.Millisecond):
 	}
-	require.Len(t, texts, 2)
-	require.Contains(t, texts[0], `"text":"second"`)
-	_, ok = s.next(t)
-	require.False(t, ok)
+	require.NoError(t, os.WriteFile(gate, nil, 0o644))
+	for _, st := range []*sseStream{s, resumed} {
+		var texts []string
+		for {
+			ev, ok := st.next(t)
+			require.True(t, ok, "stream ended without an end event")
+			if ev.event == "end" {
+				require.Contains(t, ev.data, `"run_status":"COMPLETED"`)
+				break
+			}
+			require.NotEmpty(t, ev.id)
+			texts = append(texts, ev.data)
+		}
+		require.Len(t, texts, 2)
+		require.Contains(t, texts[0], `"text":"second"`)
+		require.Contains(t, texts[1], `"text":"third"`)
+		_, ok = st.next(t)
+		require.False(t, ok, "stream must close after end")
+	}
 
-	// Resume after the first entry: only later entries.
+	// Resume after the run ended: the later entries, then end.
 	s = b.follow("/runs/"+id+"/logs?follow=true", "Last-Event-ID", firstSeq)
 	ev, ok = s.next(t)
 	require.True(t, ok)
@@ -280,10 +295,12 @@ func testLogsFollow(t *testing.T, newStore storeFactory) {
 	require.Contains(t, ev.data, `"text":"third"`)
 	ev, _ = s.next(t)
 	require.Equal(t, "end", ev.event)
+	_, ok = s.next(t)
+	require.False(t, ok)
 }
 
-func testCancel(t *testing.T, newStore storeFactory) {
-	b := setup(t, newStore)
+func testCancel(t *testing.T, mk serverFactory) {
+	b := mk(t)
 	id := b.submit(map[string]any{"flow_name": "slow"})
 	b.waitStatus(id, engine.RunRunning)
 	a := b.do("POST", "/runs/"+id+"/cancel", nil)
@@ -297,8 +314,8 @@ func testCancel(t *testing.T, newStore storeFactory) {
 	require.Contains(t, a.json(t)["error"].(map[string]any)["message"], "CANCELLED")
 }
 
-func testFlows(t *testing.T, newStore storeFactory) {
-	b := setup(t, newStore)
+func testFlows(t *testing.T, mk serverFactory) {
+	b := mk(t)
 	a := b.do("GET", "/flows", nil)
 	require.Equal(t, http.StatusOK, a.status)
 	doc := a.json(t)
@@ -337,8 +354,8 @@ func testFlows(t *testing.T, newStore storeFactory) {
 	requireError(t, b.do("GET", "/flows/broken", nil), http.StatusNotFound, api.CodeNotFound)
 }
 
-func testMeta(t *testing.T, newStore storeFactory) {
-	b := setup(t, newStore)
+func testMeta(t *testing.T, mk serverFactory) {
+	b := mk(t)
 	a := b.do("GET", "/tasks", nil)
 	require.Equal(t, http.StatusOK, a.status)
 	var names []string
@@ -352,7 +369,7 @@ func testMeta(t *testing.T, newStore storeFactory) {
 
 	a = b.do("GET", "/plugins", nil)
 	require.Equal(t, http.StatusOK, a.status)
-	require.Equal(t, []any{"/nowhere"}, a.json(t)["path"])
+	require.Equal(t, b.pluginPath, a.json(t)["path"])
 
 	var ws []any
 	require.Eventually(t, func() bool { // the worker announces itself asynchronously
@@ -363,7 +380,7 @@ func testMeta(t *testing.T, newStore storeFactory) {
 	}, 5*time.Second, 10*time.Millisecond)
 	w := ws[0].(map[string]any)
 	requireKeys(t, w, "id", "host", "started_at", "last_heartbeat", "running", "concurrency")
-	require.Equal(t, "test-worker", w["id"])
+	require.Equal(t, b.workerID, w["id"])
 	require.Regexp(t, tsRE, w["last_heartbeat"])
 
 	a = b.do("GET", "/webhooks/deliveries", nil)
@@ -381,12 +398,17 @@ func testMeta(t *testing.T, newStore storeFactory) {
 	require.Equal(t, http.StatusOK, a.status)
 	require.Equal(t, "3.0.3", a.json(t)["openapi"])
 
-	// No Metrics handler configured: a JSON 404.
-	requireError(t, b.do("GET", "/metrics", nil), http.StatusNotFound, api.CodeNotFound)
+	if b.metrics {
+		a = b.do("GET", "/metrics", nil)
+		require.Equal(t, http.StatusOK, a.status)
+		require.Contains(t, string(a.body), "# TYPE pyoco_runs_queued gauge")
+	} else { // no Metrics handler configured: a JSON 404
+		requireError(t, b.do("GET", "/metrics", nil), http.StatusNotFound, api.CodeNotFound)
+	}
 }
 
-func testIdempotency(t *testing.T, newStore storeFactory) {
-	b := setup(t, newStore)
+func testIdempotency(t *testing.T, mk serverFactory) {
+	b := mk(t)
 	body := map[string]any{"flow_name": "other"}
 	a1 := b.do("POST", "/runs", body, "Idempotency-Key", "key-1")
 	require.Equal(t, http.StatusCreated, a1.status, "%s", a1.body)
@@ -402,8 +424,8 @@ func testIdempotency(t *testing.T, newStore storeFactory) {
 	require.Equal(t, http.StatusCreated, b.do("POST", "/runs", body, "Idempotency-Key", "key-3").status)
 }
 
-func testTraceParent(t *testing.T, newStore storeFactory) {
-	b := setup(t, newStore)
+func testTraceParent(t *testing.T, mk serverFactory) {
+	b := mk(t)
 	const traceID = "4bf92f3577b34da6a3ce929d0e0e4736"
 	a := b.do("POST", "/runs", map[string]any{"flow_name": "other"}, "traceparent", "00-"+traceID+"-00f067aa0ba902b7-01")
 	require.Equal(t, http.StatusCreated, a.status)
@@ -416,8 +438,8 @@ func testTraceParent(t *testing.T, newStore storeFactory) {
 	require.NotEqual(t, traceID, a.json(t)["trace_id"])
 }
 
-func testFlowYAMLError(t *testing.T, newStore storeFactory) {
-	b := setup(t, newStore)
+func testFlowYAMLError(t *testing.T, mk serverFactory) {
+	b := mk(t)
 	a := b.do("POST", "/runs", map[string]any{"flow_yaml": "version: 1\nflow:\n  name: x\ntasks:\n  a: {use: log, inputs: {message: hi}}\n  b: {use: nope, bogus: 1}\n"})
 	requireError(t, a, http.StatusUnprocessableEntity, api.CodeUnprocessable)
 	details := a.json(t)["error"].(map[string]any)["details"].([]any)
@@ -450,8 +472,8 @@ func requireError(t *testing.T, a answer, status int, code string) {
 	require.NotEmpty(t, e["message"])
 }
 
-func testAuth(t *testing.T, newStore storeFactory) {
-	b := setup(t, newStore, func(c *api.Config) { c.Token = "s3cret" })
+func testAuth(t *testing.T, mk serverFactory) {
+	b := mk(t, func(c *api.Config) { c.Token = "s3cret" })
 	require.Equal(t, http.StatusOK, b.do("GET", "/runs", nil).status)
 	for _, auth := range []string{"Bearer wrong", "Bearer s3cre", "Bearer s3cret2", "Basic s3cret", "s3cret"} {
 		a := b.do("GET", "/runs", nil, "Authorization", auth)
@@ -465,12 +487,16 @@ func testAuth(t *testing.T, newStore storeFactory) {
 	for _, p := range []string{"/healthz", "/readyz"} {
 		require.Equal(t, http.StatusOK, b.do("GET", p, nil, "Authorization", "").status, p)
 	}
-	// /metrics is exempt from the token (404 here: no metrics handler).
-	requireError(t, b.do("GET", "/metrics", nil, "Authorization", ""), http.StatusNotFound, api.CodeNotFound)
+	// /metrics is exempt from the token (a JSON 404 without a metrics handler).
+	if b.metrics {
+		require.Equal(t, http.StatusOK, b.do("GET", "/metrics", nil, "Authorization", "").status)
+	} else {
+		requireError(t, b.do("GET", "/metrics", nil, "Authorization", ""), http.StatusNotFound, api.CodeNotFound)
+	}
 }
 
-func testBadInput(t *testing.T, newStore storeFactory) {
-	b := setup(t, newStore)
+func testBadInput(t *testing.T, mk serverFactory) {
+	b := mk(t)
 	finished := b.submit(map[string]any{"flow_name": "other"})
 	b.wait(finished)
 	big := `{"flow_name": "other", "params": {"x": "` + strings.Repeat("a", 1<<20) + `"}}`
@@ -483,63 +509,96 @@ func testBadInput(t *testing.T, newStore storeFactory) {
 		param        string
 	}
 	cases := map[string]tc{
-		"status bogus":            {"GET", "/runs?status=bogus", nil, nil, 400, "bad_request", "status"},
-		"status empty":            {"GET", "/runs?status=", nil, nil, 400, "bad_request", "status"},
-		"status list bad":         {"GET", "/runs?status=FAILED,nope", nil, nil, 400, "bad_request", "status"},
-		"limit 0":                 {"GET", "/runs?limit=0", nil, nil, 400, "bad_request", "limit"},
-		"limit 501":               {"GET", "/runs?limit=501", nil, nil, 400, "bad_request", "limit"},
-		"limit abc":               {"GET", "/runs?limit=abc", nil, nil, 400, "bad_request", "limit"},
-		"limit -1":                {"GET", "/runs?limit=-1", nil, nil, 400, "bad_request", "limit"},
-		"limit twice":             {"GET", "/runs?limit=1&limit=2", nil, nil, 400, "bad_request", "limit"},
-		"cursor garbage":          {"GET", "/runs?cursor=garbage", nil, nil, 400, "bad_request", "cursor"},
-		"cursor empty":            {"GET", "/runs?cursor=", nil, nil, 400, "bad_request", "cursor"},
-		"cursor base64ish":        {"GET", "/runs?cursor=eyJhIjoxfQ", nil, nil, 400, "bad_request", "cursor"},
-		"flow bad name":           {"GET", "/runs?flow=a%20b", nil, nil, 400, "bad_request", "flow"},
-		"unknown query param":     {"GET", "/runs?stauts=FAILED", nil, nil, 400, "bad_request", "stauts"},
-		"unknown run":             {"GET", "/runs/nope", nil, nil, 404, "not_found", ""},
-		"unknown run logs":        {"GET", "/runs/nope/logs", nil, nil, 404, "not_found", ""},
-		"unknown run cancel":      {"POST", "/runs/nope/cancel", nil, nil, 404, "not_found", ""},
-		"cancel finished":         {"POST", "/runs/" + finished + "/cancel", nil, nil, 409, "conflict", ""},
-		"unknown flow":            {"POST", "/runs", `{"flow_name": "nope"}`, nil, 404, "not_found", ""},
-		"bad JSON":                {"POST", "/runs", `{"flow_name": `, nil, 400, "bad_request", ""},
-		"not JSON":                {"POST", "/runs", `flow_name=other`, nil, 400, "bad_request", ""},
-		"empty body":              {"POST", "/runs", ``, nil, 400, "bad_request", ""},
-		"array body":              {"POST", "/runs", `[]`, nil, 400, "bad_request", ""},
-		"null body":               {"POST", "/runs", `null`, nil, 400, "bad_request", ""},
-		"two objects":             {"POST", "/runs", `{"flow_name": "other"}{}`, nil, 400, "bad_request", ""},
-		"unknown field":           {"POST", "/runs", `{"flow_name": "other", "flow": "x"}`, nil, 400, "bad_request", ""},
-		"both flow_name and yaml": {"POST", "/runs", `{"flow_name": "other", "flow_yaml": "version: 1"}`, nil, 400, "bad_request", ""},
-		"neither":                 {"POST", "/runs", `{"params": {}}`, nil, 400, "bad_request", ""},
-		"empty flow_name":         {"POST", "/runs", `{"flow_name": ""}`, nil, 400, "bad_request", ""},
-		"flow_name not string":    {"POST", "/runs", `{"flow_name": 3}`, nil, 400, "bad_request", ""},
-		"params array":            {"POST", "/runs", `{"flow_name": "other", "params": [1]}`, nil, 400, "bad_request", ""},
-		"params string":           {"POST", "/runs", `{"flow_name": "other", "params": "x"}`, nil, 400, "bad_request", ""},
-		"params number":           {"POST", "/runs", `{"flow_name": "other", "params": 1}`, nil, 400, "bad_request", ""},
-		"tags not strings":        {"POST", "/runs", `{"flow_name": "other", "tags": [1]}`, nil, 400, "bad_request", ""},
-		"empty tag":               {"POST", "/runs", `{"flow_name": "other", "tags": [""]}`, nil, 400, "bad_request", ""},
-		"invalid flow_yaml":       {"POST", "/runs", `{"flow_yaml": "version: 2\nflow: {name: x}\ntasks: {}\n"}`, nil, 422, "unprocessable", ""},
-		"flow_yaml not yaml":      {"POST", "/runs", `{"flow_yaml": "{{{"}`, nil, 422, "unprocessable", ""},
-		"flow_yaml cycle":         {"POST", "/runs", `{"flow_yaml": "version: 1\nflow: {name: c}\ntasks:\n  a: {use: noop, depends_on: [b]}\n  b: {use: noop, depends_on: [a]}\n"}`, nil, 422, "unprocessable", ""},
-		"missing param":           {"POST", "/runs", `{"flow_name": "needs"}`, nil, 422, "unprocessable", ""},
-		"oversized body":          {"POST", "/runs", big, nil, 413, "payload_too_large", ""},
-		"bad idempotency key":     {"POST", "/runs", `{"flow_name": "other"}`, []string{"Idempotency-Key", "a\tb"}, 400, "bad_request", "Idempotency-Key"},
-		"tail 0":                  {"GET", "/runs/" + finished + "/logs?tail=0", nil, nil, 400, "bad_request", "tail"},
-		"tail 10001":              {"GET", "/runs/" + finished + "/logs?tail=10001", nil, nil, 400, "bad_request", "tail"},
-		"tail x":                  {"GET", "/runs/" + finished + "/logs?tail=x", nil, nil, 400, "bad_request", "tail"},
-		"after -1":                {"GET", "/runs/" + finished + "/logs?after=-1", nil, nil, 400, "bad_request", "after"},
-		"after huge":              {"GET", "/runs/" + finished + "/logs?after=99999999999999999999", nil, nil, 400, "bad_request", "after"},
-		"follow maybe":            {"GET", "/runs/" + finished + "/logs?follow=maybe", nil, nil, 400, "bad_request", "follow"},
-		"task empty":              {"GET", "/runs/" + finished + "/logs?task=", nil, nil, 400, "bad_request", "task"},
-		"logs unknown param":      {"GET", "/runs/" + finished + "/logs?lines=3", nil, nil, 400, "bad_request", "lines"},
-		"bad Last-Event-ID":       {"GET", "/runs/" + finished + "/logs?follow=true", nil, []string{"Last-Event-ID", "x"}, 400, "bad_request", "Last-Event-ID"},
-		"unknown path":            {"GET", "/nope", nil, nil, 404, "not_found", ""},
-		"unknown flow get":        {"GET", "/flows/nope", nil, nil, 404, "not_found", ""},
-		"method not allowed":      {"DELETE", "/runs", nil, nil, 405, "method_not_allowed", ""},
-		"GET cancel":              {"GET", "/runs/" + finished + "/cancel", nil, nil, 405, "method_not_allowed", ""},
-		"run id too long":         {"GET", "/runs/" + strings.Repeat("x", 300), nil, nil, 404, "not_found", ""},
-		"run get with query":      {"GET", "/runs/" + finished + "?x=1", nil, nil, 400, "bad_request", "x"},
+		"status bogus":             {"GET", "/runs?status=bogus", nil, nil, 400, "bad_request", "status"},
+		"status empty":             {"GET", "/runs?status=", nil, nil, 400, "bad_request", "status"},
+		"status list bad":          {"GET", "/runs?status=FAILED,nope", nil, nil, 400, "bad_request", "status"},
+		"limit 0":                  {"GET", "/runs?limit=0", nil, nil, 400, "bad_request", "limit"},
+		"limit 501":                {"GET", "/runs?limit=501", nil, nil, 400, "bad_request", "limit"},
+		"limit abc":                {"GET", "/runs?limit=abc", nil, nil, 400, "bad_request", "limit"},
+		"limit -1":                 {"GET", "/runs?limit=-1", nil, nil, 400, "bad_request", "limit"},
+		"limit twice":              {"GET", "/runs?limit=1&limit=2", nil, nil, 400, "bad_request", "limit"},
+		"cursor garbage":           {"GET", "/runs?cursor=garbage", nil, nil, 400, "bad_request", "cursor"},
+		"cursor empty":             {"GET", "/runs?cursor=", nil, nil, 400, "bad_request", "cursor"},
+		"cursor base64ish":         {"GET", "/runs?cursor=eyJhIjoxfQ", nil, nil, 400, "bad_request", "cursor"},
+		"flow bad name":            {"GET", "/runs?flow=a%20b", nil, nil, 400, "bad_request", "flow"},
+		"unknown query param":      {"GET", "/runs?stauts=FAILED", nil, nil, 400, "bad_request", "stauts"},
+		"unknown run":              {"GET", "/runs/nope", nil, nil, 404, "not_found", ""},
+		"unknown run logs":         {"GET", "/runs/nope/logs", nil, nil, 404, "not_found", ""},
+		"unknown run cancel":       {"POST", "/runs/nope/cancel", nil, nil, 404, "not_found", ""},
+		"cancel finished":          {"POST", "/runs/" + finished + "/cancel", nil, nil, 409, "conflict", ""},
+		"unknown flow":             {"POST", "/runs", `{"flow_name": "nope"}`, nil, 404, "not_found", ""},
+		"bad JSON":                 {"POST", "/runs", `{"flow_name": `, nil, 400, "bad_request", ""},
+		"not JSON":                 {"POST", "/runs", `flow_name=other`, nil, 400, "bad_request", ""},
+		"empty body":               {"POST", "/runs", ``, nil, 400, "bad_request", ""},
+		"array body":               {"POST", "/runs", `[]`, nil, 400, "bad_request", ""},
+		"null body":                {"POST", "/runs", `null`, nil, 400, "bad_request", ""},
+		"two objects":              {"POST", "/runs", `{"flow_name": "other"}{}`, nil, 400, "bad_request", ""},
+		"unknown field":            {"POST", "/runs", `{"flow_name": "other", "flow": "x"}`, nil, 400, "bad_request", ""},
+		"both flow_name and yaml":  {"POST", "/runs", `{"flow_name": "other", "flow_yaml": "version: 1"}`, nil, 400, "bad_request", ""},
+		"neither":                  {"POST", "/runs", `{"params": {}}`, nil, 400, "bad_request", ""},
+		"empty flow_name":          {"POST", "/runs", `{"flow_name": ""}`, nil, 400, "bad_request", ""},
+		"flow_name not string":     {"POST", "/runs", `{"flow_name": 3}`, nil, 400, "bad_request", ""},
+		"params array":             {"POST", "/runs", `{"flow_name": "other", "params": [1]}`, nil, 400, "bad_request", ""},
+		"params string":            {"POST", "/runs", `{"flow_name": "other", "params": "x"}`, nil, 400, "bad_request", ""},
+		"params number":            {"POST", "/runs", `{"flow_name": "other", "params": 1}`, nil, 400, "bad_request", ""},
+		"tags not strings":         {"POST", "/runs", `{"flow_name": "other", "tags": [1]}`, nil, 400, "bad_request", ""},
+		"empty tag":                {"POST", "/runs", `{"flow_name": "other", "tags": [""]}`, nil, 400, "bad_request", ""},
+		"invalid flow_yaml":        {"POST", "/runs", `{"flow_yaml": "version: 2\nflow: {name: x}\ntasks: {}\n"}`, nil, 422, "unprocessable", ""},
+		"flow_yaml not yaml":       {"POST", "/runs", `{"flow_yaml": "{{{"}`, nil, 422, "unprocessable", ""},
+		"flow_yaml cycle":          {"POST", "/runs", `{"flow_yaml": "version: 1\nflow: {name: c}\ntasks:\n  a: {use: noop, depends_on: [b]}\n  b: {use: noop, depends_on: [a]}\n"}`, nil, 422, "unprocessable", ""},
+		"missing param":            {"POST", "/runs", `{"flow_name": "needs"}`, nil, 422, "unprocessable", ""},
+		"oversized body":           {"POST", "/runs", big, nil, 413, "payload_too_large", ""},
+		"bad idempotency key":      {"POST", "/runs", `{"flow_name": "other"}`, []string{"Idempotency-Key", "a\tb"}, 400, "bad_request", "Idempotency-Key"},
+		"tail 0":                   {"GET", "/runs/" + finished + "/logs?tail=0", nil, nil, 400, "bad_request", "tail"},
+		"tail 10001":               {"GET", "/runs/" + finished + "/logs?tail=10001", nil, nil, 400, "bad_request", "tail"},
+		"tail x":                   {"GET", "/runs/" + finished + "/logs?tail=x", nil, nil, 400, "bad_request", "tail"},
+		"after -1":                 {"GET", "/runs/" + finished + "/logs?after=-1", nil, nil, 400, "bad_request", "after"},
+		"after huge":               {"GET", "/runs/" + finished + "/logs?after=99999999999999999999", nil, nil, 400, "bad_request", "after"},
+		"follow maybe":             {"GET", "/runs/" + finished + "/logs?follow=maybe", nil, nil, 400, "bad_request", "follow"},
+		"task empty":               {"GET", "/runs/" + finished + "/logs?task=", nil, nil, 400, "bad_request", "task"},
+		"logs unknown param":       {"GET", "/runs/" + finished + "/logs?lines=3", nil, nil, 400, "bad_request", "lines"},
+		"bad Last-Event-ID":        {"GET", "/runs/" + finished + "/logs?follow=true", nil, []string{"Last-Event-ID", "x"}, 400, "bad_request", "Last-Event-ID"},
+		"unknown path":             {"GET", "/nope", nil, nil, 404, "not_found", ""},
+		"unknown flow get":         {"GET", "/flows/nope", nil, nil, 404, "not_found", ""},
+		"method not allowed":       {"DELETE", "/runs", nil, nil, 405, "method_not_allowed", ""},
+		"GET cancel":               {"GET", "/runs/" + finished + "/cancel", nil, nil, 405, "method_not_allowed", ""},
+		"run id too long":          {"GET", "/runs/" + strings.Repeat("x", 300), nil, nil, 404, "not_found", ""},
+		"run get with query":       {"GET", "/runs/" + finished + "?x=1", nil, nil, 400, "bad_request", "x"},
+		"limit fraction":           {"GET", "/runs?limit=1.5", nil, nil, 400, "bad_request", "limit"},
+		"limit overflow":           {"GET", "/runs?limit=99999999999999999999", nil, nil, 400, "bad_request", "limit"},
+		"limit plus sign space":    {"GET", "/runs?limit=%2050", nil, nil, 400, "bad_request", "limit"},
+		"status quote":             {"GET", "/runs?status=FAILED%27", nil, nil, 400, "bad_request", "status"},
+		"status trailing comma":    {"GET", "/runs?status=FAILED,", nil, nil, 400, "bad_request", "status"},
+		"tag empty":                {"GET", "/runs?tag=", nil, nil, 400, "bad_request", "tag"},
+		"tag twice":                {"GET", "/runs?tag=a&tag=b", nil, nil, 400, "bad_request", "tag"},
+		"tag too long":             {"GET", "/runs?tag=" + strings.Repeat("t", 257), nil, nil, 400, "bad_request", "tag"},
+		"flow empty":               {"GET", "/runs?flow=", nil, nil, 400, "bad_request", "flow"},
+		"flow twice":               {"GET", "/runs?flow=a&flow=b", nil, nil, 400, "bad_request", "flow"},
+		"cursor too long":          {"GET", "/runs?cursor=" + strings.Repeat("A", 2000), nil, nil, 400, "bad_request", "cursor"},
+		"cursor twice":             {"GET", "/runs?cursor=a&cursor=b", nil, nil, 400, "bad_request", "cursor"},
+		"tail twice":               {"GET", "/runs/" + finished + "/logs?tail=1&tail=2", nil, nil, 400, "bad_request", "tail"},
+		"tail fraction":            {"GET", "/runs/" + finished + "/logs?tail=1.5", nil, nil, 400, "bad_request", "tail"},
+		"after x":                  {"GET", "/runs/" + finished + "/logs?after=x", nil, nil, 400, "bad_request", "after"},
+		"follow twice":             {"GET", "/runs/" + finished + "/logs?follow=true&follow=false", nil, nil, 400, "bad_request", "follow"},
+		"follow empty":             {"GET", "/runs/" + finished + "/logs?follow=", nil, nil, 400, "bad_request", "follow"},
+		"task too long":            {"GET", "/runs/" + finished + "/logs?task=" + strings.Repeat("k", 257), nil, nil, 400, "bad_request", "task"},
+		"negative Last-Event-ID":   {"GET", "/runs/" + finished + "/logs?follow=true", nil, []string{"Last-Event-ID", "-3"}, 400, "bad_request", "Last-Event-ID"},
+		"unknown run follow":       {"GET", "/runs/nope/logs?follow=true", nil, nil, 404, "not_found", ""},
+		"unknown flow_name wild":   {"POST", "/runs", `{"flow_name": "../../etc/passwd"}`, nil, 404, "not_found", ""},
+		"flow_yaml empty":          {"POST", "/runs", `{"flow_yaml": "  "}`, nil, 400, "bad_request", ""},
+		"flow_yaml not string":     {"POST", "/runs", `{"flow_yaml": 1}`, nil, 400, "bad_request", ""},
+		"flow_yaml unknown task":   {"POST", "/runs", `{"flow_yaml": "version: 1\nflow: {name: u}\ntasks:\n  a: {use: no_such_task}\n"}`, nil, 422, "unprocessable", ""},
+		"flow_yaml unknown field":  {"POST", "/runs", `{"flow_yaml": "version: 1\nflow: {name: u}\ntasks:\n  a: {use: noop, bogus: 1}\n"}`, nil, 422, "unprocessable", ""},
+		"tags not array":           {"POST", "/runs", `{"flow_name": "other", "tags": "a"}`, nil, 400, "bad_request", ""},
+		"too many tags":            {"POST", "/runs", `{"flow_name": "other", "tags": [` + strings.Repeat(`"t",`, 64) + `"t"]}`, nil, 400, "bad_request", ""},
+		"tag too long in body":     {"POST", "/runs", `{"flow_name": "other", "tags": ["` + strings.Repeat("t", 257) + `"]}`, nil, 400, "bad_request", ""},
+		"params bad JSON inside":   {"POST", "/runs", `{"flow_name": "other", "params": {"a": }}`, nil, 400, "bad_request", ""},
+		"idempotency key too long": {"POST", "/runs", `{"flow_name": "other"}`, []string{"Idempotency-Key", strings.Repeat("k", 256)}, 400, "bad_request", "Idempotency-Key"},
+		"PUT run":                  {"PUT", "/runs/" + finished, `{}`, nil, 405, "method_not_allowed", ""},
+		"POST flows":               {"POST", "/flows", `{}`, nil, 405, "method_not_allowed", ""},
+		"DELETE workers":           {"DELETE", "/workers", nil, nil, 405, "method_not_allowed", ""},
 	}
-	require.GreaterOrEqual(t, len(cases), 30)
+	require.GreaterOrEqual(t, len(cases), 80)
 	for name, c := range cases {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"slices"
+	"sync"
 	"time"
 
 	"go.opentelemetry.io/otel"
@@ -32,8 +33,9 @@ type Config struct {
 	// executes (for live progress). It is called from several goroutines
 	// at once and must not block.
 	Observer func(Progress)
-	// LogMaxEntries caps the log entries one execution of a run stores; the
-	// last one is [LogTruncatedMarker]. Defaults to 10000; -1 disables.
+	// LogMaxEntries caps the log entries one run stores (over all its
+	// executions); the last one is [LogTruncatedMarker]. Defaults to 10000;
+	// -1 disables.
 	LogMaxEntries int
 	// LogMaxEntryBytes cuts longer log entries. Defaults to 8192.
 	LogMaxEntryBytes int
@@ -45,6 +47,11 @@ type Config struct {
 	CancelPollInterval time.Duration
 	// LookupEnv resolves $env references. Defaults to os.LookupEnv.
 	LookupEnv func(string) (string, bool)
+	// TaskGracePeriod is how long a task attempt whose context ended
+	// (time-out, cancellation, hand-back) may take to return. Past it the
+	// attempt is abandoned: it ends as if it had returned then, and what
+	// its function still writes or returns is dropped. Defaults to 10s.
+	TaskGracePeriod time.Duration
 }
 
 func (c *Config) withDefaults() (Config, error) {
@@ -92,6 +99,12 @@ func (c *Config) withDefaults() (Config, error) {
 	if cfg.LookupEnv == nil {
 		cfg.LookupEnv = os.LookupEnv
 	}
+	switch {
+	case cfg.TaskGracePeriod == 0:
+		cfg.TaskGracePeriod = 10 * time.Second
+	case cfg.TaskGracePeriod < 0:
+		return cfg, fmt.Errorf("engine config: TaskGracePeriod %s: want a positive duration", cfg.TaskGracePeriod)
+	}
 	return cfg, nil
 }
 
@@ -104,6 +117,7 @@ type Engine struct {
 	cfg    Config
 	tracer trace.Tracer
 	ins    *instruments
+	flows  flowCache
 }
 
 // New returns an Engine. It returns an error for a nil store or registry
@@ -175,6 +189,7 @@ func (e *Engine) Submit(ctx context.Context, p *SubmitParams) (*Run, error) {
 	if sc, ok := ParseTraceParent(p.TraceParent); ok {
 		run.TraceID = sc.TraceID().String()
 		run.ParentSpanID = sc.SpanID().String()
+		run.ParentUnsampled = !sc.IsSampled()
 	} else {
 		run.TraceID = NewTraceID().String()
 	}
@@ -185,7 +200,7 @@ func (e *Engine) Submit(ctx context.Context, p *SubmitParams) (*Run, error) {
 		return nil, fmt.Errorf("submit %s: %w", f.Name, err)
 	}
 	e.ins.runStatus(ctx, f.Name, RunPending)
-	return run.Clone(), nil
+	return run, nil // the store keeps its own copy
 }
 
 // Cancel asks for run id to be cancelled: a PENDING run is CANCELLED at
@@ -203,4 +218,54 @@ func (e *Engine) Cancel(ctx context.Context, id string) (RunStatus, error) {
 		}
 	}
 	return st, nil
+}
+
+// flowCacheSize bounds the flow snapshots an Engine keeps loaded.
+const flowCacheSize = 64
+
+// flowCache keeps recently executed flow snapshots loaded (with their
+// scheduling plan), keyed by their file name and text: a worker executing
+// the same flow again does not parse it again. Flows are immutable.
+type flowCache struct {
+	mu      sync.Mutex
+	entries map[flowKey]*cachedFlow
+	order   []flowKey // oldest first
+}
+
+type flowKey struct{ file, source string }
+
+type cachedFlow struct {
+	flow *Flow
+	plan *plan
+}
+
+// loadSnapshot returns the loaded flow snapshot of run and its plan.
+func (e *Engine) loadSnapshot(run *Run) (*Flow, *plan, error) {
+	k := flowKey{run.FlowFile, run.FlowSource}
+	c := &e.flows
+	c.mu.Lock()
+	if cf, ok := c.entries[k]; ok {
+		c.mu.Unlock()
+		return cf.flow, cf.plan, nil
+	}
+	c.mu.Unlock()
+	flow, err := LoadFlow(run.FlowFile, []byte(run.FlowSource), e.reg)
+	if err != nil {
+		return nil, nil, err
+	}
+	cf := &cachedFlow{flow: flow, plan: newPlan(flow)}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.entries == nil {
+		c.entries = make(map[flowKey]*cachedFlow)
+	}
+	if _, ok := c.entries[k]; !ok {
+		if len(c.order) >= flowCacheSize {
+			delete(c.entries, c.order[0])
+			c.order = c.order[1:]
+		}
+		c.entries[k] = cf
+		c.order = append(c.order, k)
+	}
+	return cf.flow, cf.plan, nil
 }

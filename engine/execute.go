@@ -8,7 +8,9 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"runtime/debug"
+	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -21,12 +23,28 @@ import (
 // down stops a run without ending it: the run stays RUNNING, its
 // interrupted tasks go back to PENDING and another worker takes it over.
 // Any other cancellation of the context given to [Engine.Execute] cancels
-// the run.
+// the run. [Engine.Execute] also returns an error wrapping it when the store
+// stayed unavailable for longer than the run's outage budget.
 var ErrHandBack = errors.New("run handed back")
 
 // errFailStop is the cause that stops a run after a task with fail_policy
 // stop failed.
 var errFailStop = errors.New("a task failed")
+
+// errOwnerLost is the cause that stops a run whose task writes were refused
+// with ErrConflict: another worker took it over (or it was finished).
+var errOwnerLost = errors.New("ownership lost: another worker took the run over")
+
+// errStoreLost is the cause that stops a run once the store stayed
+// unavailable for longer than persistRetryFor: it is handed back.
+var errStoreLost = fmt.Errorf("store unavailable for too long: %w", ErrHandBack)
+
+// errWriteSkipped is what persist returns once the execution stopped
+// writing (store lost, or run owned by another worker).
+var errWriteSkipped = errors.New("store write skipped: the execution stopped")
+
+// interruptedMsg is the error of an attempt left RUNNING by a lost worker.
+const interruptedMsg = "interrupted: worker lost"
 
 // Execute takes run id (PENDING, or RUNNING for a takeover) and runs it to
 // the end: tasks in dependency order, at most max_parallel at once, with
@@ -40,13 +58,20 @@ var errFailStop = errors.New("a task failed")
 // is noticed within Config.CancelPollInterval, at once with a
 // [CancelNotifier] store. Store writes after cancellation use a context
 // without ctx's cancellation, so the final state is always recorded.
+//
+// While the store is unavailable writes are retried, for at most 15 minutes
+// in all per execution (waits end early when ctx ends); past that the run is
+// handed back: the error wraps [ErrHandBack]. If a task write is refused
+// with [ErrConflict] (another worker took the run over, or it was finished
+// elsewhere) the execution stops without writing anything more and returns
+// an error wrapping [ErrConflict].
 func (e *Engine) Execute(ctx context.Context, id string) (*Run, error) {
 	bg := context.WithoutCancel(ctx)
 	run, err := e.store.RunStart(ctx, &RunStartParams{RunID: id, WorkerID: e.cfg.WorkerID, At: time.Now().UTC()})
 	if err != nil {
 		return nil, fmt.Errorf("start run %s: %w", id, err)
 	}
-	x := &execution{e: e, bg: bg, run: run}
+	x := &execution{e: e, bg: bg, ctx: ctx, run: run}
 	return x.execute(ctx)
 }
 
@@ -54,22 +79,34 @@ func (e *Engine) Execute(ctx context.Context, id string) (*Run, error) {
 type execution struct {
 	e    *Engine
 	bg   context.Context // for store writes: never cancelled
+	ctx  context.Context // the caller's: ends persist's waits
 	run  *Run
 	flow *Flow
+	plan *plan
 	sink *logSink
 
 	runSpan trace.Span
 	spanCtx context.Context
 	stop    context.CancelCauseFunc // cancels the run's context
 
+	// The store outage budget, shared by every write of the execution.
+	omu       sync.Mutex
+	downSince time.Time     // start of the current outage; zero when up
+	downFor   time.Duration // finished outages so far
+	storeLost atomic.Bool   // budget used up: hand the run back
+	ownerLost atomic.Bool   // a write was refused with ErrConflict
+
 	mu      sync.Mutex
 	outputs map[string]any // decoded outputs of SUCCEEDED tasks
-	status  map[string]TaskStatus
-	errs    map[string]string
+
+	// Indexed like plan.names; touched by the scheduling goroutine only
+	// (before and after schedule, by execute).
+	status []TaskStatus
+	errs   []string
 }
 
 type taskResult struct {
-	name   string
+	i      int
 	status TaskStatus
 	err    string
 }
@@ -84,8 +121,12 @@ func (x *execution) execute(ctx context.Context) (*Run, error) {
 	sctx := context.WithoutCancel(ctx)
 	startOpts := []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindInternal)}
 	if psid, err := trace.SpanIDFromHex(run.ParentSpanID); err == nil && tid.IsValid() {
+		flags := trace.FlagsSampled
+		if run.ParentUnsampled {
+			flags = 0
+		}
 		sctx = trace.ContextWithRemoteSpanContext(sctx, trace.NewSpanContext(trace.SpanContextConfig{
-			TraceID: tid, SpanID: psid, TraceFlags: trace.FlagsSampled, Remote: true,
+			TraceID: tid, SpanID: psid, TraceFlags: flags, Remote: true,
 		}))
 	} else {
 		sctx = trace.ContextWithSpanContext(sctx, trace.SpanContext{})
@@ -103,17 +144,14 @@ func (x *execution) execute(ctx context.Context) (*Run, error) {
 	x.spanCtx = sctx
 	defer x.runSpan.End()
 
-	maxEntries := int64(e.cfg.LogMaxEntries)
-	if maxEntries < 0 {
-		maxEntries = 1<<63 - 1
-	}
 	x.sink = &logSink{
-		store: e.store, runID: run.ID, traceID: run.TraceID, maxEntries: maxEntries, maxBytes: e.cfg.LogMaxEntryBytes,
+		store: e.store, runID: run.ID, traceID: run.TraceID, maxBytes: e.cfg.LogMaxEntryBytes,
 		now: func() time.Time { return time.Now().UTC() },
 		onErr: func(err error) {
 			log.WarnContext(sctx, "store log entry", LogKeyError, err)
 		},
 	}
+	x.sink.setCap(int64(e.cfg.LogMaxEntries), x.storedLogEntries())
 
 	if firstStart {
 		e.ins.runStatus(sctx, run.FlowName, RunRunning)
@@ -126,78 +164,81 @@ func (x *execution) execute(ctx context.Context) (*Run, error) {
 	defer e.ins.inProgress.Add(sctx, -1, metricAttrs(LabelFlow.String(run.FlowName)))
 	e.report(Progress{Kind: ProgressRunStarted, RunID: run.ID, FlowName: run.FlowName, TraceID: run.TraceID, Attempt: run.Attempt, Status: string(run.Status)})
 
-	flow, err := LoadFlow(run.FlowFile, []byte(run.FlowSource), e.reg)
+	flow, pl, err := e.loadSnapshot(run)
 	if err != nil {
-		return x.finish(RunFailed, fmt.Sprintf("load flow snapshot: %v", err))
+		return x.abort(fmt.Sprintf("load flow snapshot: %v", err))
 	}
-	x.flow = flow
+	x.flow, x.plan = flow, pl
 
 	// Tasks finished in an earlier attempt keep their state.
 	x.outputs = make(map[string]any)
-	x.status = make(map[string]TaskStatus, len(flow.Tasks))
-	x.errs = make(map[string]string)
-	for _, name := range flow.Order {
+	for _, name := range pl.names {
 		st := run.Tasks[name]
-		if st == nil {
-			x.status[name] = TaskPending
-			continue
-		}
-		switch {
-		case st.Status == TaskSucceeded:
+		if st != nil && st.Status == TaskSucceeded {
 			var out any
 			if len(st.Output) > 0 {
 				if err := json.Unmarshal(st.Output, &out); err != nil {
-					return x.finish(RunFailed, fmt.Sprintf("decode stored output of %s: %v", name, err))
+					return x.abort(fmt.Sprintf("decode stored output of %s: %v", name, err))
 				}
 			}
 			x.outputs[name] = out
-			x.status[name] = TaskSucceeded
-		case st.Status.Terminal():
-			x.status[name] = st.Status
-			x.errs[name] = st.Error
-		default:
-			x.status[name] = TaskPending
-			if st.Status == TaskRunning {
-				// Interrupted by a lost worker: it runs again.
-				x.persist(func(ctx context.Context) error {
-					return e.store.TaskUpdate(ctx, &TaskUpdateParams{RunID: run.ID, Task: name, Status: TaskPending, ResetEnd: true,
-						Error: "interrupted: the worker running it was lost"})
-				})
-			}
 		}
+	}
+	x.status = make([]TaskStatus, len(pl.names))
+	x.errs = make([]string, len(pl.names))
+	for i, name := range pl.names {
+		x.status[i] = x.resumeTask(name)
+	}
+	if x.lost() {
+		return x.stopped()
 	}
 
 	if run.Status == RunCancelling {
 		x.cancelRemaining("run cancelled")
 		return x.finish(RunCancelled, "cancelled before it was resumed")
 	}
+	if msg := x.firstFailureStop(); msg != "" {
+		// A task with fail_policy stop failed before the run was taken over.
+		x.cancelRemaining("cancelled: an upstream failure stopped the run")
+		return x.finish(RunFailed, msg)
+	}
+	if flow.Timeout > 0 && !run.StartedAt.IsZero() && time.Since(run.StartedAt) >= flow.Timeout {
+		// Taken over after its time ran out: start nothing.
+		x.cancelRemaining("run timed out")
+		return x.finish(RunFailed, fmt.Sprintf("run timed out after %s", flow.Timeout))
+	}
 
 	runCtx, stop := context.WithCancelCause(context.WithoutCancel(sctx))
 	x.stop = stop
 	defer stop(nil)
+	w := &watcher{x: x, done: make(chan struct{})}
 	var watchers sync.WaitGroup
-	defer watchers.Wait()
-	defer stop(nil) // runs before Wait: ends the watchers
-	watchers.Add(1)
-	go func() {
-		defer watchers.Done()
-		x.watch(ctx, runCtx, stop)
-	}()
+	watchers.Go(func() { w.watch(ctx, runCtx, stop) })
 
 	x.schedule(runCtx)
 
-	cause := context.Cause(runCtx)
+	// Stop the watcher before looking at the outcome: a cancellation that
+	// arrives now is too late to change it.
+	cause := w.close(runCtx)
+	watchers.Wait()
+
 	switch {
-	case runCtx.Err() == nil:
+	case x.ownerLost.Load():
+		return x.stopped()
+	case cause == nil:
 		// Ran to the end.
 	case errors.Is(cause, ErrHandBack):
-		return x.handBack()
+		return x.handBack(cause)
 	case errors.Is(cause, ErrRunTimeout):
 		x.cancelRemaining("run timed out")
 		return x.finish(RunFailed, fmt.Sprintf("run timed out after %s", flow.Timeout))
 	case errors.Is(cause, errFailStop):
 		x.cancelRemaining("cancelled: an upstream failure stopped the run")
-		return x.finish(RunFailed, x.firstFailure())
+		msg := x.firstFailureStop()
+		if msg == "" {
+			msg = "a task failed"
+		}
+		return x.finish(RunFailed, msg)
 	default:
 		x.cancelRemaining("run cancelled")
 		return x.finish(RunCancelled, "run cancelled")
@@ -208,13 +249,130 @@ func (x *execution) execute(ctx context.Context) (*Run, error) {
 	return x.finish(RunCompleted, "")
 }
 
-// watch cancels runCtx when the caller's ctx ends, when the store reports a
-// cancellation request, or when the flow's timeout passes. It returns when
-// runCtx is done.
-func (x *execution) watch(ctx, runCtx context.Context, stop context.CancelCauseFunc) {
+// storedLogEntries is the number of log entries the run already has (from
+// earlier executions), 0 if unknown.
+func (x *execution) storedLogEntries() int64 {
+	if x.run.Attempt <= 1 {
+		return 0
+	}
+	last, err := x.e.store.LogList(x.bg, &LogListParams{RunID: x.run.ID, Tail: 1})
+	if err != nil || len(last) == 0 {
+		return 0
+	}
+	return last[len(last)-1].Seq
+}
+
+// resumeTask returns the scheduling status of a task from its stored state,
+// fixing the state an earlier, lost execution left behind: attempts still
+// RUNNING are closed, RUNNING tasks (and, in a RUNNING run, CANCELLED ones:
+// the lost worker's shutdown cancelled them) go back to PENDING.
+func (x *execution) resumeTask(name string) TaskStatus {
+	st := x.run.Tasks[name]
+	if st == nil {
+		return TaskPending
+	}
+	i := x.plan.index[name]
+	x.closeAttempts(st)
+	switch {
+	case st.Status == TaskSucceeded:
+		return TaskSucceeded
+	case st.Status == TaskCancelled && x.run.Status == RunRunning,
+		st.Status == TaskRunning:
+		x.taskUpdate(&TaskUpdateParams{RunID: x.run.ID, Task: name, Status: TaskPending, ResetEnd: true, Error: interruptedMsg})
+		return TaskPending
+	case st.Status.Terminal():
+		x.errs[i] = st.Error
+		return st.Status
+	default:
+		return TaskPending
+	}
+}
+
+// closeAttempts ends the attempts of st that a lost worker left RUNNING:
+// FAILED (or CANCELLED when the run is being cancelled), with an end time
+// and the error "interrupted: worker lost". st's status is kept.
+func (x *execution) closeAttempts(st *TaskState) {
+	status := TaskFailed
+	if x.run.Status == RunCancelling {
+		status = TaskCancelled
+	}
+	now := time.Now().UTC()
+	for _, a := range st.Attempts {
+		if a.Status != TaskRunning {
+			continue
+		}
+		a.Status, a.EndedAt, a.Error = status, now, interruptedMsg
+		x.taskUpdate(&TaskUpdateParams{RunID: x.run.ID, Task: st.Name, Status: st.Status, Attempt: &a, Error: st.Error})
+	}
+}
+
+// abort ends a run that cannot be executed (its snapshot does not load, a
+// stored output does not decode): every unfinished task of run.Tasks is
+// CANCELLED and the run FAILED with msg.
+func (x *execution) abort(msg string) (*Run, error) {
+	names := make([]string, 0, len(x.run.Tasks))
+	for name := range x.run.Tasks {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	now := time.Now().UTC()
+	for _, name := range names {
+		st := x.run.Tasks[name]
+		if st == nil || st.Status.Terminal() {
+			continue
+		}
+		x.closeAttempts(st)
+		note := "cancelled: the run failed: " + msg
+		x.taskUpdate(&TaskUpdateParams{RunID: x.run.ID, Task: name, Status: TaskCancelled, EndedAt: now, Error: note})
+		x.e.report(Progress{Kind: ProgressTaskFinished, RunID: x.run.ID, FlowName: x.run.FlowName, TraceID: x.run.TraceID, Task: name, Status: string(TaskCancelled), Error: note})
+	}
+	if x.lost() {
+		return x.stopped()
+	}
+	return x.finish(RunFailed, msg)
+}
+
+// watcher cancels the run's context when the caller's ctx ends, when the
+// store reports a cancellation request, or when the flow's timeout passes,
+// until close is called.
+type watcher struct {
+	x    *execution
+	done chan struct{}
+
+	mu     sync.Mutex
+	closed bool
+}
+
+// claim stops the run with cause unless the watcher was closed; it reports
+// whether it did.
+func (w *watcher) claim(stop context.CancelCauseFunc, cause error) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closed {
+		return false
+	}
+	stop(cause)
+	return true
+}
+
+// close ends the watcher and returns the cause with which the run's
+// context ended (nil if it did not): the final say on the run's outcome.
+func (w *watcher) close(runCtx context.Context) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.closed = true
+	close(w.done)
+	if runCtx.Err() == nil {
+		return nil
+	}
+	return context.Cause(runCtx)
+}
+
+func (w *watcher) watch(ctx, runCtx context.Context, stop context.CancelCauseFunc) {
+	x := w.x
 	e := x.e
 	var timeout <-chan time.Time
-	if x.flow != nil && x.flow.Timeout > 0 {
+	if x.flow.Timeout > 0 {
 		left := x.flow.Timeout
 		if !x.run.StartedAt.IsZero() {
 			left -= time.Since(x.run.StartedAt)
@@ -236,198 +394,344 @@ func (x *execution) watch(ctx, runCtx context.Context, stop context.CancelCauseF
 		defer t.Stop()
 		poll = t.C
 	}
-	requested := func() {
+	requested := func(record bool) {
+		if !w.claim(stop, ErrRunCancelled) {
+			return
+		}
+		if record {
+			// The caller cancelled: record CANCELLING so every reader sees it.
+			if _, err := e.store.RunCancel(x.bg, &RunCancelParams{RunID: x.run.ID, At: time.Now().UTC()}); err != nil {
+				e.cfg.Logger.WarnContext(x.spanCtx, "record cancellation", LogKeyRunID, x.run.ID, LogKeyError, err)
+			}
+		}
 		e.ins.runStatus(x.bg, x.run.FlowName, RunCancelling)
 		e.report(Progress{Kind: ProgressRunCancelling, RunID: x.run.ID, FlowName: x.run.FlowName, TraceID: x.run.TraceID, Status: string(RunCancelling)})
-		stop(ErrRunCancelled)
 	}
 	for {
 		select {
+		case <-w.done:
+			return
 		case <-runCtx.Done():
 			return
 		case <-ctx.Done():
 			cause := context.Cause(ctx)
 			if errors.Is(cause, ErrHandBack) {
-				stop(cause)
+				w.claim(stop, cause)
 				return
 			}
-			// The caller cancelled: record CANCELLING so every reader sees it.
-			if _, err := e.store.RunCancel(x.bg, &RunCancelParams{RunID: x.run.ID, At: time.Now().UTC()}); err != nil {
-				e.cfg.Logger.WarnContext(x.spanCtx, "record cancellation", LogKeyRunID, x.run.ID, LogKeyError, err)
-			}
-			requested()
+			requested(true)
 			return
 		case <-notify:
 			if runCtx.Err() == nil {
-				requested()
+				requested(false)
 			}
 			return
 		case <-poll:
 			r, err := e.store.RunGet(runCtx, x.run.ID)
 			if err == nil && r.Status == RunCancelling {
-				requested()
+				requested(false)
 				return
 			}
 		case <-timeout:
-			stop(ErrRunTimeout)
+			w.claim(stop, ErrRunTimeout)
 			return
 		}
 	}
+}
+
+// plan is a flow's graph by task index (file order), for the scheduler.
+type plan struct {
+	names []string
+	index map[string]int
+	specs []*TaskSpec
+	up    [][]int
+	down  [][]int
+
+	flowName string
+	// attemptAttrs caches the metric attributes of an attempt's end, by
+	// task index·3 + outcome (made on first use: building a set hashes it).
+	attemptAttrs []atomic.Pointer[metric.MeasurementOption]
+}
+
+// attemptOpt returns the metric attributes {flow, task, status} of an
+// attempt of task i that ended with status.
+func (p *plan) attemptOpt(i int, status TaskStatus) metric.MeasurementOption {
+	k := 0
+	switch status {
+	case TaskSucceeded:
+	case TaskFailed:
+		k = 1
+	case TaskCancelled:
+		k = 2
+	default:
+		return metric.WithAttributeSet(attribute.NewSet(LabelFlow.String(p.flowName), LabelTask.String(p.names[i]), LabelStatus.String(string(status))))
+	}
+	slot := &p.attemptAttrs[i*3+k]
+	if o := slot.Load(); o != nil {
+		return *o
+	}
+	o := metric.WithAttributeSet(attribute.NewSet(LabelFlow.String(p.flowName), LabelTask.String(p.names[i]), LabelStatus.String(string(status))))
+	slot.Store(&o)
+	return o
+}
+
+func newPlan(f *Flow) *plan {
+	p := &plan{
+		names: f.Order,
+		index: make(map[string]int, len(f.Order)),
+		specs: make([]*TaskSpec, len(f.Order)),
+		up:    make([][]int, len(f.Order)),
+		down:  make([][]int, len(f.Order)),
+
+		flowName:     f.Name,
+		attemptAttrs: make([]atomic.Pointer[metric.MeasurementOption], 3*len(f.Order)),
+	}
+	for i, name := range f.Order {
+		p.index[name] = i
+		p.specs[i] = f.Tasks[name]
+	}
+	for i, s := range p.specs {
+		for _, u := range s.Upstream {
+			j := p.index[u]
+			p.up[i] = append(p.up[i], j)
+			p.down[j] = append(p.down[j], i)
+		}
+	}
+	return p
+}
+
+// readyQueue is a min-heap of startable task indexes: the first in file
+// order starts first.
+type readyQueue []int
+
+func (q *readyQueue) push(v int) {
+	h := append(*q, v)
+	for i := len(h) - 1; i > 0; {
+		p := (i - 1) / 2
+		if h[p] <= h[i] {
+			break
+		}
+		h[p], h[i] = h[i], h[p]
+		i = p
+	}
+	*q = h
+}
+
+func (q *readyQueue) pop() int {
+	h := *q
+	v := h[0]
+	last := len(h) - 1
+	h[0] = h[last]
+	h = h[:last]
+	for i := 0; ; {
+		l, m := 2*i+1, i
+		if l < len(h) && h[l] < h[m] {
+			m = l
+		}
+		if r := l + 1; r < len(h) && h[r] < h[m] {
+			m = r
+		}
+		if m == i {
+			break
+		}
+		h[i], h[m] = h[m], h[i]
+		i = m
+	}
+	*q = h
+	return v
+}
+
+// scheduler is the bookkeeping of one schedule call: per task, how many
+// upstream tasks ended and how many succeeded, so that each change costs
+// only the task's downstream edges.
+type scheduler struct {
+	x       *execution
+	nDone   []int32
+	nOK     []int32
+	queued  []bool
+	ready   readyQueue
+	recheck []int // pending tasks whose upstream changed
+}
+
+// settled records that task i reached a terminal status.
+func (s *scheduler) settled(i int) {
+	ok := s.x.status[i] == TaskSucceeded
+	for _, d := range s.x.plan.down[i] {
+		s.nDone[d]++
+		if ok {
+			s.nOK[d]++
+		}
+		s.recheck = append(s.recheck, d)
+	}
+}
+
+// check queues the pending task i if its trigger is satisfied, or skips it
+// if it never can be.
+func (s *scheduler) check(i int) {
+	x := s.x
+	if x.status[i] != TaskPending || s.queued[i] {
+		return
+	}
+	spec, n := x.plan.specs[i], int32(len(x.plan.up[i]))
+	if spec.Trigger == TriggerAny && n > 0 {
+		switch {
+		case s.nOK[i] > 0:
+			s.queue(i)
+		case s.nDone[i] == n:
+			s.skip(i, "skipped: no upstream task succeeded")
+		}
+		return
+	}
+	switch {
+	case s.nOK[i] == n:
+		s.queue(i)
+	case s.nDone[i] > s.nOK[i]:
+		for _, u := range x.plan.up[i] {
+			if st := x.status[u]; st.Terminal() && st != TaskSucceeded {
+				s.skip(i, fmt.Sprintf("skipped: upstream %s %s", x.plan.names[u], st))
+				return
+			}
+		}
+	}
+}
+
+func (s *scheduler) queue(i int) {
+	s.queued[i] = true
+	s.ready.push(i)
+}
+
+func (s *scheduler) skip(i int, reason string) {
+	x := s.x
+	x.status[i], x.errs[i] = TaskSkipped, reason
+	name := x.plan.names[i]
+	now := time.Now().UTC()
+	x.taskUpdate(&TaskUpdateParams{RunID: x.run.ID, Task: name, Status: TaskSkipped, EndedAt: now, Error: reason})
+	x.e.report(Progress{Kind: ProgressTaskFinished, RunID: x.run.ID, FlowName: x.run.FlowName, TraceID: x.run.TraceID, Task: name, Status: string(TaskSkipped), Error: reason})
+	s.settled(i)
 }
 
 // schedule starts tasks as their triggers allow until every task is
 // finished or runCtx is done and nothing runs any more.
 func (x *execution) schedule(runCtx context.Context) {
-	f := x.flow
-	results := make(chan taskResult)
-	running := 0
-	var wg sync.WaitGroup
-	defer wg.Wait()
+	p := x.plan
+	n := len(p.names)
+	s := &scheduler{x: x, nDone: make([]int32, n), nOK: make([]int32, n), queued: make([]bool, n)}
+	for i := range n {
+		if x.status[i].Terminal() {
+			s.settled(i)
+		}
+	}
+	s.recheck = s.recheck[:0]
+	for i := range n {
+		s.recheck = append(s.recheck, i)
+	}
 
-	maxPar := f.MaxParallel
+	maxPar := x.flow.MaxParallel
 	if maxPar <= 0 {
 		maxPar = DefaultMaxParallel
 	}
+	// Up to maxPar long-lived workers run the tasks (their grown stacks are
+	// reused). Both channels have room for every task that can be running,
+	// so neither side ever blocks the other.
+	jobs := make(chan int, maxPar)
+	results := make(chan taskResult, maxPar)
+	running, workers := 0, 0
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer close(jobs)
 	for {
 		if runCtx.Err() == nil {
-			x.skipBlocked()
-			for _, name := range f.Order {
-				if running >= maxPar {
-					break
-				}
-				if x.status[name] != TaskPending || !x.ready(name) {
-					continue
-				}
-				x.status[name] = TaskRunning
+			// Skips travel down the graph: skipping appends to recheck.
+			for k := 0; k < len(s.recheck); k++ {
+				s.check(s.recheck[k])
+			}
+			s.recheck = s.recheck[:0]
+			for running < maxPar && len(s.ready) > 0 {
+				i := s.ready.pop()
+				x.status[i] = TaskRunning
 				running++
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					results <- x.runTask(runCtx, name)
-				}()
+				if workers < running {
+					workers++
+					wg.Go(func() {
+						w := &taskWorker{}
+						defer w.stop()
+						for i := range jobs {
+							results <- x.runTask(runCtx, i, w)
+						}
+					})
+				}
+				jobs <- i
 			}
 		}
 		if running == 0 {
 			return
 		}
-		select {
-		case r := <-results:
-			running--
-			x.mu.Lock()
-			x.status[r.name] = r.status
-			x.errs[r.name] = r.err
-			x.mu.Unlock()
-			if r.status == TaskFailed && f.Tasks[r.name].FailPolicy != FailIsolate {
-				x.stop(errFailStop)
-			}
-		case <-runCtx.Done():
-			// Running tasks see the cancellation through their contexts;
-			// keep collecting their results.
-			r := <-results
-			running--
-			x.mu.Lock()
-			x.status[r.name] = r.status
-			x.errs[r.name] = r.err
-			x.mu.Unlock()
+		// Running tasks see a cancellation through their contexts; their
+		// results keep coming.
+		r := <-results
+		running--
+		x.status[r.i], x.errs[r.i] = r.status, r.err
+		s.settled(r.i)
+		if r.status == TaskFailed && p.specs[r.i].FailPolicy != FailIsolate {
+			x.stop(errFailStop)
 		}
 	}
 }
 
-// ready reports whether name's trigger is satisfied.
-func (x *execution) ready(name string) bool {
-	t := x.flow.Tasks[name]
-	if len(t.Upstream) == 0 {
-		return true
-	}
-	if t.Trigger == TriggerAny {
-		for _, up := range t.Upstream {
-			if x.status[up] == TaskSucceeded {
-				return true
-			}
-		}
-		return false
-	}
-	for _, up := range t.Upstream {
-		if x.status[up] != TaskSucceeded {
-			return false
-		}
-	}
-	return true
+// taskWorker runs task functions on a goroutine it keeps between attempts;
+// an attempt that is abandoned keeps that goroutine, and the next attempt
+// gets a new one.
+type taskWorker struct {
+	fns chan func()
 }
 
-// skipBlocked marks SKIPPED the pending tasks that can never start: trigger
-// all with an upstream that did not succeed, trigger any with every upstream
-// finished and none succeeded. It repeats until nothing changes, so skips
-// travel down the graph.
-func (x *execution) skipBlocked() {
-	for changed := true; changed; {
-		changed = false
-		for _, name := range x.flow.Order {
-			if x.status[name] != TaskPending {
-				continue
+// do runs fn on the worker's goroutine.
+func (w *taskWorker) do(fn func()) {
+	if w.fns == nil {
+		fns := make(chan func())
+		w.fns = fns
+		go func() {
+			for fn := range fns {
+				fn()
 			}
-			t := x.flow.Tasks[name]
-			if len(t.Upstream) == 0 {
-				continue
-			}
-			blocked, reason := false, ""
-			if t.Trigger == TriggerAny {
-				blocked = true
-				for _, up := range t.Upstream {
-					s := x.status[up]
-					if s == TaskSucceeded || !s.Terminal() {
-						blocked = false
-						break
-					}
-				}
-				reason = "skipped: no upstream task succeeded"
-			} else {
-				for _, up := range t.Upstream {
-					if s := x.status[up]; s.Terminal() && s != TaskSucceeded {
-						blocked, reason = true, fmt.Sprintf("skipped: upstream %s %s", up, s)
-						break
-					}
-				}
-			}
-			if blocked {
-				x.mu.Lock()
-				x.status[name] = TaskSkipped
-				x.errs[name] = reason
-				x.mu.Unlock()
-				now := time.Now().UTC()
-				x.persist(func(ctx context.Context) error {
-					return x.e.store.TaskUpdate(ctx, &TaskUpdateParams{RunID: x.run.ID, Task: name, Status: TaskSkipped, EndedAt: now, Error: reason})
-				})
-				x.e.report(Progress{Kind: ProgressTaskFinished, RunID: x.run.ID, FlowName: x.run.FlowName, TraceID: x.run.TraceID, Task: name, Status: string(TaskSkipped), Error: reason})
-				changed = true
-			}
-		}
+		}()
+	}
+	w.fns <- fn
+}
+
+// stop lets the goroutine end once its current function (if any) returns.
+func (w *taskWorker) stop() {
+	if w.fns != nil {
+		close(w.fns)
+		w.fns = nil
 	}
 }
 
-// runTask runs every attempt of one task and returns its final state.
-func (x *execution) runTask(runCtx context.Context, name string) taskResult {
-	e, run, spec := x.e, x.run, x.flow.Tasks[name]
+// runTask runs every attempt of task i and returns its final state.
+func (x *execution) runTask(runCtx context.Context, i int, w *taskWorker) taskResult {
+	e, run, spec := x.e, x.run, x.plan.specs[i]
+	name := spec.Name
 	prior := 0
+	var first time.Time
 	if st := run.Tasks[name]; st != nil {
 		prior = len(st.Attempts)
+		first = st.StartedAt // a takeover keeps the first attempt's start
 	}
 	def, _ := e.reg.Lookup(spec.Use)
-	var first time.Time
-	for i := 0; ; i++ {
-		attempt := prior + i + 1
-		res, retry := x.runAttempt(runCtx, spec, def, attempt, &first)
-		if !retry || i >= spec.Retries {
+	for n := 0; ; n++ {
+		attempt := prior + n + 1
+		res, retry := x.runAttempt(runCtx, i, w, def, attempt, n >= spec.Retries, &first)
+		if !retry || n >= spec.Retries {
 			return res
 		}
-		delay := backoff(spec.RetryDelay, spec.RetryMaxDelay, i)
+		delay := backoff(spec.RetryDelay, spec.RetryMaxDelay, n)
 		e.report(Progress{Kind: ProgressTaskRetrying, RunID: run.ID, FlowName: run.FlowName, TraceID: run.TraceID, Task: name, Attempt: attempt, Status: string(TaskFailed), Error: res.err, RetryIn: delay})
 		t := time.NewTimer(delay)
 		select {
 		case <-t.C:
 		case <-runCtx.Done():
 			t.Stop()
-			return x.endTask(name, TaskCancelled, "cancelled while waiting to retry: "+res.err, nil)
+			return x.endTask(i, TaskCancelled, "cancelled while waiting to retry: "+res.err)
 		}
 	}
 }
@@ -444,10 +748,35 @@ func backoff(delay, maxDelay time.Duration, i int) time.Duration {
 	return min(d, maxDelay)
 }
 
-// runAttempt runs attempt number n and records it. retry reports whether a
-// failure may be retried.
-func (x *execution) runAttempt(runCtx context.Context, spec *TaskSpec, def *TaskDef, n int, first *time.Time) (res taskResult, retry bool) {
-	e, run, name := x.e, x.run, spec.Name
+// noRetryError is a task failure that retrying cannot fix.
+type noRetryError struct{ msg string }
+
+func (e *noRetryError) Error() string { return e.msg }
+
+// attemptIO is what one attempt hands its task function, allocated together.
+type attemptIO struct {
+	gate           attemptGate
+	stdout, stderr lineWriter
+	log            taskLogHandler
+	tc             TaskContext
+}
+
+// attemptOutcome is what the goroutine running a task function hands back.
+type attemptOutcome struct {
+	raw json.RawMessage
+	out any
+	err error
+	// late is the cause with which the attempt's context had ended when
+	// the function returned (nil if it had not).
+	late error
+}
+
+// runAttempt runs attempt number n of task i and records it. last says
+// whether the task has no retries left. retry reports whether a failure may
+// be retried.
+func (x *execution) runAttempt(runCtx context.Context, i int, w *taskWorker, def *TaskDef, n int, last bool, first *time.Time) (res taskResult, retry bool) {
+	e, run, spec := x.e, x.run, x.plan.specs[i]
+	name := spec.Name
 	start := time.Now().UTC()
 	if first.IsZero() {
 		*first = start
@@ -462,9 +791,7 @@ func (x *execution) runAttempt(runCtx context.Context, spec *TaskSpec, def *Task
 	defer span.End()
 	sc := span.SpanContext()
 	att := Attempt{Number: n, Status: TaskRunning, StartedAt: start, WorkerID: e.cfg.WorkerID, SpanID: spanIDString(sc)}
-	x.persist(func(c context.Context) error {
-		return e.store.TaskUpdate(c, &TaskUpdateParams{RunID: run.ID, Task: name, Status: TaskRunning, StartedAt: *first, Attempt: &att, ResetEnd: true})
-	})
+	x.taskUpdate(&TaskUpdateParams{RunID: run.ID, Task: name, Status: TaskRunning, StartedAt: *first, Attempt: &att, ResetEnd: true})
 	e.report(Progress{Kind: ProgressTaskStarted, RunID: run.ID, FlowName: run.FlowName, TraceID: run.TraceID, Task: name, Attempt: n, Status: string(TaskRunning)})
 
 	var status TaskStatus
@@ -476,16 +803,19 @@ func (x *execution) runAttempt(runCtx context.Context, spec *TaskSpec, def *Task
 			status, errMsg, retry = TaskFailed, fmt.Sprintf("unknown task %q", spec.Use), false
 			return
 		}
-		x.mu.Lock()
-		scope := &RefScope{Outputs: x.outputs, Params: run.Params, Env: e.cfg.LookupEnv}
-		inputs, err := ResolveInputs(spec.Inputs, scope)
-		x.mu.Unlock()
-		if err == nil {
-			inputs, err = normalizeInputs(inputs)
-		}
-		if err != nil {
-			status, errMsg, retry = TaskFailed, err.Error(), false
-			return
+		inputs := map[string]any{}
+		if len(spec.Inputs) > 0 {
+			x.mu.Lock()
+			scope := &RefScope{Outputs: x.outputs, Params: run.Params, Env: e.cfg.LookupEnv}
+			resolved, err := ResolveInputs(spec.Inputs, scope)
+			x.mu.Unlock()
+			if err == nil {
+				inputs, err = normalizeInputs(resolved)
+			}
+			if err != nil {
+				status, errMsg, retry = TaskFailed, err.Error(), false
+				return
+			}
 		}
 		actx := ctx
 		if spec.Timeout > 0 {
@@ -493,40 +823,70 @@ func (x *execution) runAttempt(runCtx context.Context, spec *TaskSpec, def *Task
 			actx, cancel = context.WithTimeoutCause(ctx, spec.Timeout, ErrTaskTimeout)
 			defer cancel()
 		}
-		stdout := &lineWriter{ctx: actx, sink: x.sink, task: name, stream: StreamStdout, level: "INFO", sc: sc}
-		stderr := &lineWriter{ctx: actx, sink: x.sink, task: name, stream: StreamStderr, level: "INFO", sc: sc}
-		tc := &TaskContext{
+		// One allocation for the attempt's writers and context.
+		aio := &attemptIO{}
+		gate := &aio.gate
+		stdout, stderr := &aio.stdout, &aio.stderr
+		*stdout = lineWriter{ctx: actx, sink: x.sink, gate: gate, task: name, stream: StreamStdout, level: "INFO", sc: sc}
+		*stderr = lineWriter{ctx: actx, sink: x.sink, gate: gate, task: name, stream: StreamStderr, level: "INFO", sc: sc}
+		aio.log = taskLogHandler{sink: x.sink, gate: gate, task: name, sc: sc}
+		tc := &aio.tc
+		*tc = TaskContext{
 			RunID: run.ID, FlowName: run.FlowName, Task: name, Use: spec.Use, Attempt: n,
 			Params:      run.Params,
-			Logger:      slog.New(&taskLogHandler{sink: x.sink, task: name, sc: sc}),
+			Logger:      slog.New(&aio.log),
 			Stdout:      stdout,
 			Stderr:      stderr,
 			TraceParent: FormatTraceParent(sc),
 		}
-		out, err := callTask(actx, def.Run, tc, inputs)
-		stdout.Flush()
-		stderr.Flush()
-		switch {
-		case err == nil:
-			raw, merr := json.Marshal(out)
-			switch {
-			case merr != nil:
-				status, errMsg, retry = TaskFailed, fmt.Sprintf("output is not JSON-serialisable: %v", merr), false
-			case len(raw) > e.cfg.OutputMaxBytes:
-				status, errMsg, retry = TaskFailed, fmt.Sprintf("output is %d bytes, over the %d-byte cap", len(raw), e.cfg.OutputMaxBytes), false
-			default:
-				status, output = TaskSucceeded, raw
-				x.mu.Lock()
-				x.outputs[name] = out
-				x.mu.Unlock()
+		// The function runs in its own goroutine so that one that ignores
+		// its context cannot hold the run: once the context ends it has
+		// TaskGracePeriod to return, then it is abandoned (its logs are
+		// dropped, its result ignored).
+		done := make(chan attemptOutcome, 1)
+		w.do(func() {
+			var o attemptOutcome
+			o.raw, o.out, o.err = callTask(actx, def.Run, tc, inputs, e.cfg.OutputMaxBytes)
+			if actx.Err() != nil {
+				o.late = context.Cause(actx)
 			}
-		case runCtx.Err() != nil:
-			// The run is stopping (cancel, run timeout, another task's failure, hand-back).
+			stdout.Flush()
+			stderr.Flush()
+			done <- o
+		})
+		var o attemptOutcome
+		select {
+		case o = <-done:
+		case <-actx.Done():
+			t := time.NewTimer(e.cfg.TaskGracePeriod)
+			select {
+			case o = <-done:
+				t.Stop()
+			case <-t.C:
+				w.stop()
+				gate.close()
+				o = attemptOutcome{late: context.Cause(actx), err: fmt.Errorf("abandoned: still running %s after its context ended", e.cfg.TaskGracePeriod)}
+			}
+		}
+		var nr *noRetryError
+		var ie *InputError
+		switch {
+		case o.late != nil && runCtx.Err() != nil, o.err != nil && runCtx.Err() != nil:
+			// The run is stopping (cancel, run timeout, another task's
+			// failure, hand-back): whatever the function returned late
+			// does not count.
 			status, errMsg, retry = TaskCancelled, "cancelled: "+context.Cause(runCtx).Error(), false
-		case errors.Is(context.Cause(actx), ErrTaskTimeout):
+		case o.late != nil && errors.Is(o.late, ErrTaskTimeout):
 			status, errMsg = TaskFailed, fmt.Sprintf("task timed out after %s", spec.Timeout)
+		case o.err == nil:
+			status, output = TaskSucceeded, o.raw
+			x.mu.Lock()
+			x.outputs[name] = o.out
+			x.mu.Unlock()
+		case errors.As(o.err, &nr), errors.As(o.err, &ie):
+			status, errMsg, retry = TaskFailed, o.err.Error(), false
 		default:
-			status, errMsg = TaskFailed, err.Error()
+			status, errMsg = TaskFailed, o.err.Error()
 		}
 	}()
 
@@ -538,31 +898,29 @@ func (x *execution) runAttempt(runCtx context.Context, spec *TaskSpec, def *Task
 		span.SetStatus(codes.Error, errMsg)
 		span.RecordError(errors.New(errMsg))
 	}
-	e.ins.attemptEnded(ctx, run.FlowName, name, status, dur)
+	opt := x.plan.attemptOpt(i, status)
+	e.ins.taskDuration.Record(ctx, dur.Seconds(), opt)
+	e.ins.tasks.Add(ctx, 1, opt)
 
-	final := status != TaskFailed || !retry || n-x.priorAttempts(name) > spec.Retries
+	final := status != TaskFailed || !retry || last
 	upd := &TaskUpdateParams{RunID: run.ID, Task: name, Status: TaskRunning, Attempt: &att, Error: errMsg}
 	if final {
 		upd.Status, upd.EndedAt, upd.Output = status, end, output
 	}
-	x.persist(func(c context.Context) error { return e.store.TaskUpdate(c, upd) })
+	x.taskUpdate(upd)
 	if final {
 		e.report(Progress{Kind: ProgressTaskFinished, RunID: run.ID, FlowName: run.FlowName, TraceID: run.TraceID, Task: name, Attempt: n, Status: string(status), Error: errMsg, Duration: dur})
 	}
-	return taskResult{name: name, status: status, err: errMsg}, status == TaskFailed && retry
-}
-
-func (x *execution) priorAttempts(name string) int {
-	if st := x.run.Tasks[name]; st != nil {
-		return len(st.Attempts)
-	}
-	return 0
+	return taskResult{i: i, status: status, err: errMsg}, status == TaskFailed && retry
 }
 
 // normalizeInputs gives tasks their inputs as JSON values (numbers are
 // float64, objects map[string]any), whether they came from YAML, params or
 // stored outputs, exactly as an exec plug-in would see them.
 func normalizeInputs(in map[string]any) (map[string]any, error) {
+	if len(in) == 0 {
+		return map[string]any{}, nil
+	}
 	raw, err := json.Marshal(in)
 	if err != nil {
 		return nil, fmt.Errorf("inputs are not JSON-serialisable: %w", err)
@@ -577,52 +935,71 @@ func normalizeInputs(in map[string]any) (map[string]any, error) {
 	return out, nil
 }
 
-// callTask runs fn, turning a panic into an error.
-func callTask(ctx context.Context, fn TaskFunc, tc *TaskContext, inputs map[string]any) (out any, err error) {
+// callTask runs fn, turning a panic into an error, and encodes its output:
+// raw is the JSON (at most maxOut bytes), out its decoded value (what
+// references see, on this worker as on one that resumes the run). An
+// output that cannot be encoded, or is too large, is a [noRetryError].
+func callTask(ctx context.Context, fn TaskFunc, tc *TaskContext, inputs map[string]any, maxOut int) (raw json.RawMessage, out any, err error) {
 	defer func() {
 		if r := recover(); r != nil {
-			err = fmt.Errorf("task panicked: %v\n%s", r, debug.Stack())
+			raw, out, err = nil, nil, fmt.Errorf("task panicked: %v\n%s", r, debug.Stack())
 		}
 	}()
-	return fn(ctx, tc, inputs)
+	v, err := fn(ctx, tc, inputs)
+	if err != nil {
+		return nil, nil, err
+	}
+	return encodeOutput(v, maxOut)
 }
 
-// endTask records a final state for a task that is not running an attempt.
-func (x *execution) endTask(name string, status TaskStatus, msg string, output json.RawMessage) taskResult {
+// encodeOutput is the JSON of a task's output and its decoded value.
+func encodeOutput(v any, maxOut int) (raw json.RawMessage, out any, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			raw, out, err = nil, nil, &noRetryError{fmt.Sprintf("output is not JSON-serialisable: panic: %v", r)}
+		}
+	}()
+	if v == nil {
+		return json.RawMessage("null"), nil, nil
+	}
+	raw, err = json.Marshal(v)
+	switch {
+	case err != nil:
+		return nil, nil, &noRetryError{fmt.Sprintf("output is not JSON-serialisable: %v", err)}
+	case len(raw) > maxOut:
+		return nil, nil, &noRetryError{fmt.Sprintf("output is %d bytes, over the %d-byte cap", len(raw), maxOut)}
+	}
+	if err := json.Unmarshal(raw, &out); err != nil {
+		return nil, nil, &noRetryError{fmt.Sprintf("output is not valid JSON: %v", err)}
+	}
+	return raw, out, nil
+}
+
+// endTask records a final state for task i, which is not running an attempt.
+func (x *execution) endTask(i int, status TaskStatus, msg string) taskResult {
 	now := time.Now().UTC()
-	x.persist(func(c context.Context) error {
-		return x.e.store.TaskUpdate(c, &TaskUpdateParams{RunID: x.run.ID, Task: name, Status: status, EndedAt: now, Error: msg, Output: output})
-	})
+	name := x.plan.names[i]
+	x.taskUpdate(&TaskUpdateParams{RunID: x.run.ID, Task: name, Status: status, EndedAt: now, Error: msg})
 	x.e.report(Progress{Kind: ProgressTaskFinished, RunID: x.run.ID, FlowName: x.run.FlowName, TraceID: x.run.TraceID, Task: name, Status: string(status), Error: msg})
-	return taskResult{name: name, status: status, err: msg}
+	return taskResult{i: i, status: status, err: msg}
 }
 
 // cancelRemaining marks CANCELLED every task that has not finished.
 func (x *execution) cancelRemaining(msg string) {
-	for _, name := range x.flow.Order {
-		if s := x.status[name]; !s.Terminal() {
-			x.status[name] = TaskCancelled
-			x.errs[name] = msg
-			x.endTask(name, TaskCancelled, msg, nil)
+	for i, s := range x.status {
+		if !s.Terminal() {
+			x.status[i], x.errs[i] = TaskCancelled, msg
+			x.endTask(i, TaskCancelled, msg)
 		}
 	}
 }
 
-// firstFailure describes the first failed task (in file order) for the run's error.
-func (x *execution) firstFailure() string {
-	for _, name := range x.flow.Order {
-		if x.status[name] == TaskFailed {
-			return fmt.Sprintf("task %s failed: %s", name, x.errs[name])
-		}
-	}
-	return "a task failed"
-}
-
-// firstFailureStop is firstFailure limited to tasks with fail_policy stop.
+// firstFailureStop describes the first failed task with fail_policy stop
+// (in file order) for the run's error, or returns "".
 func (x *execution) firstFailureStop() string {
-	for _, name := range x.flow.Order {
-		if x.status[name] == TaskFailed && x.flow.Tasks[name].FailPolicy != FailIsolate {
-			return fmt.Sprintf("task %s failed: %s", name, x.errs[name])
+	for i, s := range x.status {
+		if s == TaskFailed && x.plan.specs[i].FailPolicy != FailIsolate {
+			return fmt.Sprintf("task %s failed: %s", x.plan.names[i], x.errs[i])
 		}
 	}
 	return ""
@@ -630,20 +1007,39 @@ func (x *execution) firstFailureStop() string {
 
 // handBack leaves the run RUNNING for another worker: interrupted tasks go
 // back to PENDING.
-func (x *execution) handBack() (*Run, error) {
-	for _, name := range x.flow.Order {
-		if s := x.status[name]; s == TaskCancelled || s == TaskRunning || s == TaskPending {
-			if s == TaskCancelled && x.run.Tasks[name] != nil && x.run.Tasks[name].Status == TaskCancelled {
-				continue
-			}
-			x.persist(func(c context.Context) error {
-				return x.e.store.TaskUpdate(c, &TaskUpdateParams{RunID: x.run.ID, Task: name, Status: TaskPending, ResetEnd: true, Error: "interrupted: worker stopping"})
-			})
+func (x *execution) handBack(cause error) (*Run, error) {
+	for i, s := range x.status {
+		if s == TaskCancelled || s == TaskRunning {
+			x.taskUpdate(&TaskUpdateParams{RunID: x.run.ID, Task: x.plan.names[i], Status: TaskPending, ResetEnd: true, Error: "interrupted: worker stopping"})
 		}
+	}
+	if x.ownerLost.Load() {
+		return x.stopped()
 	}
 	x.runSpan.SetStatus(codes.Unset, "handed back")
 	x.runSpan.SetAttributes(attribute.Bool("pyoco.run.handed_back", true))
-	return nil, fmt.Errorf("run %s: %w", x.run.ID, ErrHandBack)
+	if x.storeLost.Load() {
+		return nil, fmt.Errorf("run %s: %w", x.run.ID, errStoreLost)
+	}
+	if !errors.Is(cause, ErrHandBack) {
+		cause = ErrHandBack
+	}
+	return nil, fmt.Errorf("run %s: %w", x.run.ID, cause)
+}
+
+// lost reports whether the execution must stop writing: the store stayed
+// unavailable too long, or another worker owns the run.
+func (x *execution) lost() bool { return x.storeLost.Load() || x.ownerLost.Load() }
+
+// stopped ends an execution that lost the store or the run quietly.
+func (x *execution) stopped() (*Run, error) {
+	if x.ownerLost.Load() {
+		x.e.cfg.Logger.InfoContext(x.spanCtx, "run taken over elsewhere: stopped executing it", LogKeyRunID, x.run.ID)
+		x.runSpan.SetAttributes(attribute.Bool("pyoco.run.ownership_lost", true))
+		return nil, fmt.Errorf("run %s: %w: %w", x.run.ID, errOwnerLost, ErrConflict)
+	}
+	x.runSpan.SetAttributes(attribute.Bool("pyoco.run.handed_back", true))
+	return nil, fmt.Errorf("run %s: %w", x.run.ID, errStoreLost)
 }
 
 func metricAttrs(kv ...attribute.KeyValue) metric.MeasurementOption {
@@ -651,11 +1047,15 @@ func metricAttrs(kv ...attribute.KeyValue) metric.MeasurementOption {
 }
 
 // finish records the run's final status, its metrics and its span status.
+// If the run was already finished elsewhere, the stored run and status win.
 func (x *execution) finish(status RunStatus, msg string) (*Run, error) {
+	if x.lost() {
+		return x.stopped()
+	}
 	e, run := x.e, x.run
 	end := time.Now().UTC()
 	var final *Run
-	x.persist(func(c context.Context) error {
+	err := x.persist(func(c context.Context) error {
 		r, err := e.store.RunFinish(c, &RunFinishParams{RunID: run.ID, Status: status, At: end, Error: msg})
 		if errors.Is(err, ErrConflict) {
 			// Already finished elsewhere (e.g. a takeover raced us): report what is stored.
@@ -664,8 +1064,14 @@ func (x *execution) finish(status RunStatus, msg string) (*Run, error) {
 		final = r
 		return err
 	})
-	if final == nil {
-		return nil, fmt.Errorf("finish run %s: store unavailable", run.ID)
+	if err != nil {
+		if x.storeLost.Load() {
+			return nil, fmt.Errorf("finish run %s: %w: %w", run.ID, errStoreLost, err)
+		}
+		return nil, fmt.Errorf("finish run %s: %w", run.ID, err)
+	}
+	if final.Status.Terminal() && final.Status != status {
+		status, msg = final.Status, final.Error
 	}
 	started := run.StartedAt
 	if started.IsZero() {
@@ -683,35 +1089,100 @@ func (x *execution) finish(status RunStatus, msg string) (*Run, error) {
 	return final, nil
 }
 
-// persistRetryFor bounds how long persist keeps retrying a write while the
-// store is unavailable: long enough to ride out a Redis restart or
-// fail-over, so a run's state is never silently lost.
+// taskUpdate writes a task change through persist. A refusal with
+// ErrConflict means the run is no longer ours: the execution stops.
+func (x *execution) taskUpdate(p *TaskUpdateParams) {
+	err := x.persist(func(c context.Context) error { return x.e.store.TaskUpdate(c, p) })
+	if errors.Is(err, ErrConflict) && x.ownerLost.CompareAndSwap(false, true) {
+		if x.stop != nil {
+			x.stop(errOwnerLost)
+		}
+	}
+}
+
+// persistRetryFor bounds how long, in all, one execution keeps retrying
+// writes while the store is unavailable: long enough to ride out a Redis
+// restart or fail-over. Past it the run is handed back.
 const persistRetryFor = 15 * time.Minute
 
 // persist runs a store write, retrying while the store is unavailable (with
-// jittered back-off from 50ms to 5s, for up to persistRetryFor; one warning
-// per outage). Writes that fail otherwise are logged: the run goes on.
-func (x *execution) persist(fn func(context.Context) error) {
+// jittered back-off from 50ms to 5s; one warning per outage) within the
+// execution's outage budget, and returns the last error. A wait ends early
+// when the caller's context ends. When the budget is used up (or the wait
+// was cut short) the run is stopped to be handed back, and every later
+// write fails at once. Other failures are logged, except ErrConflict, which
+// the caller handles.
+func (x *execution) persist(fn func(context.Context) error) error {
+	if x.lost() {
+		return errWriteSkipped
+	}
 	delay := 50 * time.Millisecond
-	deadline := time.Now().Add(persistRetryFor)
 	warned := false
 	for {
 		err := fn(x.bg)
 		if err == nil {
+			x.storeUp()
 			if warned {
 				x.e.cfg.Logger.InfoContext(x.spanCtx, "store write succeeded after retrying", LogKeyRunID, x.run.ID)
 			}
-			return
+			return nil
 		}
-		if !errors.Is(err, ErrUnavailable) || time.Now().After(deadline) {
+		if errors.Is(err, ErrConflict) {
+			return err
+		}
+		if !errors.Is(err, ErrUnavailable) {
 			x.e.cfg.Logger.WarnContext(x.spanCtx, "store write", LogKeyRunID, x.run.ID, LogKeyError, err)
-			return
+			return err
+		}
+		left := x.storeDown()
+		if left <= 0 || x.storeLost.Load() {
+			x.giveUp(err)
+			return err
 		}
 		if !warned {
 			warned = true
 			x.e.cfg.Logger.WarnContext(x.spanCtx, "store write: store unavailable, retrying", LogKeyRunID, x.run.ID, LogKeyError, err)
 		}
-		time.Sleep(delay/2 + rand.N(delay/2+1))
+		t := time.NewTimer(min(delay/2+rand.N(delay/2+1), left))
+		select {
+		case <-t.C:
+		case <-x.ctx.Done():
+			t.Stop()
+			x.giveUp(err)
+			return err
+		}
 		delay = min(delay*2, 5*time.Second)
+	}
+}
+
+// storeDown records a failed write and returns how much of the outage
+// budget is left.
+func (x *execution) storeDown() time.Duration {
+	x.omu.Lock()
+	defer x.omu.Unlock()
+	now := time.Now()
+	if x.downSince.IsZero() {
+		x.downSince = now
+	}
+	return persistRetryFor - x.downFor - now.Sub(x.downSince)
+}
+
+// storeUp records a successful write: the current outage, if any, is over.
+func (x *execution) storeUp() {
+	x.omu.Lock()
+	defer x.omu.Unlock()
+	if !x.downSince.IsZero() {
+		x.downFor += time.Since(x.downSince)
+		x.downSince = time.Time{}
+	}
+}
+
+// giveUp stops the run to hand it back: the store is lost.
+func (x *execution) giveUp(err error) {
+	if x.storeLost.CompareAndSwap(false, true) {
+		x.e.cfg.Logger.ErrorContext(x.spanCtx, "store unavailable for too long: handing the run back", LogKeyRunID, x.run.ID, LogKeyError, err)
+		if x.stop != nil {
+			x.stop(errStoreLost)
+		}
 	}
 }

@@ -8,7 +8,8 @@ import (
 
 // Fail ends run id FAILED with msg without executing it: a worker gives up
 // on a run whose workers kept stopping (see [Queue]). Tasks that had not
-// finished are marked CANCELLED with a note, then the run is finished and
+// finished are marked CANCELLED with a note (attempts left RUNNING end
+// FAILED, "interrupted: worker lost"), then the run is finished and
 // its metrics recorded as [Engine.Execute] would. It returns the finished
 // run; an error wrapping [ErrConflict] if the run is already terminal,
 // [ErrNotFound] if unknown.
@@ -25,8 +26,18 @@ func (e *Engine) Fail(ctx context.Context, id, msg string) (*Run, error) {
 		if ts.Status.Terminal() {
 			continue
 		}
-		err := e.store.TaskUpdate(ctx, &TaskUpdateParams{RunID: id, Task: name, Status: TaskCancelled, EndedAt: now,
-			Error: "cancelled: the run failed: " + msg})
+		note := "cancelled: the run failed: " + msg
+		// Attempts a lost worker left RUNNING end too.
+		for _, a := range ts.Attempts {
+			if a.Status != TaskRunning {
+				continue
+			}
+			a.Status, a.EndedAt, a.Error = TaskFailed, now, interruptedMsg
+			if err := e.store.TaskUpdate(ctx, &TaskUpdateParams{RunID: id, Task: name, Status: TaskCancelled, EndedAt: now, Error: note, Attempt: &a}); err != nil {
+				return nil, fmt.Errorf("fail run %s: %w", id, err)
+			}
+		}
+		err := e.store.TaskUpdate(ctx, &TaskUpdateParams{RunID: id, Task: name, Status: TaskCancelled, EndedAt: now, Error: note})
 		if err != nil {
 			return nil, fmt.Errorf("fail run %s: %w", id, err)
 		}

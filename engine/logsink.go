@@ -23,7 +23,7 @@ const LogTruncatedMarker = "[log truncated]"
 type logSink struct {
 	store      LogStore
 	runID      string
-	maxEntries int64
+	maxEntries int64 // entries one run stores, the marker included
 	maxBytes   int
 	now        func() time.Time
 	onErr      func(error)
@@ -31,27 +31,32 @@ type logSink struct {
 	// off): the run's trace id is known even then.
 	traceID string
 
-	n         atomic.Int64 // entries accepted so far
-	truncated atomic.Bool
+	n atomic.Int64 // entries of the run so far (earlier executions included)
+}
+
+// setCap sets the run's entry cap (-1: none) and the number of entries it
+// already has from earlier executions: the cap is per run.
+func (s *logSink) setCap(maxEntries, stored int64) {
+	if maxEntries < 0 {
+		maxEntries = 1<<63 - 1
+	}
+	s.maxEntries = maxEntries
+	s.n.Store(stored)
 }
 
 func (s *logSink) write(ctx context.Context, e LogEntry) {
 	n := s.n.Add(1)
-	if n > s.maxEntries {
-		if s.truncated.CompareAndSwap(false, true) {
-			e.Text = LogTruncatedMarker
-			e.Stream = StreamLog
-			e.Level = "WARN"
-		} else {
-			return
-		}
+	switch {
+	case n > s.maxEntries:
+		return
+	case n == s.maxEntries:
+		// The last slot holds the marker.
+		e.Text = LogTruncatedMarker
+		e.Stream = StreamLog
+		e.Level = "WARN"
 	}
 	if len(e.Text) > s.maxBytes {
-		cut := s.maxBytes
-		for cut > 0 && !utf8.RuneStart(e.Text[cut]) {
-			cut--
-		}
-		e.Text = e.Text[:cut] + " " + LogTruncatedMarker
+		e.Text = cutUTF8(e.Text, s.maxBytes) + " " + LogTruncatedMarker
 	}
 	if e.Timestamp.IsZero() {
 		e.Timestamp = s.now()
@@ -65,10 +70,60 @@ func (s *logSink) write(ctx context.Context, e LogEntry) {
 	}
 }
 
+// cutUTF8 returns the longest prefix of s of at most n bytes that does not
+// split a rune (a rune longer than n is cut anyway).
+func cutUTF8[T string | []byte](s T, n int) T {
+	if len(s) <= n {
+		return s
+	}
+	cut := n
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	if cut == 0 {
+		cut = n
+	}
+	return s[:cut]
+}
+
+// attemptGate lets an attempt's writers (its logger, stdout, stderr) write
+// until the attempt is abandoned; after close returns nothing more is written.
+type attemptGate struct {
+	mu     sync.RWMutex
+	closed bool
+}
+
+// enter reports whether writing is allowed; if so the caller must call leave.
+func (g *attemptGate) enter() bool {
+	if g == nil {
+		return true
+	}
+	g.mu.RLock()
+	if g.closed {
+		g.mu.RUnlock()
+		return false
+	}
+	return true
+}
+
+func (g *attemptGate) leave() {
+	if g != nil {
+		g.mu.RUnlock()
+	}
+}
+
+// close waits for writes in progress and refuses the later ones.
+func (g *attemptGate) close() {
+	g.mu.Lock()
+	g.closed = true
+	g.mu.Unlock()
+}
+
 // taskLogHandler is the slog.Handler behind TaskContext.Logger: records go
 // into the run's logs with stream "log".
 type taskLogHandler struct {
 	sink   *logSink
+	gate   *attemptGate
 	task   string
 	sc     trace.SpanContext
 	attrs  []slog.Attr
@@ -78,6 +133,10 @@ type taskLogHandler struct {
 func (h *taskLogHandler) Enabled(context.Context, slog.Level) bool { return true }
 
 func (h *taskLogHandler) Handle(ctx context.Context, r slog.Record) error {
+	if !h.gate.enter() {
+		return nil
+	}
+	defer h.gate.leave()
 	var b strings.Builder
 	b.WriteString(r.Message)
 	prefix := strings.Join(h.groups, ".")
@@ -137,6 +196,7 @@ func (h *taskLogHandler) WithGroup(name string) slog.Handler {
 type lineWriter struct {
 	ctx    context.Context
 	sink   *logSink
+	gate   *attemptGate
 	task   string
 	stream string
 	level  string
@@ -158,11 +218,12 @@ func (w *lineWriter) Write(p []byte) (int, error) {
 		w.emit(w.buf[:i])
 		w.buf = w.buf[i+1:]
 	}
-	// A very long line without newline is cut into entries rather than
-	// buffered without bound.
-	for len(w.buf) >= w.sink.maxBytes {
-		w.emit(w.buf[:w.sink.maxBytes])
-		w.buf = w.buf[w.sink.maxBytes:]
+	// A very long line without newline is cut into entries (never inside
+	// a rune) rather than buffered without bound.
+	for len(w.buf) > w.sink.maxBytes {
+		chunk := cutUTF8(w.buf, w.sink.maxBytes)
+		w.emit(chunk)
+		w.buf = w.buf[len(chunk):]
 	}
 	if len(w.buf) == 0 {
 		w.buf = nil
@@ -171,6 +232,10 @@ func (w *lineWriter) Write(p []byte) (int, error) {
 }
 
 func (w *lineWriter) emit(line []byte) {
+	if !w.gate.enter() {
+		return
+	}
+	defer w.gate.leave()
 	line = bytes.TrimSuffix(line, []byte{'\r'})
 	w.sink.write(w.ctx, LogEntry{
 		Task: w.task, Stream: w.stream, Level: w.level, Text: strings.ToValidUTF8(string(line), "\uFFFD"),

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"sync/atomic"
 	"time"
 )
 
@@ -15,8 +16,9 @@ import (
 // This interface is unstable until the queue issue lands.
 type Queue interface {
 	// QueuePop blocks until a run is available, p.Block passes (nil lease,
-	// nil error), or ctx ends. It never returns a run that is not PENDING or
-	// RUNNING (cancelled runs are acknowledged and skipped).
+	// nil error), or ctx ends. It never returns a run that was not PENDING or
+	// RUNNING when taken (cancelled runs are acknowledged and skipped); one
+	// that ends in the instant after is refused by RunStart (ErrConflict).
 	QueuePop(ctx context.Context, p *QueuePopParams) (*Lease, error)
 	// QueueAck removes a finished (or handed-back) run from the worker's
 	// pending entries.
@@ -33,6 +35,55 @@ type Queue interface {
 	// is only acknowledged. The memory store puts it at the front, Redis at
 	// the end of the stream.
 	QueueRequeue(ctx context.Context, l *Lease) error
+}
+
+// QueueBatchPopper is an optional [Queue] capability: QueuePopBatch is
+// [Queue.QueuePop] taking up to max runs in one step (a worker asks for as
+// many as it has free slots). It returns at least one lease, or, like
+// QueuePop, none when p.Block passes (nil, nil) or ctx ends.
+type QueueBatchPopper interface {
+	QueuePopBatch(ctx context.Context, p *QueuePopParams, max int) ([]*Lease, error)
+}
+
+// ContextWithLease returns a copy of ctx that carries l, the delivery of the
+// run about to be executed with it ([Engine.Execute]). A [Queue] store may
+// use it to settle the delivery in the same step as the run's own change:
+// RunStart of a terminal or unknown run, and RunFinish, then acknowledge
+// the delivery themselves and say so with [MarkLeaseSettled], so the worker
+// needs no separate [Queue.QueueAck].
+func ContextWithLease(ctx context.Context, l *Lease) context.Context {
+	return context.WithValue(ctx, leaseKey{}, &leaseValue{lease: l})
+}
+
+// LeaseFromContext returns the lease ctx carries ([ContextWithLease]), or
+// nil.
+func LeaseFromContext(ctx context.Context) *Lease {
+	if v, ok := ctx.Value(leaseKey{}).(*leaseValue); ok {
+		return v.lease
+	}
+	return nil
+}
+
+// MarkLeaseSettled records that the store acknowledged the delivery of the
+// lease ctx carries (a no-op without one). Safe for concurrent use.
+func MarkLeaseSettled(ctx context.Context) {
+	if v, ok := ctx.Value(leaseKey{}).(*leaseValue); ok {
+		v.settled.Store(true)
+	}
+}
+
+// LeaseSettled reports whether [MarkLeaseSettled] was called with ctx (or a
+// context derived from it).
+func LeaseSettled(ctx context.Context) bool {
+	v, ok := ctx.Value(leaseKey{}).(*leaseValue)
+	return ok && v.settled.Load()
+}
+
+type leaseKey struct{}
+
+type leaseValue struct {
+	lease   *Lease
+	settled atomic.Bool
 }
 
 // QueuePopParams are the arguments of [Queue.QueuePop].

@@ -30,6 +30,10 @@ type Run struct {
 	// digits) is the submitter's span when the submit carried a traceparent.
 	TraceID      string
 	ParentSpanID string
+	// ParentUnsampled is true when the submitter's traceparent had its
+	// sampled flag clear (the zero value keeps it set, as stores that do
+	// not know the field restore it).
+	ParentUnsampled bool
 	// Error is the run's failure reason ("" unless FAILED or CANCELLED).
 	Error string
 	// Tasks by name. Lists (RunList) leave it nil.
@@ -51,9 +55,39 @@ func (r *Run) Clone() *Run {
 		}
 	}
 	if r.Tasks != nil {
+		// One allocation each for the states, the attempts and the outputs
+		// of all tasks (a run may have thousands); the slices are capped so
+		// that appending to one task's never reaches another's.
 		c.Tasks = make(map[string]*TaskState, len(r.Tasks))
+		states := make([]TaskState, 0, len(r.Tasks))
+		nAtt, nOut := 0, 0
+		for _, t := range r.Tasks {
+			if t != nil {
+				nAtt += len(t.Attempts)
+				nOut += len(t.Output)
+			}
+		}
+		attempts := make([]Attempt, 0, nAtt)
+		outputs := make([]byte, 0, nOut)
 		for k, t := range r.Tasks {
-			c.Tasks[k] = t.Clone()
+			if t == nil {
+				c.Tasks[k] = nil
+				continue
+			}
+			states = append(states, *t)
+			ct := &states[len(states)-1]
+			ct.Attempts, ct.Output = nil, nil
+			if len(t.Attempts) > 0 {
+				n := len(attempts)
+				attempts = append(attempts, t.Attempts...)
+				ct.Attempts = attempts[n:len(attempts):len(attempts)]
+			}
+			if len(t.Output) > 0 {
+				n := len(outputs)
+				outputs = append(outputs, t.Output...)
+				ct.Output = json.RawMessage(outputs[n:len(outputs):len(outputs)])
+			}
+			c.Tasks[k] = ct
 		}
 	}
 	return &c

@@ -18,10 +18,16 @@ import (
 // field for, fails the attempt with an [*InputError] naming the input, e.g.
 // `input "duration" of sleep: got number, want string`.
 func Typed[In any](name string, fn func(ctx context.Context, tc *TaskContext, in In) (any, error)) TaskFunc {
+	// No inputs decode into a plain struct as its zero value: skip the work.
+	t := reflect.TypeFor[In]()
+	um := reflect.TypeFor[json.Unmarshaler]()
+	zeroIfEmpty := t.Kind() == reflect.Struct && !t.Implements(um) && !reflect.PointerTo(t).Implements(um)
 	return func(ctx context.Context, tc *TaskContext, inputs map[string]any) (any, error) {
 		var in In
-		if err := DecodeInputs(name, inputs, &in); err != nil {
-			return nil, err
+		if len(inputs) > 0 || !zeroIfEmpty {
+			if err := DecodeInputs(name, inputs, &in); err != nil {
+				return nil, err
+			}
 		}
 		return fn(ctx, tc, in)
 	}

@@ -199,7 +199,9 @@ func TestGoExampleBuilds(t *testing.T) {
 	// dependency after the example's go.mod was last tidied.
 	modJSON, err := exec.CommandContext(ctx, goBin, "mod", "edit", "-json", filepath.Join(root, "go.mod")).Output()
 	require.NoError(t, err)
-	var mainMod struct{ Require []struct{ Path, Version string } }
+	var mainMod struct {
+		Require []struct{ Path, Version string }
+	}
 	require.NoError(t, json.Unmarshal(modJSON, &mainMod))
 	edit := []string{"mod", "edit"}
 	for _, r := range mainMod.Require {

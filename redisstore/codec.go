@@ -27,7 +27,7 @@ const (
 	fieldCreated = "created"
 	fieldStarted = "started" // (lua) Unix ms; absent until RUNNING
 	fieldEnded   = "ended"   // (lua) Unix ms; absent until terminal
-	fieldAttempt = "attempt" // (lua) HINCRBY by start.lua
+	fieldAttempt = "attempt" // (lua) incremented by start.lua
 	fieldWorker  = "worker"  // (lua)
 	fieldTraceID = "trace"
 	fieldParent  = "parent" // parent span ID
@@ -48,7 +48,7 @@ const (
 	taskUse     = "use"
 	taskStatus  = "status"
 	taskStarted = "started" // Unix ms
-	taskEnded   = "ended"   // Unix ms
+	taskEnded   = "ended"   // Unix ms; "" when reset (ResetEnd)
 	taskError   = "error"
 	taskOutput  = "output" // raw JSON
 	taskTrunc   = "trunc"  // "1" when Output was truncated

@@ -75,6 +75,10 @@ func (k keys) worker(id string) string { return k.prefix + "worker:" + id }
 // workerPrefix is worker(id) without the id.
 func (k keys) workerPrefix() string { return k.prefix + "worker:" }
 
+// idempotency is the string holding the run ID an Idempotency-Key created
+// (expires with the key's TTL).
+func (k keys) idempotency(key string) string { return k.prefix + "idem:" + key }
+
 // cancelChannel is the pub/sub channel on which cancel.lua publishes the ID
 // of each run whose cancellation is requested.
 func (k keys) cancelChannel() string { return k.prefix + "cancel" }

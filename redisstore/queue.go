@@ -26,7 +26,6 @@ const maxBlockChunk = time.Second
 
 // The queue's Lua scripts (see each file's header).
 var (
-	queueCheckScript        = loadScript("queue_check")
 	queueAckScript          = loadScript("queue_ack")
 	queueReclaimScript      = loadScript("queue_reclaim")
 	queueHeartbeatScript    = loadScript("queue_heartbeat")
@@ -60,10 +59,30 @@ func isNoGroup(err error) bool {
 // QueuePop reads the next queued run for p.WorkerID with XREADGROUP BLOCK
 // (so an idle worker gets a new run within milliseconds, with no polling),
 // in chunks of at most a second so that ctx ending is noticed. It returns
-// (nil, nil) when p.Block passes, ctx's error when ctx ends. An entry whose
-// run was cancelled or finished while queued is acknowledged, deleted and
-// skipped. The lease's ID is the stream entry ID; Deliveries is 1.
+// (nil, nil) when p.Block passes, ctx's error when ctx ends. The lease's ID
+// is the stream entry ID; Deliveries is 1. See [Store.QueuePopBatch].
 func (s *Store) QueuePop(ctx context.Context, p *engine.QueuePopParams) (*engine.Lease, error) {
+	ls, err := s.QueuePopBatch(ctx, p, 1)
+	if len(ls) == 0 {
+		return nil, err
+	}
+	return ls[0], err
+}
+
+// QueuePopBatch is [Store.QueuePop] taking up to n runs with one
+// XREADGROUP COUNT n. It returns at least one lease, or none when p.Block
+// passes (nil error) or ctx ends (ctx's error).
+//
+// Entries are not checked here: the scripts that end a PENDING run (a
+// cancel, a finish) delete its entry, so it is never delivered; a run that
+// ends in the instant between the read and its start is refused by
+// [Store.RunStart] (ErrConflict), which acknowledges the entry when the
+// lease comes with the context ([engine.ContextWithLease]). A worker that
+// does not pass it acknowledges the lease with [Store.QueueAck].
+func (s *Store) QueuePopBatch(ctx context.Context, p *engine.QueuePopParams, n int) ([]*engine.Lease, error) {
+	if n < 1 {
+		n = 1
+	}
 	var deadline time.Time
 	if p.Block > 0 {
 		deadline = time.Now().Add(p.Block)
@@ -86,7 +105,7 @@ func (s *Store) QueuePop(ctx context.Context, p *engine.QueuePopParams) (*engine
 		res, err := s.client.XReadGroup(ctx, &redis.XReadGroupArgs{
 			Group: queueGroup, Consumer: p.WorkerID,
 			Streams: []string{s.keys.queue(), ">"},
-			Count:   1, Block: chunk,
+			Count:   int64(n), Block: chunk,
 		}).Result()
 		switch {
 		case errors.Is(err, redis.Nil):
@@ -100,19 +119,15 @@ func (s *Store) QueuePop(ctx context.Context, p *engine.QueuePopParams) (*engine
 			}
 			return nil, fmt.Errorf("pop queue: %w", interpretError(err))
 		}
+		var out []*engine.Lease
 		for _, st := range res {
 			for _, m := range st.Messages {
 				runID, _ := m.Values["run_id"].(string)
-				ok, err := queueCheckScript.Run(ctx, s.client, []string{s.keys.queue(), s.keys.run(runID)}, queueGroup, m.ID).Int()
-				if err != nil {
-					// The entry stays pending for this worker; it is
-					// reclaimed after the lease if the caller never sees it.
-					return nil, fmt.Errorf("pop queue: check run %s: %w", runID, interpretError(err))
-				}
-				if ok == 1 {
-					return &engine.Lease{RunID: runID, ID: m.ID, Deliveries: 1}, nil
-				}
+				out = append(out, &engine.Lease{RunID: runID, ID: m.ID, Deliveries: 1})
 			}
+		}
+		if len(out) > 0 {
+			return out, nil
 		}
 	}
 }
@@ -259,8 +274,9 @@ func (s *Store) WorkerList(ctx context.Context) ([]engine.WorkerInfo, error) {
 }
 
 var (
-	_ engine.Queue          = (*Store)(nil)
-	_ engine.QueueStats     = (*Store)(nil)
-	_ engine.WorkerRegistry = (*Store)(nil)
-	_ engine.Pinger         = (*Store)(nil)
+	_ engine.Queue            = (*Store)(nil)
+	_ engine.QueueBatchPopper = (*Store)(nil)
+	_ engine.QueueStats       = (*Store)(nil)
+	_ engine.WorkerRegistry   = (*Store)(nil)
+	_ engine.Pinger           = (*Store)(nil)
 )

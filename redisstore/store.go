@@ -32,9 +32,13 @@ const (
 )
 
 // Store is an [engine.Store] on Redis that also implements
-// [engine.CancelNotifier]. Create it with [New]. It is safe for concurrent
-// use; it holds no connection of its own (the client's pool does) and needs
-// no Close.
+// [engine.CancelNotifier], the queue capabilities ([engine.Queue],
+// [engine.QueueBatchPopper], [engine.QueueStats], [engine.WorkerRegistry],
+// [engine.Pinger]) and [engine.IdempotencyStore]. Create it with [New]. It
+// is safe for concurrent use and needs no Close: it uses the client's pool,
+// plus one pub/sub connection and goroutine only while RunCancelNotify
+// channels are open (and 200ms after), and short-lived timers for deferred
+// task changes (see [Store.TaskUpdate]).
 //
 // Every change of a run's status, its index entries and its event happens in
 // one Lua script, so it is atomic on a single Redis and on Redis Cluster
@@ -57,6 +61,11 @@ type Store struct {
 	// groupReady is set once the queue's consumer group is known to exist
 	// (queue.go).
 	groupReady atomic.Bool
+	// hub shares one cancel subscription among RunCancelNotify waiters
+	// (notify.go).
+	hub cancelHub
+	// deferred holds task changes TaskUpdate deferred (deferred.go).
+	deferred deferredTasks
 }
 
 // New returns a Store that keeps its state in client's Redis, under
@@ -139,6 +148,7 @@ func (s *Store) RunCreate(ctx context.Context, run *engine.Run) error {
 // RunGet returns the run with its tasks, read in one consistent snapshot, or
 // an error wrapping [engine.ErrNotFound].
 func (s *Store) RunGet(ctx context.Context, id string) (*engine.Run, error) {
+	s.deferred.flushRun(ctx, s, id)
 	v, err := getScript.Run(ctx, s.client, []string{s.keys.run(id), s.keys.tasks(id)}).Result()
 	if err != nil {
 		return nil, fmt.Errorf("get run %s: %w", id, interpretError(err))
@@ -156,22 +166,43 @@ func (s *Store) RunGet(ctx context.Context, id string) (*engine.Run, error) {
 // StartedAt and records no event. Either way Attempt is incremented and
 // WorkerID set. A zero p.At means now. It returns the run with its tasks; an
 // error wrapping [engine.ErrConflict] if the run is terminal,
-// [engine.ErrNotFound] if unknown.
+// [engine.ErrNotFound] if unknown. When ctx carries the lease that delivered
+// the run ([engine.ContextWithLease]), the queue entry of a terminal or
+// unknown run is acknowledged in the same script and the lease marked
+// settled ([engine.MarkLeaseSettled]).
 func (s *Store) RunStart(ctx context.Context, p *engine.RunStartParams) (*engine.Run, error) {
 	ks := []string{
 		s.keys.run(p.RunID), s.keys.tasks(p.RunID), s.keys.events(),
 		s.keys.status(engine.RunPending), s.keys.status(engine.RunRunning),
-		s.keys.queued(),
+		s.keys.queued(), s.keys.queue(),
 	}
-	v, err := startScript.Run(ctx, s.client, ks, p.WorkerID, ms(orNow(p.At)), s.cfg.EventMaxLen).Result()
+	entry := leaseEntry(ctx, p.RunID)
+	t0 := time.Now()
+	v, err := startScript.Run(ctx, s.client, ks, p.WorkerID, ms(orNow(p.At)), s.cfg.EventMaxLen, queueGroup, entry).Result()
 	if err != nil {
-		return nil, fmt.Errorf("start run %s: %w", p.RunID, interpretError(err))
+		err = interpretError(err)
+		if entry != "" && (errors.Is(err, engine.ErrConflict) || errors.Is(err, engine.ErrNotFound)) {
+			engine.MarkLeaseSettled(ctx)
+		}
+		return nil, fmt.Errorf("start run %s: %w", p.RunID, err)
 	}
 	r, err := parseRunWithTasks(v)
 	if err != nil {
 		return nil, fmt.Errorf("start run %s: %w", p.RunID, err)
 	}
+	if r.Status == engine.RunRunning {
+		s.hub.started(r.ID, t0)
+	}
 	return r, nil
+}
+
+// leaseEntry returns the queue entry ID of the lease ctx carries if it
+// delivered runID, else "".
+func leaseEntry(ctx context.Context, runID string) string {
+	if l := engine.LeaseFromContext(ctx); l != nil && l.RunID == runID {
+		return l.ID
+	}
+	return ""
 }
 
 // RunFinish moves a non-terminal run (PENDING included) to p.Status
@@ -181,7 +212,9 @@ func (s *Store) RunStart(ctx context.Context, p *engine.RunStartParams) (*engine
 // expire and the indexes forget it. It returns the run with its tasks; an
 // error wrapping [engine.ErrConflict] if the run is already terminal,
 // [engine.ErrNotFound] if unknown, and a plain error if p.Status is not
-// terminal.
+// terminal. When ctx carries the lease that delivered the run
+// ([engine.ContextWithLease]), its queue entry is acknowledged in the same
+// script, whatever the outcome, and the lease marked settled.
 func (s *Store) RunFinish(ctx context.Context, p *engine.RunFinishParams) (*engine.Run, error) {
 	if !p.Status.Terminal() {
 		return nil, fmt.Errorf("finish run %s: status %q is not terminal", p.RunID, p.Status)
@@ -190,10 +223,25 @@ func (s *Store) RunFinish(ctx context.Context, p *engine.RunFinishParams) (*engi
 		s.keys.run(p.RunID), s.keys.tasks(p.RunID), s.keys.logs(p.RunID), s.keys.events(), s.keys.expiry(),
 	}, s.keys.statuses()...)
 	ks = append(ks, s.keys.queued(), s.keys.queue())
-	v, err := finishScript.Run(ctx, s.client, ks,
-		string(p.Status), ms(orNow(p.At)), p.Error, s.cfg.EventMaxLen, s.cfg.Retention.Milliseconds()).Result()
+	entry := leaseEntry(ctx, p.RunID)
+	args := []any{string(p.Status), ms(orNow(p.At)), p.Error, s.cfg.EventMaxLen, s.cfg.Retention.Milliseconds(), queueGroup, entry}
+	b := s.deferred.take(p.RunID)
+	if b != nil {
+		args = append(append(args, b.n), b.args...)
+	}
+	v, err := finishScript.Run(ctx, s.client, ks, args...).Result()
 	if err != nil {
-		return nil, fmt.Errorf("finish run %s: %w", p.RunID, interpretError(err))
+		err = interpretError(err)
+	}
+	s.deferred.done(p.RunID, b, errors.Is(err, engine.ErrUnavailable))
+	if err != nil {
+		if entry != "" && (errors.Is(err, engine.ErrConflict) || errors.Is(err, engine.ErrNotFound)) {
+			engine.MarkLeaseSettled(ctx)
+		}
+		return nil, fmt.Errorf("finish run %s: %w", p.RunID, err)
+	}
+	if entry != "" {
+		engine.MarkLeaseSettled(ctx)
 	}
 	r, err := parseRunWithTasks(v)
 	if err != nil {
@@ -307,9 +355,47 @@ func (s *Store) RunList(ctx context.Context, p *engine.RunListParams) (*engine.R
 // together set EndedAt; an Attempt is inserted or replaced by Number. It
 // returns an error wrapping [engine.ErrNotFound] if the run or task is
 // unknown, [engine.ErrConflict] if the run is terminal. It records no event.
+//
+// When ctx carries the lease of the run ([engine.ContextWithLease], as a
+// worker executes it) a change to a terminal task status is deferred: it
+// returns nil at once and is written with the run's next write from this
+// Store (a task change, RunFinish, or a RunGet, in the same script) or
+// after taskFlushDelay, whichever comes first. A task's start (RUNNING,
+// with its attempt) is always written before TaskUpdate returns, so a
+// task's side effects never precede the record of its attempt; a worker that
+// dies with a deferred SUCCEEDED loses it, and the task runs again in the
+// next attempt, as it would had the worker died just before the write.
 func (s *Store) TaskUpdate(ctx context.Context, p *engine.TaskUpdateParams) error {
+	group, err := taskUpdateGroup(p)
+	if err != nil {
+		return fmt.Errorf("update task %s of run %s: %w", p.Task, p.RunID, err)
+	}
+	if p.Status.Terminal() && leaseEntry(ctx, p.RunID) != "" {
+		s.deferred.add(s, p.RunID, group)
+		return nil
+	}
+	b := s.deferred.take(p.RunID)
+	args := []any{1}
+	if b != nil {
+		args = append([]any{b.n + 1}, b.args...)
+	}
+	args = append(args, group...)
+	err = taskUpdateScript.Run(ctx, s.client, []string{s.keys.run(p.RunID), s.keys.tasks(p.RunID)}, args...).Err()
+	if err != nil {
+		err = interpretError(err)
+	}
+	s.deferred.done(p.RunID, b, errors.Is(err, engine.ErrUnavailable))
+	if err != nil {
+		return fmt.Errorf("update task %s of run %s: %w", p.Task, p.RunID, err)
+	}
+	return nil
+}
+
+// taskUpdateGroup encodes p as one change group of task_update.lua: the
+// task's status field, the number of fields to delete (0: none needs it
+// now), the number of set arguments, and those.
+func taskUpdateGroup(p *engine.TaskUpdateParams) ([]any, error) {
 	t := p.Task
-	var del []string
 	set := []any{
 		taskField(taskStatus, t), string(p.Status),
 		taskField(taskError, t), p.Error,
@@ -320,7 +406,8 @@ func (s *Store) TaskUpdate(ctx context.Context, p *engine.TaskUpdateParams) erro
 	if !p.EndedAt.IsZero() {
 		set = append(set, taskField(taskEnded, t), ms(p.EndedAt))
 	} else if p.ResetEnd {
-		del = append(del, taskField(taskEnded, t))
+		// "" reads as no EndedAt; setting it costs no separate HDEL.
+		set = append(set, taskField(taskEnded, t), "")
 	}
 	if len(p.Output) > 0 {
 		set = append(set, taskField(taskOutput, t), []byte(p.Output), taskField(taskTrunc, t), boolString(p.OutputTruncated))
@@ -328,21 +415,11 @@ func (s *Store) TaskUpdate(ctx context.Context, p *engine.TaskUpdateParams) erro
 	if a := p.Attempt; a != nil {
 		b, err := json.Marshal(a)
 		if err != nil {
-			return fmt.Errorf("update task %s of run %s: attempt: %w", t, p.RunID, err)
+			return nil, fmt.Errorf("attempt: %w", err)
 		}
 		set = append(set, attemptField(a.Number, t), b)
 	}
-	args := make([]any, 0, 2+len(del)+len(set))
-	args = append(args, taskField(taskStatus, t), len(del))
-	for _, d := range del {
-		args = append(args, d)
-	}
-	args = append(args, set...)
-	err := taskUpdateScript.Run(ctx, s.client, []string{s.keys.run(p.RunID), s.keys.tasks(p.RunID)}, args...).Err()
-	if err != nil {
-		return fmt.Errorf("update task %s of run %s: %w", t, p.RunID, interpretError(err))
-	}
-	return nil
+	return append([]any{taskField(taskStatus, t), 0, len(set)}, set...), nil
 }
 
 // LogAppend appends entries to a run's log stream (terminal runs included:

@@ -24,7 +24,9 @@ const (
 )
 
 // popBlock bounds one QueuePop, so a stopping worker stops asking for runs
-// within it; a run queued meanwhile still arrives at once.
+// within it; a run queued meanwhile still arrives at once. One goroutine
+// takes runs for all the slots, as many at once as there are free slots
+// ([engine.QueueBatchPopper]), and hands them to the slots.
 const popBlock = 500 * time.Millisecond
 
 // Back-off while the store is unavailable: from backoffMin doubling to
@@ -118,10 +120,12 @@ type Worker struct {
 	stopTake context.CancelFunc  // stops taking runs
 	stopAll  context.CancelFunc  // stops heartbeats and the reclaimer
 	wg       sync.WaitGroup      // slot goroutines
-	rwg      sync.WaitGroup      // the reclaimer goroutine
+	rwg      sync.WaitGroup      // the reclaimer and the taker goroutines
 	bg       sync.WaitGroup      // the heartbeat goroutine
 
 	reclaimed chan *engine.Lease // reclaimed runs waiting for a slot
+	taken     chan *engine.Lease // queued runs taken, waiting for a slot
+	freed     chan struct{}      // a held lease was released
 
 	down     atomic.Bool // the store is unavailable (one warning per outage)
 	downedAt atomic.Int64
@@ -158,6 +162,8 @@ func New(eng *engine.Engine, q engine.Queue, cfg *Config) (*Worker, error) {
 		log:       c.Logger.With(engine.LogKeyWorker, c.ID),
 		held:      make(map[string]*holding),
 		reclaimed: make(chan *engine.Lease, c.Concurrency),
+		taken:     make(chan *engine.Lease, c.Concurrency),
+		freed:     make(chan struct{}, 1),
 	}
 	w.reg, _ = q.(engine.WorkerRegistry)
 	return w, nil
@@ -186,6 +192,7 @@ func (w *Worker) Start(ctx context.Context) error {
 	for range w.cfg.Concurrency {
 		w.wg.Go(func() { w.slot(takeCtx, base) })
 	}
+	w.rwg.Go(func() { w.take(takeCtx, base) })
 	w.bg.Go(func() {
 		w.heartbeat(allCtx) // announce at once
 		w.heartbeatLoop(allCtx)
@@ -233,12 +240,15 @@ func (w *Worker) Stop(ctx context.Context) error {
 		w.log.WarnContext(ctx, "worker stopping: handing runs back", "runs", n)
 		<-done
 	}
-	// Reclaimed runs that never got a slot go back too.
+	// Reclaimed and taken runs that never got a slot go back too.
 	w.rwg.Wait()
 	bg := context.WithoutCancel(ctx)
 	for {
 		select {
 		case l := <-w.reclaimed:
+			w.requeue(bg, l)
+			continue
+		case l := <-w.taken:
 			w.requeue(bg, l)
 			continue
 		default:
@@ -272,39 +282,76 @@ func (w *Worker) Running() []string {
 }
 
 // slot executes runs one after another until takeCtx ends: reclaimed runs
-// first, else the next queued run.
+// first, else the next run the taker took from the queue.
 func (w *Worker) slot(takeCtx, base context.Context) {
-	var bo backoff
 	for takeCtx.Err() == nil {
 		var l *engine.Lease
 		select {
 		case l = <-w.reclaimed:
 		default:
-		}
-		if l == nil {
-			var err error
-			l, err = w.q.QueuePop(takeCtx, &engine.QueuePopParams{WorkerID: w.cfg.ID, Block: popBlock})
-			if err != nil {
+			select {
+			case l = <-w.reclaimed:
+			case l = <-w.taken:
 				if takeCtx.Err() != nil {
+					// Stopping: never start it.
+					w.requeue(base, l)
 					return
 				}
-				w.storeFailed(takeCtx, "take a run", err)
-				bo.sleep(takeCtx)
-				continue
-			}
-			w.storeOK(takeCtx)
-			bo.reset()
-			if l == nil {
-				continue
-			}
-			w.hold(l)
-			if takeCtx.Err() != nil {
-				// Stopping: never start it.
-				w.requeue(base, l)
+			case <-takeCtx.Done():
 				return
 			}
 		}
 		w.execute(base, l)
+	}
+}
+
+// take takes queued runs for the slots until takeCtx ends: as many at once
+// as there are free slots, blocking while the queue is empty (so a run
+// queued for an idle worker starts within milliseconds) or no slot is free.
+func (w *Worker) take(takeCtx, base context.Context) {
+	batch, _ := w.q.(engine.QueueBatchPopper)
+	var bo backoff
+	for takeCtx.Err() == nil {
+		w.mu.Lock()
+		free := w.cfg.Concurrency - len(w.held)
+		w.mu.Unlock()
+		if free <= 0 {
+			select {
+			case <-w.freed:
+			case <-takeCtx.Done():
+			}
+			continue
+		}
+		p := &engine.QueuePopParams{WorkerID: w.cfg.ID, Block: popBlock}
+		var leases []*engine.Lease
+		var err error
+		if batch != nil {
+			leases, err = batch.QueuePopBatch(takeCtx, p, free)
+		} else {
+			var l *engine.Lease
+			if l, err = w.q.QueuePop(takeCtx, p); l != nil {
+				leases = []*engine.Lease{l}
+			}
+		}
+		if err != nil {
+			if takeCtx.Err() != nil {
+				return
+			}
+			w.storeFailed(takeCtx, "take a run", err)
+			bo.sleep(takeCtx)
+			continue
+		}
+		w.storeOK(takeCtx)
+		bo.reset()
+		for _, l := range leases {
+			w.hold(l)
+			if takeCtx.Err() != nil {
+				// Stopping: never start it.
+				w.requeue(base, l)
+				continue
+			}
+			w.taken <- l // never blocks: at most Concurrency are held
+		}
 	}
 }
 
@@ -319,13 +366,19 @@ func (w *Worker) release(l *engine.Lease) {
 	w.mu.Lock()
 	delete(w.held, l.ID)
 	w.mu.Unlock()
+	select {
+	case w.freed <- struct{}{}:
+	default:
+	}
 }
 
 // execute runs one held lease to its end and acknowledges it, or hands it
 // back. Its context is independent of the caller's cancellation: only Stop
-// (hand back) and the store's cancel requests stop a run.
+// (hand back) and the store's cancel requests stop a run. The context
+// carries the lease ([engine.ContextWithLease]), so a store can acknowledge
+// it as it finishes the run; the worker then skips its own ack.
 func (w *Worker) execute(base context.Context, l *engine.Lease) {
-	runCtx, stop := context.WithCancelCause(base)
+	runCtx, stop := context.WithCancelCause(engine.ContextWithLease(base, l))
 	defer stop(nil)
 	w.mu.Lock()
 	if h := w.held[l.ID]; h != nil {
@@ -339,7 +392,11 @@ func (w *Worker) execute(base context.Context, l *engine.Lease) {
 		switch {
 		case err == nil, errors.Is(err, engine.ErrConflict), errors.Is(err, engine.ErrNotFound):
 			// Finished (here, or already before: a terminal run's entry).
-			w.ack(base, l)
+			if engine.LeaseSettled(runCtx) {
+				w.release(l)
+			} else {
+				w.ack(base, l)
+			}
 			return
 		case errors.Is(err, engine.ErrHandBack):
 			w.requeue(base, l)

@@ -13,11 +13,12 @@ import (
 
 	"github.com/pyoco/pyoco/engine"
 	"github.com/pyoco/pyoco/engine/memstore"
+	"github.com/pyoco/pyoco/internal/redistest"
 	"github.com/pyoco/pyoco/worker"
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
+	goleak.VerifyTestMain(redistest.Runner(m))
 }
 
 // testBundle is a memory store, a registry with test tasks, and helpers to

@@ -3,9 +3,13 @@
 // and 2 workers (each its own engine, store and Redis client, concurrency
 // 16), submit→COMPLETED latency on an idle worker, and Redis commands per
 // run from INFO commandstats; then the same shape with Asynq (no-op
-// handler, same Redis, same concurrency). See docs/benchmarks.md.
+// handler, same Redis, same concurrency). While draining it also prints the
+// CPU redis-server and this process used per run (INFO cpu, getrusage),
+// which the machine's other load disturbs less than runs/s. See
+// docs/benchmarks.md.
 //
 //	cd bench/queue && go run . [-redis host:port] [-n 5000] [-concurrency 16]
+//	cd bench/queue && go run . -asynq=false -cpuprofile cpu.prof   # pyoco only, profiled
 package main
 
 import (
@@ -17,11 +21,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -39,6 +45,8 @@ var (
 	n           = flag.Int("n", 5000, "runs (tasks) per drain measurement")
 	concurrency = flag.Int("concurrency", 16, "concurrency of each worker / Asynq server")
 	samples     = flag.Int("latency-samples", 300, "single runs for the latency measurement")
+	withAsynq   = flag.Bool("asynq", true, "also measure Asynq (false: pyoco only, for quick iterations)")
+	cpuProfile  = flag.String("cpuprofile", "", "write a CPU profile of the pyoco 1-worker drain to this file")
 )
 
 const flowSrc = `version: 1
@@ -79,13 +87,20 @@ func main() {
 		rows = append(rows, row{fmt.Sprintf("pyoco, %d worker(s)", workers), r, sub, run})
 	}
 	p50, p99 := pyocoLatency(ctx, addr)
+	fmt.Printf("%-22s %12s %16s %16s %14s\n", "", "runs/s", "cmds/run submit", "cmds/run execute", "cmds/run total")
+	if !*withAsynq {
+		for _, r := range rows {
+			fmt.Printf("%-22s %12.0f %16.1f %16.1f %14.1f\n", r.name, r.perSec, r.submitCmd, r.runCmd, r.submitCmd+r.runCmd)
+		}
+		fmt.Printf("\nsubmit→COMPLETED on an idle worker: pyoco p50 %s p99 %s (%d samples)\n", p50, p99, *samples)
+		return
+	}
 	for _, workers := range []int{1, 2} {
 		r, sub, run := asynqDrain(ctx, admin, addr, workers)
 		rows = append(rows, row{fmt.Sprintf("asynq, %d server(s)", workers), r, sub, run})
 	}
 	ap50, ap99 := asynqLatency(ctx, addr)
 
-	fmt.Printf("%-22s %12s %16s %16s %14s\n", "", "runs/s", "cmds/run submit", "cmds/run execute", "cmds/run total")
 	for _, r := range rows {
 		fmt.Printf("%-22s %12.0f %16.1f %16.1f %14.1f\n", r.name, r.perSec, r.submitCmd, r.runCmd, r.submitCmd+r.runCmd)
 	}
@@ -166,6 +181,17 @@ func pyocoDrain(ctx context.Context, admin *redis.Client, addr string, workers i
 		ws = append(ws, w)
 		closers = append(closers, closeFn)
 	}
+	if *cpuProfile != "" && workers == 1 {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			log.Fatal(err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			log.Fatal(err)
+		}
+		defer f.Close()
+	}
+	cpu0, self0 := redisCPU(ctx, admin), selfCPU()
 	start := time.Now()
 	for _, w := range ws {
 		if err := w.Start(ctx); err != nil {
@@ -174,6 +200,11 @@ func pyocoDrain(ctx context.Context, admin *redis.Client, addr string, workers i
 	}
 	<-done
 	elapsed := time.Since(start)
+	if *cpuProfile != "" && workers == 1 {
+		pprof.StopCPUProfile()
+	}
+	fmt.Printf("(pyoco %d worker(s) draining: redis-server CPU %.0f%% of one core, %.0f µs/run; worker process CPU %.0f µs/run)\n", workers,
+		100*(redisCPU(ctx, admin)-cpu0)/elapsed.Seconds(), 1e6*(redisCPU(ctx, admin)-cpu0)/float64(*n), 1e6*(selfCPU()-self0)/float64(*n))
 	c2 := commands(ctx, admin)
 	for _, w := range ws {
 		_ = w.Stop(ctx)
@@ -256,6 +287,7 @@ func asynqDrain(ctx context.Context, admin *redis.Client, addr string, servers i
 		return nil
 	})
 	var srvs []*asynq.Server
+	cpu0, self0 := redisCPU(ctx, admin), selfCPU()
 	start := time.Now()
 	for range servers {
 		s := asynq.NewServer(asynq.RedisClientOpt{Addr: addr, PoolSize: 64}, asynq.Config{Concurrency: *concurrency, LogLevel: asynq.ErrorLevel})
@@ -266,6 +298,8 @@ func asynqDrain(ctx context.Context, admin *redis.Client, addr string, servers i
 	}
 	<-done
 	elapsed := time.Since(start)
+	fmt.Printf("(asynq %d server(s) draining: redis-server CPU %.0f%% of one core, %.0f µs/task; server process CPU %.0f µs/task)\n", servers,
+		100*(redisCPU(ctx, admin)-cpu0)/elapsed.Seconds(), 1e6*(redisCPU(ctx, admin)-cpu0)/float64(*n), 1e6*(selfCPU()-self0)/float64(*n))
 	c2 := commands(ctx, admin)
 	for _, s := range srvs {
 		s.Shutdown()
@@ -320,6 +354,30 @@ func commands(ctx context.Context, c *redis.Client) int64 {
 		v, _, _ := strings.Cut(rest, ",")
 		k, _ := strconv.ParseInt(v, 10, 64)
 		total += k
+	}
+	return total
+}
+
+// selfCPU returns the CPU seconds (user + system) this process used so far.
+func selfCPU() float64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		log.Fatal(err)
+	}
+	tv := func(t syscall.Timeval) float64 { return float64(t.Sec) + float64(t.Usec)/1e6 }
+	return tv(ru.Utime) + tv(ru.Stime)
+}
+
+// redisCPU returns the CPU seconds redis-server used so far (INFO cpu).
+func redisCPU(ctx context.Context, c *redis.Client) float64 {
+	s, err := c.Info(ctx, "cpu").Result()
+	if err != nil {
+		log.Fatal(err)
+	}
+	var total float64
+	for _, f := range []string{"used_cpu_sys", "used_cpu_user"} {
+		v, _ := strconv.ParseFloat(field(s, f), 64)
+		total += v
 	}
 	return total
 }

@@ -113,6 +113,30 @@ func (s *Store) QueuePop(ctx context.Context, p *engine.QueuePopParams) (*engine
 	}
 }
 
+// QueuePopBatch is [Store.QueuePop] taking up to n runs: it waits for the
+// first as QueuePop does, then takes the others that are ready at once.
+func (s *Store) QueuePopBatch(ctx context.Context, p *engine.QueuePopParams, n int) ([]*engine.Lease, error) {
+	l, err := s.QueuePop(ctx, p)
+	if l == nil {
+		return nil, err
+	}
+	out := []*engine.Lease{l}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	q := &s.q
+	now := time.Now()
+	for len(out) < n && len(q.ready) > 0 {
+		e := q.ready[0]
+		q.ready = q.ready[1:]
+		if !s.live(e.runID) {
+			continue
+		}
+		q.pending[e.id] = &pendingEntry{queueEntry: e, worker: p.WorkerID, delivered: now, deliveries: 1}
+		out = append(out, &engine.Lease{RunID: e.runID, ID: e.id, Deliveries: 1})
+	}
+	return out, nil
+}
+
 // QueueAck forgets the lease's entry. Acknowledging an unknown entry does
 // nothing.
 func (s *Store) QueueAck(ctx context.Context, l *engine.Lease) error {
@@ -264,8 +288,9 @@ func (s *Store) WorkerList(ctx context.Context) ([]engine.WorkerInfo, error) {
 func (s *Store) Ping(ctx context.Context) error { return ctx.Err() }
 
 var (
-	_ engine.Queue          = (*Store)(nil)
-	_ engine.QueueStats     = (*Store)(nil)
-	_ engine.WorkerRegistry = (*Store)(nil)
-	_ engine.Pinger         = (*Store)(nil)
+	_ engine.Queue            = (*Store)(nil)
+	_ engine.QueueBatchPopper = (*Store)(nil)
+	_ engine.QueueStats       = (*Store)(nil)
+	_ engine.WorkerRegistry   = (*Store)(nil)
+	_ engine.Pinger           = (*Store)(nil)
 )

@@ -24,7 +24,8 @@ import (
 // QueueReclaim returns only deliveries idle for MinIdle, with Deliveries
 // incremented, and drops those of terminal runs; QueueHeartbeat keeps a
 // delivery from being reclaimed, but only for the worker that holds it;
-// QueueRequeue makes the run poppable again; QueueDepth counts PENDING runs
+// QueueRequeue makes the run poppable again; QueuePopBatch (if implemented)
+// takes up to the count asked, oldest first; QueueDepth counts PENDING runs
 // by flow; WorkerList returns the workers whose heartbeat has not expired.
 func RunQueue(t *testing.T, newStore func(t *testing.T) engine.Store) {
 	t.Helper()
@@ -63,6 +64,38 @@ func RunQueue(t *testing.T, newStore func(t *testing.T) engine.Store) {
 		require.Equal(t, 1, l1.Deliveries)
 		require.NotEqual(t, l1.ID, l2.ID)
 		requireEmpty(t, b, q)
+	})
+
+	t.Run("PopBatch", func(t *testing.T) {
+		t.Parallel()
+		b, q := setup(t)
+		bp, ok := q.(engine.QueueBatchPopper)
+		if !ok {
+			t.Skip("store does not implement engine.QueueBatchPopper")
+		}
+		var ids []string
+		for range 5 {
+			ids = append(ids, createRun(t, b, NewTestRun("hello", "a")).ID)
+		}
+		cancelled := createRun(t, b, NewTestRun("hello", "a"))
+		_, err := b.store.RunCancel(b.ctx, &engine.RunCancelParams{RunID: cancelled.ID, At: b.now})
+		require.NoError(t, err)
+		p := &engine.QueuePopParams{WorkerID: "w1", Block: 2 * time.Second}
+		ls, err := bp.QueuePopBatch(b.ctx, p, 3)
+		require.NoError(t, err)
+		require.Len(t, ls, 3, "no more than asked")
+		ls2, err := bp.QueuePopBatch(b.ctx, p, 10)
+		require.NoError(t, err)
+		require.Len(t, ls2, 2, "what is there, without the cancelled run")
+		var got []string
+		for _, l := range append(ls, ls2...) {
+			require.Equal(t, 1, l.Deliveries)
+			got = append(got, l.RunID)
+		}
+		require.Equal(t, ids, got, "oldest first, each once")
+		ls3, err := bp.QueuePopBatch(b.ctx, &engine.QueuePopParams{WorkerID: "w1", Block: 100 * time.Millisecond}, 10)
+		require.NoError(t, err)
+		require.Empty(t, ls3, "Block passes")
 	})
 
 	t.Run("PopBlocksThenWakes", func(t *testing.T) {

@@ -44,15 +44,16 @@ same exit status; Ctrl+C cancels the remote run.`,
 			if server != "" {
 				return runRemote(c.Context(), e, server, args[0], params, plain, asJSON)
 			}
-			reg, err := newRegistry(c.Context(), e, popts.strict)
+			ctx := c.Context()
+			reg, err := newRegistry(ctx, e, popts.strict)
 			if err != nil {
-				return err
+				return cancelledOr(ctx, e, err)
 			}
 			flow, err := loadFlow(e, args[0], reg)
 			if err != nil {
-				return err
+				return cancelledOr(ctx, e, err)
 			}
-			return runLocal(c.Context(), e, flow, reg, params, plain, asJSON)
+			return runLocal(ctx, e, flow, reg, params, plain, asJSON)
 		},
 	}
 	c.Flags().StringArrayVarP(&paramFlags, "param", "p", nil, "set a param: key=value (JSON values keep their type); repeatable")
@@ -79,6 +80,16 @@ func (e *env) cuteOutput(plain bool, w io.Writer) bool {
 	return e.isTTY(w)
 }
 
+// cancelledOr returns err, or the Ctrl+C exit if ctx was cancelled
+// meanwhile (the error is then a consequence of the interruption).
+func cancelledOr(ctx context.Context, e *env, err error) error {
+	if ctx.Err() == nil {
+		return err
+	}
+	fmt.Fprintln(e.stderr, "pyoco: interrupted before the run started")
+	return exitCode(ExitCancelled)
+}
+
 func runLocal(ctx context.Context, e *env, flow *engine.Flow, reg *engine.Registry, params map[string]any, plain, asJSON bool) error {
 	out := e.stdout
 	if asJSON {
@@ -91,7 +102,7 @@ func runLocal(ctx context.Context, e *env, flow *engine.Flow, reg *engine.Regist
 
 	tel, err := telemetry.Setup(context.WithoutCancel(ctx), telemetry.Config{ConsoleWriter: e.stderr, Env: e.getenv})
 	if err != nil {
-		return usageErr("telemetry: %v", err)
+		return cancelledOr(ctx, e, usageErr("telemetry: %v", err))
 	}
 	defer func() {
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
@@ -109,15 +120,26 @@ func runLocal(ctx context.Context, e *env, flow *engine.Flow, reg *engine.Regist
 		LookupEnv:      e.lookupEnv,
 	})
 	if err != nil {
-		return err
+		return cancelledOr(ctx, e, err)
 	}
-	run, err := eng.Submit(context.WithoutCancel(ctx), &engine.SubmitParams{Flow: flow, Params: params})
+	bg := context.WithoutCancel(ctx)
+	run, err := eng.Submit(bg, &engine.SubmitParams{Flow: flow, Params: params})
 	if err != nil {
-		return err
+		return cancelledOr(ctx, e, err)
 	}
-	final, err := eng.Execute(ctx, run.ID)
-	if err != nil {
-		return err
+	var final *engine.Run
+	if ctx.Err() != nil {
+		// Ctrl+C before the run started: it ends CANCELLED without running.
+		if _, err := eng.Cancel(bg, run.ID); err != nil {
+			return cancelledOr(ctx, e, err)
+		}
+		if final, err = store.RunGet(bg, run.ID); err != nil {
+			return cancelledOr(ctx, e, err)
+		}
+		pr.observe(engine.Progress{Kind: engine.ProgressRunFinished, RunID: final.ID, FlowName: final.FlowName, TraceID: final.TraceID,
+			Status: string(final.Status), Error: "cancelled before it started"})
+	} else if final, err = eng.Execute(ctx, run.ID); err != nil {
+		return cancelledOr(ctx, e, err)
 	}
 	pr.summary(final, flow.Order)
 	if asJSON {

@@ -21,6 +21,7 @@ import (
 	"github.com/pyoco/pyoco/engine/memstore"
 	"github.com/pyoco/pyoco/redisstore"
 	"github.com/pyoco/pyoco/telemetry"
+	"github.com/pyoco/pyoco/webhooks"
 	"github.com/pyoco/pyoco/worker"
 )
 
@@ -39,6 +40,9 @@ type serverOptions struct {
 	config          string
 	shutdownTimeout time.Duration
 	popts           pluginOptions
+	// webhooks are the endpoints of the config file's webhooks: section and
+	// of PYOCO_WEBHOOK_URL (docs/webhooks.md).
+	webhooks []*webhooks.Endpoint
 	// workersSet is true when --workers, PYOCO_WORKERS or the config file
 	// gave a worker count (the default depends on the store).
 	workersSet bool
@@ -47,21 +51,22 @@ type serverOptions struct {
 }
 
 // serverFile is the config file of `pyoco server` (--config, PYOCO_CONFIG):
-// YAML with the settings of SPEC §10 by their snake_case names. Sections
-// read by other commands (webhooks, metrics_addr) are accepted and ignored.
+// YAML with the settings of SPEC §10 by their snake_case names, and the
+// webhooks: section of SPEC §8 (docs/webhooks.md). Sections read by other
+// commands (metrics_addr) are accepted and ignored.
 type serverFile struct {
-	Addr            string `yaml:"addr"`
-	Flows           string `yaml:"flows"`
-	Redis           string `yaml:"redis"`
-	Namespace       string `yaml:"namespace"`
-	Workers         *int   `yaml:"workers"`
-	Concurrency     int    `yaml:"concurrency"`
-	Lease           string `yaml:"lease"`
-	MaxAttempts     int    `yaml:"max_attempts"`
-	Retention       string `yaml:"retention"`
-	ShutdownTimeout string `yaml:"shutdown_timeout"`
-	MetricsAddr     string `yaml:"metrics_addr"`
-	Webhooks        any    `yaml:"webhooks"`
+	Addr            string                    `yaml:"addr"`
+	Flows           string                    `yaml:"flows"`
+	Redis           string                    `yaml:"redis"`
+	Namespace       string                    `yaml:"namespace"`
+	Workers         *int                      `yaml:"workers"`
+	Concurrency     int                       `yaml:"concurrency"`
+	Lease           string                    `yaml:"lease"`
+	MaxAttempts     int                       `yaml:"max_attempts"`
+	Retention       string                    `yaml:"retention"`
+	ShutdownTimeout string                    `yaml:"shutdown_timeout"`
+	MetricsAddr     string                    `yaml:"metrics_addr"`
+	Webhooks        []webhooks.EndpointConfig `yaml:"webhooks"`
 }
 
 func newServerCmd(e *env) *cobra.Command {
@@ -182,6 +187,14 @@ func (o *serverOptions) resolve(c *cobra.Command, e *env) error {
 			return err
 		}
 	}
+	eps, err := webhooks.NewEndpoints(file.Webhooks, e.getenv, e.lookupEnv)
+	if err != nil {
+		if o.config != "" {
+			return usageErr("%s: %v", o.config, err)
+		}
+		return usageErr("%v", err)
+	}
+	o.webhooks = eps
 	if !o.workersSet && o.redis != "" {
 		o.workers = 0
 	}
@@ -304,13 +317,35 @@ func runServer(ctx context.Context, e *env, o *serverOptions) error {
 		}
 	}
 
+	// Webhooks: on Redis the delivery log is the store's (shared by every
+	// server); in memory it lives in this process.
+	var (
+		whStore webhooks.Store
+		whLog   api.WebhookLog
+	)
+	if ws, ok := store.(webhooks.Store); ok {
+		whStore, whLog = ws, ws
+	} else if o.redis != "" && len(o.webhooks) > 0 {
+		return fmt.Errorf("webhooks: the Redis store %T keeps no delivery log", store)
+	} else if len(o.webhooks) > 0 {
+		ms := webhooks.NewMemStore(store)
+		whStore, whLog = ms, ms
+	}
+	var disp *webhooks.Dispatcher
+	if len(o.webhooks) > 0 {
+		if disp, err = webhooks.New(store, whStore, &webhooks.Config{Endpoints: o.webhooks, Retention: o.retention,
+			Logger: log, TracerProvider: tel.TracerProvider, MeterProvider: tel.MeterProvider}); err != nil {
+			return usageErr("webhooks: %v", err)
+		}
+	}
+
 	var pluginDoc any
 	if rep != nil {
 		pluginDoc = rep
 	}
 	srv, err := api.New(eng, &api.Config{
 		Flows: flowSource, Token: e.getenv("PYOCO_API_TOKEN"), Metrics: tel.Handler(), Plugins: pluginDoc, Logger: log,
-		TracerProvider: tel.TracerProvider, MeterProvider: tel.MeterProvider,
+		TracerProvider: tel.TracerProvider, MeterProvider: tel.MeterProvider, Webhooks: whLog,
 	})
 	if err != nil {
 		return err
@@ -353,6 +388,21 @@ func runServer(ctx context.Context, e *env, o *serverOptions) error {
 		})
 	}
 	defer stopWorkers()
+	if disp != nil {
+		if err := disp.Start(bg); err != nil {
+			return err
+		}
+		defer func() {
+			sctx, cancel := context.WithTimeout(bg, 10*time.Second)
+			defer cancel()
+			if err := disp.Stop(sctx); err != nil {
+				log.Warn("webhook dispatcher stop", engine.LogKeyError, err)
+			}
+		}()
+		for _, ep := range o.webhooks {
+			log.Info("webhooks enabled", "url", ep.URL, "format", ep.Format, "events", ep.Events, "flows", ep.Flows)
+		}
+	}
 
 	served := make(chan error, 1)
 	go func() { served <- hs.Serve(ln) }()

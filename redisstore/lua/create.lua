@@ -35,8 +35,10 @@ local function hset(key, from, to)
   end
 end
 
+local qid = redis.call('XADD', KEYS[7], '*', 'run_id', ARGV[3], 'flow', ARGV[4])
 local n = tonumber(ARGV[6])
-hset(KEYS[1], 7, 6 + n)
+redis.call('HSET', KEYS[1], 'qid', qid, unpack(ARGV, 7, math.min(6 + n, 206)))
+hset(KEYS[1], 207, 6 + n)
 hset(KEYS[2], 7 + n, #ARGV)
 
 local member = ARGV[1]
@@ -46,8 +48,6 @@ end
 for i = 9, #KEYS do
   redis.call('ZADD', KEYS[i], 0, member)
 end
-local qid = redis.call('XADD', KEYS[7], '*', 'run_id', ARGV[3], 'flow', ARGV[4])
-redis.call('HSET', KEYS[1], 'qid', qid)
 redis.call('HINCRBY', KEYS[8], ARGV[4], 1)
 return redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[2], '*',
   'run_id', ARGV[3], 'flow', ARGV[4], 'status', 'PENDING', 'time', ARGV[5])

@@ -8,18 +8,31 @@
 -- KEYS[6…11] status indexes, in the order PENDING, RUNNING, CANCELLING,
 --          COMPLETED, FAILED, CANCELLED
 -- KEYS[12] queued-per-flow hash  KEYS[13] queue stream (a PENDING run's
---          count is decremented and its queue entry deleted: never picked up)
+--          count is decremented; the run's queue entry is deleted, so a
+--          queued run is never picked up)
 -- ARGV[1]  new status (COMPLETED, FAILED or CANCELLED)
 -- ARGV[2]  at (Unix ms)        ARGV[3]  error text ("" for none)
 -- ARGV[4]  events stream MAXLEN (approximate)
 -- ARGV[5]  retention (ms)
+-- ARGV[6]  queue consumer group
+-- ARGV[7]  the queue entry ID of the worker finishing the run ("" for none):
+--          acknowledged and deleted first, whatever the reply, so the
+--          worker needs no separate ack
+-- ARGV[8]  m = number of deferred task changes (see task_update.lua, whose
+--          groups follow), applied before the status changes; one of a task
+--          that does not exist is skipped
 --
 -- Returns {run hash, tasks hash} as field/value lists, after the change;
 -- the error replies "NOTFOUND run", "CONFLICT <status>" (already terminal)
--- and "INVALID status <status>" change nothing.
+-- and "INVALID status <status>" change nothing but that acknowledgement.
 
 local index = {PENDING = 6, RUNNING = 7, CANCELLING = 8, COMPLETED = 9, FAILED = 10, CANCELLED = 11}
 local terminal = {COMPLETED = true, FAILED = true, CANCELLED = true}
+
+if ARGV[7] ~= '' then
+  redis.call('XACK', KEYS[13], ARGV[6], ARGV[7])
+  redis.call('XDEL', KEYS[13], ARGV[7])
+end
 
 local f = redis.call('HMGET', KEYS[1], 'status', 'member', 'id', 'flow', 'gc', 'qid')
 local status, to = f[1], ARGV[1]
@@ -33,14 +46,32 @@ if not terminal[to] then
   return redis.error_reply('INVALID status ' .. to)
 end
 
+local m, i = tonumber(ARGV[8]) or 0, 9
+for _ = 1, m do
+  local field, d, s = ARGV[i], tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])
+  local from = i + 3
+  i = from + d + s
+  if redis.call('HEXISTS', KEYS[2], field) == 1 then
+    if d > 0 then
+      redis.call('HDEL', KEYS[2], unpack(ARGV, from, from + d - 1))
+    end
+    if s > 0 then
+      redis.call('HSET', KEYS[2], unpack(ARGV, from + d, from + d + s - 1))
+    end
+  end
+end
+
 redis.call('HSET', KEYS[1], 'status', to, 'ended', ARGV[2], 'error', ARGV[3])
 if status == 'PENDING' then
   if redis.call('HINCRBY', KEYS[12], f[4], -1) <= 0 then
     redis.call('HDEL', KEYS[12], f[4])
   end
-  if f[6] then
-    redis.call('XDEL', KEYS[13], f[6])
-  end
+end
+if f[6] and f[6] ~= ARGV[7] then
+  -- Still queued (PENDING, or handed back), or held by a worker: a deleted
+  -- entry is never delivered again, and a held one is dropped when acked or
+  -- reclaimed.
+  redis.call('XDEL', KEYS[13], f[6])
 end
 redis.call('ZREM', KEYS[index[status]], f[2])
 redis.call('ZADD', KEYS[index[to]], 0, f[2])

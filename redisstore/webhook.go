@@ -1,0 +1,398 @@
+package redisstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/pyoco/pyoco/engine"
+)
+
+// webhookGroup is the webhook dispatchers' consumer group on the
+// run-events stream; each dispatcher is a consumer.
+const webhookGroup = "webhooks"
+
+// maxAutoClaimScans bounds the XAUTOCLAIM calls of one WebhookEventRead.
+const maxAutoClaimScans = 10
+
+// defaultWebhookListLimit is WebhookDeliveryList's default page size.
+const defaultWebhookListLimit = 50
+
+// The webhook delivery log's Lua scripts (see each file's header).
+var (
+	webhookCreateScript = loadScript("webhook_create")
+	webhookClaimScript  = loadScript("webhook_claim")
+	webhookUpdateScript = loadScript("webhook_update")
+	webhookRetryScript  = loadScript("webhook_retry")
+)
+
+// webhookDelivery is the hash of webhook delivery id.
+func (k keys) webhookDelivery(id string) string { return k.prefix + "webhook:delivery:" + id }
+
+// webhookDeliveryPrefix is webhookDelivery(id) without the id.
+func (k keys) webhookDeliveryPrefix() string { return k.prefix + "webhook:delivery:" }
+
+// webhookDue is the sorted set of pending deliveries by next attempt (Unix
+// ms); a claimed delivery is scored at the end of its claim's lease.
+func (k keys) webhookDue() string { return k.prefix + "webhook:due" }
+
+// webhookIndex is the index of the deliveries in status st, scored by their
+// last update (Unix ms).
+func (k keys) webhookIndex(st engine.WebhookStatus) string {
+	return k.prefix + "webhook:idx:" + string(st)
+}
+
+// webhookDisabled is the hash endpoint → reason of endpoints disabled by a
+// 410 answer.
+func (k keys) webhookDisabled() string { return k.prefix + "webhook:disabled" }
+
+// webhookKeys are KEYS[1..6] of webhook_update.lua and webhook_retry.lua.
+func (k keys) webhookKeys(id string) []string {
+	return []string{k.webhookDelivery(id), k.webhookDue(), k.webhookIndex(engine.WebhookPending),
+		k.webhookIndex(engine.WebhookSucceeded), k.webhookIndex(engine.WebhookFailed), k.webhookDisabled()}
+}
+
+// ensureWebhookGroup creates the dispatchers' consumer group on the events
+// stream. It starts at the stream's end ("$"): the first dispatcher ever
+// started does not send the whole history; from then on the group remembers
+// its position, so events of runs that end while every server is down are
+// delivered after the restart.
+func (s *Store) ensureWebhookGroup(ctx context.Context) error {
+	err := s.client.XGroupCreateMkStream(ctx, s.keys.events(), webhookGroup, "$").Err()
+	if err != nil && !strings.HasPrefix(err.Error(), "BUSYGROUP") {
+		return fmt.Errorf("create webhook group: %w", interpretError(err))
+	}
+	return nil
+}
+
+// WebhookEventInit creates the dispatchers' consumer group if it does not
+// exist, at the end of the run-events stream: events appended from then on
+// are delivered (also those appended while no dispatcher runs).
+func (s *Store) WebhookEventInit(ctx context.Context) error { return s.ensureWebhookGroup(ctx) }
+
+// WebhookEventRead returns run events for the webhook dispatcher
+// p.Consumer: first (when p.MinIdle > 0) events other dispatchers read at
+// least MinIdle ago and never acknowledged (XAUTOCLAIM), else new events
+// (XREADGROUP, blocking up to p.Block, in chunks of at most a second). The
+// consumer group is created on first use. It returns (nil, nil) when no
+// event arrived.
+func (s *Store) WebhookEventRead(ctx context.Context, p *engine.WebhookEventReadParams) ([]engine.Event, error) {
+	if p.Consumer == "" {
+		return nil, errors.New("read webhook events: missing consumer")
+	}
+	count := int64(max(p.Count, 1))
+	read := func() ([]redis.XMessage, error) {
+		if p.MinIdle > 0 {
+			// Walk the whole pending list (a few scans of count entries):
+			// idle entries may sit behind entries that are still being
+			// handled.
+			start := "0-0"
+			for range maxAutoClaimScans {
+				msgs, next, err := s.client.XAutoClaim(ctx, &redis.XAutoClaimArgs{Stream: s.keys.events(), Group: webhookGroup,
+					Consumer: p.Consumer, MinIdle: p.MinIdle, Start: start, Count: count}).Result()
+				if err != nil || len(msgs) > 0 {
+					return msgs, err
+				}
+				if next == "0-0" || next == "" {
+					break
+				}
+				start = next
+			}
+		}
+		block := min(p.Block, maxBlockChunk)
+		if block <= 0 {
+			block = -1 // no BLOCK argument
+		}
+		res, err := s.client.XReadGroup(ctx, &redis.XReadGroupArgs{Group: webhookGroup, Consumer: p.Consumer,
+			Streams: []string{s.keys.events(), ">"}, Count: count, Block: block}).Result()
+		if errors.Is(err, redis.Nil) {
+			return nil, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		var msgs []redis.XMessage
+		for _, st := range res {
+			msgs = append(msgs, st.Messages...)
+		}
+		return msgs, nil
+	}
+	if err := s.ensureWebhookGroup(ctx); err != nil {
+		return nil, err
+	}
+	msgs, err := read()
+	if isNoGroup(err) { // Redis lost the group (restart without persistence)
+		if err = s.ensureWebhookGroup(ctx); err == nil {
+			msgs, err = read()
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read webhook events: %w", interpretError(err))
+	}
+	out := make([]engine.Event, 0, len(msgs))
+	for _, m := range msgs {
+		ev, err := parseEvent(m)
+		if err != nil {
+			// A malformed entry can never be delivered: hand back its ID
+			// alone so that the caller acknowledges it.
+			ev = engine.Event{ID: m.ID}
+		}
+		out = append(out, ev)
+	}
+	return out, nil
+}
+
+// WebhookEventAck acknowledges events handled by a dispatcher.
+func (s *Store) WebhookEventAck(ctx context.Context, ids []string) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	if err := s.client.XAck(ctx, s.keys.events(), webhookGroup, ids...).Err(); err != nil {
+		return fmt.Errorf("ack webhook events: %w", interpretError(err))
+	}
+	return nil
+}
+
+// WebhookDeliveryCreate stores d as a new pending delivery, due now, unless a
+// delivery with its ID exists (then it reports false and changes nothing).
+// A delivery for an endpoint disabled by a 410 answer is stored failed and
+// expires after retention.
+func (s *Store) WebhookDeliveryCreate(ctx context.Context, d *engine.WebhookDelivery, retention time.Duration) (bool, error) {
+	if d == nil || d.ID == "" {
+		return false, errors.New("create webhook delivery: missing ID")
+	}
+	now := orNow(d.CreatedAt)
+	args := []any{d.ID, d.Endpoint, ms(now), retentionMS(retention),
+		"id", d.ID, "event", d.Event, "eid", d.EventID, "run", d.RunID, "flow", d.FlowName, "ep", d.Endpoint,
+		"url", d.URL, "attempts", d.Attempts, "code", d.LastStatusCode, "err", d.LastError,
+		"created", ms(now), "updated", ms(now), "body", d.Body, "trace", d.TraceID, "parent", d.ParentSpanID}
+	ks := []string{s.keys.webhookDelivery(d.ID), s.keys.webhookDue(), s.keys.webhookIndex(engine.WebhookPending),
+		s.keys.webhookIndex(engine.WebhookFailed), s.keys.webhookDisabled()}
+	n, err := webhookCreateScript.Run(ctx, s.client, ks, args...).Int()
+	if err != nil {
+		return false, fmt.Errorf("create webhook delivery %s: %w", d.ID, interpretError(err))
+	}
+	return n != 0, nil
+}
+
+// WebhookDeliveryClaim claims up to p.Limit pending deliveries due at
+// p.Now, for p.Lease, under p.Token, atomically: two dispatchers never claim
+// the same delivery while a lease holds.
+func (s *Store) WebhookDeliveryClaim(ctx context.Context, p *engine.WebhookDeliveryClaimParams) ([]*engine.WebhookDelivery, error) {
+	if p.Limit <= 0 {
+		return nil, nil
+	}
+	res, err := webhookClaimScript.Run(ctx, s.client, []string{s.keys.webhookDue()},
+		s.keys.webhookDeliveryPrefix(), ms(orNow(p.Now)), max(p.Lease.Milliseconds(), 1), p.Limit, p.Token).Slice()
+	if err != nil {
+		return nil, fmt.Errorf("claim webhook deliveries: %w", interpretError(err))
+	}
+	out := make([]*engine.WebhookDelivery, 0, len(res))
+	for _, r := range res {
+		flat, ok := r.([]any)
+		if !ok {
+			return nil, fmt.Errorf("claim webhook deliveries: unexpected reply %T", r)
+		}
+		d, err := parseWebhookDelivery(flatMap(flat))
+		if err != nil {
+			return nil, fmt.Errorf("claim webhook deliveries: %w", err)
+		}
+		out = append(out, d)
+	}
+	return out, nil
+}
+
+// WebhookDeliveryUpdate records an attempt's outcome (p.Delivery's Status,
+// Attempts, LastStatusCode, LastError, NextAttempt, UpdatedAt) if
+// p.Delivery.Claim still holds the claim; otherwise it returns an error
+// wrapping [engine.ErrConflict] and changes nothing.
+func (s *Store) WebhookDeliveryUpdate(ctx context.Context, p *engine.WebhookDeliveryUpdateParams) error {
+	d := p.Delivery
+	next := ""
+	if d.Status == engine.WebhookPending {
+		next = ms(orNow(d.NextAttempt))
+	}
+	n, err := webhookUpdateScript.Run(ctx, s.client, s.keys.webhookKeys(d.ID),
+		d.ID, d.Claim, string(d.Status), d.Attempts, d.LastStatusCode, d.LastError, next, ms(orNow(d.UpdatedAt)),
+		retentionMS(p.Retention), d.Endpoint, p.DisableEndpoint).Int()
+	if err != nil {
+		return fmt.Errorf("update webhook delivery %s: %w", d.ID, interpretError(err))
+	}
+	if n == 0 {
+		return fmt.Errorf("update webhook delivery %s: claim lost: %w", d.ID, engine.ErrConflict)
+	}
+	return nil
+}
+
+// WebhookDeliveryGet returns one delivery, or an error wrapping
+// [engine.ErrNotFound].
+func (s *Store) WebhookDeliveryGet(ctx context.Context, id string) (*engine.WebhookDelivery, error) {
+	h, err := s.client.HGetAll(ctx, s.keys.webhookDelivery(id)).Result()
+	if err != nil {
+		return nil, fmt.Errorf("get webhook delivery %s: %w", id, interpretError(err))
+	}
+	if len(h) == 0 {
+		return nil, fmt.Errorf("webhook delivery %s: %w", id, engine.ErrNotFound)
+	}
+	return parseWebhookDelivery(h)
+}
+
+// WebhookDeliveryList returns deliveries newest (last update) first: those
+// in p.Status, or in any status.
+func (s *Store) WebhookDeliveryList(ctx context.Context, p *engine.WebhookDeliveryListParams) ([]*engine.WebhookDelivery, error) {
+	limit := p.Limit
+	if limit <= 0 {
+		limit = defaultWebhookListLimit
+	}
+	statuses := engine.WebhookStatuses
+	if p.Status != "" {
+		if !p.Status.Valid() {
+			return nil, fmt.Errorf("list webhook deliveries: unknown status %q", p.Status)
+		}
+		statuses = []engine.WebhookStatus{p.Status}
+	}
+	type ref struct {
+		idx string
+		id  string
+	}
+	var refs []ref
+	for _, st := range statuses {
+		ids, err := s.client.ZRevRange(ctx, s.keys.webhookIndex(st), 0, int64(limit-1)).Result()
+		if err != nil {
+			return nil, fmt.Errorf("list webhook deliveries: %w", interpretError(err))
+		}
+		for _, id := range ids {
+			refs = append(refs, ref{s.keys.webhookIndex(st), id})
+		}
+	}
+	if len(refs) == 0 {
+		return []*engine.WebhookDelivery{}, nil
+	}
+	pipe := s.client.Pipeline()
+	cmds := make([]*redis.MapStringStringCmd, len(refs))
+	for i, r := range refs {
+		cmds[i] = pipe.HGetAll(ctx, s.keys.webhookDelivery(r.id))
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return nil, fmt.Errorf("list webhook deliveries: %w", interpretError(err))
+	}
+	out := make([]*engine.WebhookDelivery, 0, len(refs))
+	for i, c := range cmds {
+		h := c.Val()
+		if len(h) == 0 { // expired: drop the stale index entry
+			_ = s.client.ZRem(ctx, refs[i].idx, refs[i].id).Err()
+			continue
+		}
+		d, err := parseWebhookDelivery(h)
+		if err != nil {
+			return nil, fmt.Errorf("list webhook deliveries: %w", err)
+		}
+		if p.Status != "" && d.Status != p.Status {
+			continue // changed between the index read and the hash read
+		}
+		d.Body = nil
+		out = append(out, d)
+	}
+	sortDeliveries(out)
+	if len(out) > limit {
+		out = out[:limit]
+	}
+	return out, nil
+}
+
+// WebhookDeliveryRetry makes a delivery send again at once: a succeeded or
+// failed one becomes pending with Manual set (its next failure ends it) and
+// its endpoint is enabled again; a pending one becomes due now. It returns
+// the delivery, or an error wrapping [engine.ErrNotFound].
+func (s *Store) WebhookDeliveryRetry(ctx context.Context, id string, at time.Time) (*engine.WebhookDelivery, error) {
+	res, err := webhookRetryScript.Run(ctx, s.client, s.keys.webhookKeys(id), id, ms(orNow(at))).Slice()
+	if err != nil {
+		return nil, fmt.Errorf("retry webhook delivery %s: %w", id, interpretError(err))
+	}
+	d, err := parseWebhookDelivery(flatMap(res))
+	if err != nil {
+		return nil, fmt.Errorf("retry webhook delivery %s: %w", id, err)
+	}
+	d.Body = nil
+	return d, nil
+}
+
+// sortDeliveries orders deliveries newest update first, then by ID.
+func sortDeliveries(ds []*engine.WebhookDelivery) {
+	for i := 1; i < len(ds); i++ { // insertion sort: lists are short
+		for j := i; j > 0 && deliveryBefore(ds[j], ds[j-1]); j-- {
+			ds[j], ds[j-1] = ds[j-1], ds[j]
+		}
+	}
+}
+
+func deliveryBefore(a, b *engine.WebhookDelivery) bool {
+	if !a.UpdatedAt.Equal(b.UpdatedAt) {
+		return a.UpdatedAt.After(b.UpdatedAt)
+	}
+	return a.ID > b.ID
+}
+
+func retentionMS(d time.Duration) int64 {
+	if d <= 0 {
+		d = DefaultRetention
+	}
+	return max(d.Milliseconds(), 1)
+}
+
+// flatMap turns a flat field, value reply into a map.
+func flatMap(flat []any) map[string]string {
+	m := make(map[string]string, len(flat)/2)
+	for i := 0; i+1 < len(flat); i += 2 {
+		k, _ := flat[i].(string)
+		v, _ := flat[i+1].(string)
+		m[k] = v
+	}
+	return m
+}
+
+// parseWebhookDelivery decodes a delivery hash.
+func parseWebhookDelivery(h map[string]string) (*engine.WebhookDelivery, error) {
+	d := &engine.WebhookDelivery{
+		ID: h["id"], Event: h["event"], EventID: h["eid"], RunID: h["run"], FlowName: h["flow"], Endpoint: h["ep"],
+		URL: h["url"], Status: engine.WebhookStatus(h["status"]), LastError: h["err"], TraceID: h["trace"],
+		ParentSpanID: h["parent"], Manual: h["manual"] == "1", Claim: h["claim"],
+	}
+	if b, ok := h["body"]; ok {
+		d.Body = []byte(b)
+	}
+	var err error
+	num := func(f string) int {
+		if err != nil || h[f] == "" {
+			return 0
+		}
+		var n int
+		n, err = strconv.Atoi(h[f])
+		return n
+	}
+	tm := func(f string) time.Time {
+		if err != nil || h[f] == "" {
+			return time.Time{}
+		}
+		var t time.Time
+		t, err = parseMS(h[f])
+		return t
+	}
+	d.Attempts = num("attempts")
+	d.LastStatusCode = num("code")
+	d.NextAttempt = tm("next")
+	d.CreatedAt = tm("created")
+	d.UpdatedAt = tm("updated")
+	if err != nil {
+		return nil, fmt.Errorf("webhook delivery %s: %w", d.ID, err)
+	}
+	if d.Status != engine.WebhookPending {
+		d.NextAttempt = time.Time{}
+	}
+	return d, nil
+}

@@ -1,0 +1,599 @@
+package webhooks
+
+import (
+	"context"
+	crand "crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/propagation"
+	semconv "go.opentelemetry.io/otel/semconv/v1.26.0"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/pyoco/pyoco/engine"
+)
+
+// Defaults of [Config].
+const (
+	DefaultTimeout      = 10 * time.Second
+	DefaultPollInterval = time.Second
+	DefaultClaimIdle    = time.Minute
+	DefaultConcurrency  = 8
+	DefaultRetention    = 168 * time.Hour
+	DefaultJitter       = 0.1
+)
+
+// DefaultRetrySchedule is the wait after each failed attempt (SPEC §8): a
+// delivery is tried at most len+1 times, over about 8 hours.
+var DefaultRetrySchedule = []time.Duration{
+	5 * time.Second, 30 * time.Second, 2 * time.Minute, 10 * time.Minute,
+	30 * time.Minute, time.Hour, 2 * time.Hour, 4 * time.Hour,
+}
+
+// MetricDeliveries is the counter of delivery attempts by event and outcome
+// (success, retry, failed); Prometheus shows it as
+// pyoco_webhook_deliveries_total.
+const MetricDeliveries = "pyoco.webhook.deliveries"
+
+// Outcomes of an attempt (the outcome label).
+const (
+	OutcomeSuccess = "success"
+	OutcomeRetry   = "retry"
+	OutcomeFailed  = "failed"
+)
+
+// Config tunes a [Dispatcher]. Zero values mean the defaults.
+type Config struct {
+	// Endpoints receive the deliveries. A dispatcher without endpoints
+	// still acknowledges events.
+	Endpoints []*Endpoint
+	// RetrySchedule is the wait after each failed attempt, for endpoints
+	// without their own. Defaults to [DefaultRetrySchedule].
+	RetrySchedule []time.Duration
+	// Timeout bounds each request, for endpoints without their own.
+	// Defaults to 10s.
+	Timeout time.Duration
+	// Jitter spreads each retry wait by ± this fraction. Defaults to 0.1;
+	// -1 disables it. A Retry-After is never shortened.
+	Jitter float64
+	// PollInterval is how often due deliveries are looked for (new ones are
+	// sent at once). Defaults to 1s.
+	PollInterval time.Duration
+	// ClaimIdle is how long an event read by a dispatcher that then died
+	// waits before another one takes it over. Defaults to 1m.
+	ClaimIdle time.Duration
+	// Concurrency bounds the requests in flight. Defaults to 8.
+	Concurrency int
+	// Retention is how long finished deliveries stay in the log. Defaults
+	// to 168h.
+	Retention time.Duration
+	// Consumer names this dispatcher in the consumer group. Defaults to
+	// <hostname>-<pid>-<random>.
+	Consumer string
+	// Logger defaults to discarding.
+	Logger *slog.Logger
+	// TracerProvider, MeterProvider and Propagators default to the global
+	// ones.
+	TracerProvider trace.TracerProvider
+	MeterProvider  metric.MeterProvider
+	Propagators    propagation.TextMapPropagator
+	// Transport makes the requests. Defaults to a clone of
+	// http.DefaultTransport.
+	Transport http.RoundTripper
+}
+
+// Dispatcher turns run events into webhook deliveries and sends them. Create
+// it with [New], then [Dispatcher.Start] and [Dispatcher.Stop]. Several
+// dispatchers (in several servers) may share one Redis store: each event
+// becomes one delivery per endpoint, and each delivery is attempted by one
+// dispatcher at a time.
+type Dispatcher struct {
+	runs    engine.RunStore
+	store   Store
+	cfg     Config
+	eps     map[string]*Endpoint
+	hc      *http.Client
+	log     *slog.Logger
+	tracer  trace.Tracer
+	counter metric.Int64Counter
+	lease   time.Duration
+	wake    chan struct{}
+
+	mu      sync.Mutex
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+	started bool
+}
+
+// New returns a Dispatcher reading runs from runs and events and
+// deliveries from store. It returns an error naming the field for a bad
+// Config.
+func New(runs engine.RunStore, store Store, cfg *Config) (*Dispatcher, error) {
+	if runs == nil || store == nil {
+		return nil, errors.New("webhooks: run store and webhook store are required")
+	}
+	var c Config
+	if cfg != nil {
+		c = *cfg
+	}
+	if c.RetrySchedule == nil {
+		c.RetrySchedule = DefaultRetrySchedule
+	}
+	for i, d := range c.RetrySchedule {
+		if d <= 0 {
+			return nil, fmt.Errorf("webhooks: Config.RetrySchedule[%d] %s: want a positive duration", i, d)
+		}
+	}
+	def := func(p *time.Duration, v time.Duration, name string) error {
+		switch {
+		case *p == 0:
+			*p = v
+		case *p < 0:
+			return fmt.Errorf("webhooks: Config.%s %s: want a positive duration", name, *p)
+		}
+		return nil
+	}
+	for _, err := range []error{
+		def(&c.Timeout, DefaultTimeout, "Timeout"),
+		def(&c.PollInterval, DefaultPollInterval, "PollInterval"),
+		def(&c.ClaimIdle, DefaultClaimIdle, "ClaimIdle"),
+		def(&c.Retention, DefaultRetention, "Retention"),
+	} {
+		if err != nil {
+			return nil, err
+		}
+	}
+	switch {
+	case c.Jitter == 0:
+		c.Jitter = DefaultJitter
+	case c.Jitter == -1:
+		c.Jitter = 0
+	case c.Jitter < 0 || c.Jitter >= 1:
+		return nil, fmt.Errorf("webhooks: Config.Jitter %g: want a fraction in [0, 1) or -1", c.Jitter)
+	}
+	switch {
+	case c.Concurrency == 0:
+		c.Concurrency = DefaultConcurrency
+	case c.Concurrency < 0:
+		return nil, fmt.Errorf("webhooks: Config.Concurrency %d: want 1 or more", c.Concurrency)
+	}
+	if c.Consumer == "" {
+		host, _ := os.Hostname()
+		c.Consumer = fmt.Sprintf("%s-%d-%s", host, os.Getpid(), randomHex(4))
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if c.TracerProvider == nil {
+		c.TracerProvider = otel.GetTracerProvider()
+	}
+	if c.MeterProvider == nil {
+		c.MeterProvider = otel.GetMeterProvider()
+	}
+	if c.Propagators == nil {
+		c.Propagators = propagation.TraceContext{}
+	}
+	if c.Transport == nil {
+		c.Transport = http.DefaultTransport.(*http.Transport).Clone()
+	}
+	d := &Dispatcher{runs: runs, store: store, cfg: c, eps: map[string]*Endpoint{}, log: c.Logger,
+		wake: make(chan struct{}, 1)}
+	maxTimeout := c.Timeout
+	for i, ep := range c.Endpoints {
+		if ep == nil || ep.Key == "" {
+			return nil, fmt.Errorf("webhooks: Config.Endpoints[%d]: not built by NewEndpoint", i)
+		}
+		if _, dup := d.eps[ep.Key]; dup {
+			return nil, fmt.Errorf("webhooks: Config.Endpoints[%d]: %s configured twice", i, ep.URL)
+		}
+		d.eps[ep.Key] = ep
+		maxTimeout = max(maxTimeout, ep.Timeout)
+	}
+	// A claim outlives any attempt: it only lapses when its holder died.
+	d.lease = maxTimeout + 30*time.Second
+	d.hc = &http.Client{Transport: c.Transport, CheckRedirect: func(*http.Request, []*http.Request) error {
+		return http.ErrUseLastResponse
+	}}
+	d.tracer = c.TracerProvider.Tracer("github.com/pyoco/pyoco/webhooks")
+	var err error
+	if d.counter, err = c.MeterProvider.Meter("github.com/pyoco/pyoco/webhooks").Int64Counter(MetricDeliveries,
+		metric.WithDescription("Webhook delivery attempts by event and outcome (success, retry, failed).")); err != nil {
+		return nil, fmt.Errorf("webhooks: counter %s: %w", MetricDeliveries, err)
+	}
+	return d, nil
+}
+
+// Consumer returns the dispatcher's consumer name.
+func (d *Dispatcher) Consumer() string { return d.cfg.Consumer }
+
+// Start starts reading events and sending deliveries in the background,
+// until [Dispatcher.Stop] (or ctx ending). It returns an error if already
+// started.
+func (d *Dispatcher) Start(ctx context.Context) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.started {
+		return errors.New("webhooks: dispatcher already started")
+	}
+	if err := d.store.WebhookEventInit(ctx); err != nil {
+		// The read loop tries again; events until then may be missed.
+		d.log.WarnContext(ctx, "webhooks: prepare the run-events read", engine.LogKeyError, err)
+	}
+	d.started = true
+	ctx, d.cancel = context.WithCancel(ctx)
+	d.wg.Add(2)
+	go func() { defer d.wg.Done(); d.readLoop(ctx) }()
+	go func() { defer d.wg.Done(); d.sendLoop(ctx) }()
+	return nil
+}
+
+// Stop stops the dispatcher and waits for its goroutines, or for ctx.
+// Attempts in flight are abandoned and their deliveries handed back (due
+// at once), so another dispatcher, or this one after a restart, sends them.
+func (d *Dispatcher) Stop(ctx context.Context) error {
+	d.mu.Lock()
+	cancel := d.cancel
+	d.mu.Unlock()
+	if cancel == nil {
+		return nil
+	}
+	cancel()
+	done := make(chan struct{})
+	go func() { d.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		if t, ok := d.cfg.Transport.(interface{ CloseIdleConnections() }); ok {
+			t.CloseIdleConnections()
+		}
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (d *Dispatcher) poke() {
+	select {
+	case d.wake <- struct{}{}:
+	default:
+	}
+}
+
+// sleep waits for t or ctx; false if ctx ended.
+func sleep(ctx context.Context, t time.Duration) bool {
+	tm := time.NewTimer(t)
+	defer tm.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-tm.C:
+		return true
+	}
+}
+
+// readLoop turns events into deliveries, acknowledging each event once its
+// deliveries exist. An event whose handling fails stays unacknowledged and
+// is taken over after ClaimIdle.
+func (d *Dispatcher) readLoop(ctx context.Context) {
+	lastReclaim := time.Now()
+	for ctx.Err() == nil {
+		var minIdle time.Duration
+		if time.Since(lastReclaim) >= d.cfg.ClaimIdle/2 {
+			minIdle, lastReclaim = d.cfg.ClaimIdle, time.Now()
+		}
+		evs, err := d.store.WebhookEventRead(ctx, &engine.WebhookEventReadParams{Consumer: d.cfg.Consumer, Count: 100,
+			Block: time.Second, MinIdle: minIdle})
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			d.log.WarnContext(ctx, "webhooks: read run events", engine.LogKeyError, err)
+			sleep(ctx, time.Second)
+			continue
+		}
+		var ack []string
+		for _, ev := range evs {
+			if err := d.handleEvent(ctx, ev); err != nil {
+				if ctx.Err() != nil {
+					return
+				}
+				d.log.WarnContext(ctx, "webhooks: event not turned into deliveries; retried later", engine.LogKeyRunID, ev.RunID,
+					engine.LogKeyError, err)
+				continue
+			}
+			ack = append(ack, ev.ID)
+		}
+		if err := d.store.WebhookEventAck(ctx, ack); err != nil && ctx.Err() == nil {
+			d.log.WarnContext(ctx, "webhooks: acknowledge run events", engine.LogKeyError, err)
+		}
+	}
+}
+
+// DeliveryID returns the stable ID of the delivery of event eventID of run
+// runID to endpoint key: "msg_" and 26 hex digits.
+func DeliveryID(eventID, runID, endpointKey string) string {
+	s := sha256.Sum256([]byte(eventID + "\x00" + runID + "\x00" + endpointKey))
+	return "msg_" + hex.EncodeToString(s[:13])
+}
+
+// handleEvent creates the deliveries of one event.
+func (d *Dispatcher) handleEvent(ctx context.Context, ev engine.Event) error {
+	typ := EventType(ev.Status)
+	if typ == "" || ev.RunID == "" {
+		return nil
+	}
+	var eps []*Endpoint
+	for _, ep := range d.cfg.Endpoints {
+		if ep.wants(typ, ev.FlowName) {
+			eps = append(eps, ep)
+		}
+	}
+	if len(eps) == 0 {
+		return nil
+	}
+	run, err := d.runs.RunGet(ctx, ev.RunID)
+	if errors.Is(err, engine.ErrNotFound) {
+		d.log.WarnContext(ctx, "webhooks: run of an event is gone; not delivered", engine.LogKeyRunID, ev.RunID)
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("get run %s: %w", ev.RunID, err)
+	}
+	at := ev.Time
+	if at.IsZero() {
+		at = run.EndedAt
+	}
+	for _, ep := range eps {
+		body, err := Body(ep.Format, typ, at, run)
+		if err != nil {
+			d.log.ErrorContext(ctx, "webhooks: payload not built; not delivered", engine.LogKeyRunID, run.ID, engine.LogKeyError, err)
+			continue
+		}
+		dl := &engine.WebhookDelivery{ID: DeliveryID(ev.ID, ev.RunID, ep.Key), Event: typ, EventID: ev.ID, RunID: run.ID,
+			FlowName: run.FlowName, Endpoint: ep.Key, URL: ep.URL, Body: body, TraceID: run.TraceID,
+			ParentSpanID: run.ParentSpanID, CreatedAt: time.Now()}
+		created, err := d.store.WebhookDeliveryCreate(ctx, dl, d.cfg.Retention)
+		if err != nil {
+			return err
+		}
+		if created {
+			d.poke()
+		}
+	}
+	return nil
+}
+
+// sendLoop claims due deliveries and attempts each in its own goroutine,
+// at most Concurrency at once.
+func (d *Dispatcher) sendLoop(ctx context.Context) {
+	sem := make(chan struct{}, d.cfg.Concurrency)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	tick := time.NewTicker(d.cfg.PollInterval)
+	defer tick.Stop()
+	for {
+		more := false
+		if free := cap(sem) - len(sem); free > 0 {
+			ds, err := d.store.WebhookDeliveryClaim(ctx, &engine.WebhookDeliveryClaimParams{Now: time.Now(), Lease: d.lease,
+				Limit: free, Token: randomHex(8)})
+			if err != nil && ctx.Err() == nil {
+				d.log.WarnContext(ctx, "webhooks: claim deliveries", engine.LogKeyError, err)
+			}
+			for _, dl := range ds {
+				sem <- struct{}{}
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					d.attempt(ctx, dl)
+					<-sem
+					d.poke()
+				}()
+			}
+			more = len(ds) == free
+		}
+		if more {
+			continue
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		case <-d.wake:
+		}
+	}
+}
+
+// spanParent returns ctx carrying the run's trace: the submitter's span as
+// remote parent when the run has one, else the run's trace id for a new
+// root span (engine.IDGenerator honours it).
+func spanParent(ctx context.Context, dl *engine.WebhookDelivery) context.Context {
+	tid, err := trace.TraceIDFromHex(dl.TraceID)
+	if err != nil {
+		return ctx
+	}
+	if sid, err := trace.SpanIDFromHex(dl.ParentSpanID); err == nil {
+		return trace.ContextWithRemoteSpanContext(ctx, trace.NewSpanContext(trace.SpanContextConfig{
+			TraceID: tid, SpanID: sid, TraceFlags: trace.FlagsSampled, Remote: true}))
+	}
+	return engine.ContextWithTraceID(ctx, tid)
+}
+
+// attempt sends one delivery once and records the outcome.
+func (d *Dispatcher) attempt(ctx context.Context, dl *engine.WebhookDelivery) {
+	ep := d.eps[dl.Endpoint]
+	if ep == nil {
+		dl.Status, dl.LastError = engine.WebhookFailed, "endpoint no longer configured on the server that claimed it"
+		dl.UpdatedAt = time.Now()
+		d.update(ctx, dl, "")
+		d.count(ctx, dl.Event, OutcomeFailed)
+		return
+	}
+	attempt := dl.Attempts + 1
+	sctx, span := d.tracer.Start(spanParent(ctx, dl), "webhook "+dl.Event, trace.WithSpanKind(trace.SpanKindClient),
+		trace.WithAttributes(engine.AttrRunID.String(dl.RunID), engine.AttrFlowName.String(dl.FlowName),
+			engine.AttrWebhookID.String(dl.ID), engine.AttrWebhookEvent.String(dl.Event),
+			engine.AttrWebhookAttempt.Int(attempt), semconv.URLFull(redactURL(dl.URL)),
+			semconv.HTTPRequestMethodPost))
+	defer span.End()
+	timeout := ep.Timeout
+	if timeout == 0 {
+		timeout = d.cfg.Timeout
+	}
+	actx, cancel := context.WithTimeout(sctx, timeout)
+	defer cancel()
+	hdr := http.Header{}
+	d.cfg.Propagators.Inject(sctx, propagation.HeaderCarrier(hdr))
+	ans, err := Send(actx, d.hc, &Request{URL: ep.URL, ID: dl.ID, Body: dl.Body, Format: ep.Format, Keys: ep.Keys, Header: hdr})
+	// The outcome is recorded even when the dispatcher is stopping.
+	uctx, ucancel := context.WithTimeout(context.WithoutCancel(sctx), 10*time.Second)
+	defer ucancel()
+	if err != nil && ctx.Err() != nil {
+		// Stopped mid-request: hand the delivery back unchanged, due now.
+		span.SetStatus(codes.Error, "dispatcher stopped")
+		dl.NextAttempt, dl.UpdatedAt = time.Now(), time.Now()
+		d.update(uctx, dl, "")
+		return
+	}
+	now := time.Now()
+	dl.Attempts, dl.UpdatedAt = attempt, now
+	var retryAfter time.Duration
+	disable := ""
+	switch {
+	case err != nil:
+		dl.LastStatusCode = 0
+		if errors.Is(actx.Err(), context.DeadlineExceeded) {
+			dl.LastError = fmt.Sprintf("no answer within %s", timeout)
+		} else {
+			dl.LastError = cut(err.Error(), 500)
+		}
+		dl.Status = engine.WebhookPending
+	case ans.StatusCode >= 200 && ans.StatusCode < 300:
+		dl.LastStatusCode, dl.LastError, dl.Status = ans.StatusCode, "", engine.WebhookSucceeded
+	case ans.StatusCode == http.StatusGone:
+		dl.LastStatusCode, dl.Status = ans.StatusCode, engine.WebhookFailed
+		dl.LastError = "410 Gone: endpoint disabled (no more deliveries to it until a delivery is retried by hand)"
+		disable = fmt.Sprintf("410 Gone at %s (delivery %s)", now.UTC().Format(time.RFC3339), dl.ID)
+		d.log.WarnContext(sctx, "webhooks: endpoint answered 410 Gone: disabled", "url", redactURL(ep.URL), "delivery", dl.ID)
+	default:
+		dl.LastStatusCode, dl.Status = ans.StatusCode, engine.WebhookPending
+		dl.LastError = answerError(ans)
+		retryAfter = ans.RetryAfter
+	}
+	if ans != nil {
+		span.SetAttributes(semconv.HTTPResponseStatusCode(ans.StatusCode))
+	}
+	outcome := OutcomeSuccess
+	switch dl.Status {
+	case engine.WebhookPending:
+		schedule := ep.RetrySchedule
+		if schedule == nil {
+			schedule = d.cfg.RetrySchedule
+		}
+		if dl.Manual || attempt > len(schedule) {
+			dl.Status, outcome = engine.WebhookFailed, OutcomeFailed
+			break
+		}
+		wait := d.jitter(schedule[attempt-1])
+		wait = max(wait, retryAfter)
+		dl.NextAttempt, outcome = now.Add(wait), OutcomeRetry
+	case engine.WebhookFailed:
+		outcome = OutcomeFailed
+	}
+	if outcome != OutcomeSuccess {
+		span.SetStatus(codes.Error, dl.LastError)
+	}
+	span.SetAttributes(attribute.String("pyoco.webhook.outcome", outcome))
+	d.update(uctx, dl, disable)
+	d.count(ctx, dl.Event, outcome)
+	switch outcome {
+	case OutcomeFailed:
+		d.log.WarnContext(sctx, "webhooks: delivery failed", "delivery", dl.ID, "url", redactURL(ep.URL), "attempts", attempt,
+			engine.LogKeyRunID, dl.RunID, engine.LogKeyError, dl.LastError)
+	case OutcomeRetry:
+		d.log.InfoContext(sctx, "webhooks: delivery attempt failed; retrying", "delivery", dl.ID, "attempt", attempt,
+			"next_attempt", dl.NextAttempt, engine.LogKeyError, dl.LastError)
+	}
+}
+
+// update records an attempt, trying again on a transient store error: an
+// unrecorded outcome would wait for the claim's lease to lapse and be sent
+// again.
+func (d *Dispatcher) update(ctx context.Context, dl *engine.WebhookDelivery, disable string) {
+	var err error
+	for i, wait := range []time.Duration{100 * time.Millisecond, 500 * time.Millisecond, 2 * time.Second, 0} {
+		err = d.store.WebhookDeliveryUpdate(ctx, &engine.WebhookDeliveryUpdateParams{Delivery: dl, Retention: d.cfg.Retention,
+			DisableEndpoint: disable})
+		if err == nil || errors.Is(err, engine.ErrConflict) || ctx.Err() != nil || i == 3 || !sleep(ctx, wait) {
+			break
+		}
+	}
+	switch {
+	case errors.Is(err, engine.ErrConflict):
+		d.log.InfoContext(ctx, "webhooks: delivery was claimed again meanwhile; outcome not recorded", "delivery", dl.ID)
+	case err != nil:
+		d.log.WarnContext(ctx, "webhooks: record delivery attempt", "delivery", dl.ID, engine.LogKeyError, err)
+	}
+}
+
+func (d *Dispatcher) count(ctx context.Context, event, outcome string) {
+	d.counter.Add(ctx, 1, metric.WithAttributes(attribute.String("event", event), attribute.String("outcome", outcome)))
+}
+
+// jitter spreads t by ± the configured fraction.
+func (d *Dispatcher) jitter(t time.Duration) time.Duration {
+	if d.cfg.Jitter == 0 {
+		return t
+	}
+	f := 1 + d.cfg.Jitter*(2*rand.Float64()-1)
+	return time.Duration(float64(t) * f)
+}
+
+// answerError describes a non-2xx answer.
+func answerError(a *Answer) string {
+	msg := fmt.Sprintf("HTTP %d", a.StatusCode)
+	if a.StatusCode >= 300 && a.StatusCode < 400 {
+		msg += " (redirects are not followed"
+		if loc := a.Header.Get("Location"); loc != "" {
+			msg += "; Location: " + loc
+		}
+		msg += ")"
+	}
+	if b := strings.TrimSpace(string(a.Body)); b != "" {
+		msg += ": " + cut(b, 200)
+	}
+	return msg
+}
+
+// redactURL drops user info, query and fragment (they may hold tokens) for
+// logs and spans.
+func redactURL(s string) string {
+	if i := strings.IndexAny(s, "?#"); i >= 0 {
+		s = s[:i]
+	}
+	if scheme, rest, ok := strings.Cut(s, "://"); ok {
+		if at := strings.Index(rest, "@"); at >= 0 && at < strings.IndexByte(rest+"/", '/') {
+			rest = rest[at+1:]
+		}
+		s = scheme + "://" + rest
+	}
+	return s
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = crand.Read(b)
+	return hex.EncodeToString(b)
+}

@@ -1,0 +1,358 @@
+package webhooks
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/pyoco/pyoco/engine"
+)
+
+// Store is what a [Dispatcher] needs: the run-events stream read as a
+// consumer group, and the delivery log. redisstore.Store implements it on
+// Redis (durable, shared by several servers); [MemStore] in memory.
+type Store interface {
+	// WebhookEventInit prepares the event read (on Redis: creates the
+	// consumer group at the stream's end if it does not exist), so that
+	// every event after it is delivered.
+	WebhookEventInit(ctx context.Context) error
+	// WebhookEventRead returns run events not yet read by any dispatcher
+	// (or, with MinIdle, read that long ago and never acknowledged).
+	WebhookEventRead(ctx context.Context, p *engine.WebhookEventReadParams) ([]engine.Event, error)
+	// WebhookEventAck marks events handled.
+	WebhookEventAck(ctx context.Context, ids []string) error
+	// WebhookDeliveryCreate adds a pending delivery due now unless its ID
+	// exists (false). For a disabled endpoint it is created failed.
+	WebhookDeliveryCreate(ctx context.Context, d *engine.WebhookDelivery, retention time.Duration) (bool, error)
+	// WebhookDeliveryClaim claims due pending deliveries atomically.
+	WebhookDeliveryClaim(ctx context.Context, p *engine.WebhookDeliveryClaimParams) ([]*engine.WebhookDelivery, error)
+	// WebhookDeliveryUpdate records an attempt under a claim
+	// (engine.ErrConflict if the claim was lost).
+	WebhookDeliveryUpdate(ctx context.Context, p *engine.WebhookDeliveryUpdateParams) error
+	// WebhookDeliveryGet returns one delivery (engine.ErrNotFound).
+	WebhookDeliveryGet(ctx context.Context, id string) (*engine.WebhookDelivery, error)
+	// WebhookDeliveryList lists deliveries newest first, without bodies.
+	WebhookDeliveryList(ctx context.Context, p *engine.WebhookDeliveryListParams) ([]*engine.WebhookDelivery, error)
+	// WebhookDeliveryRetry makes a delivery due now (engine.ErrNotFound).
+	WebhookDeliveryRetry(ctx context.Context, id string, at time.Time) (*engine.WebhookDelivery, error)
+}
+
+// MemStore is a [Store] in memory over an [engine.EventStore] (the
+// in-memory run store's events): for a single server without Redis. Its
+// state is lost when the process ends. Create it with [NewMemStore]; it is
+// safe for concurrent use.
+type MemStore struct {
+	events engine.EventStore
+	// PollInterval is how often a blocked WebhookEventRead looks for new
+	// events. Set before use; defaults to 50ms.
+	PollInterval time.Duration
+
+	mu       sync.Mutex
+	cursor   string
+	unacked  map[string]*memRead // event ID → read
+	ds       map[string]*memDelivery
+	pending  map[string]*memDelivery // the pending ones of ds
+	disabled map[string]string
+	// nextExpire is when Create next drops expired deliveries.
+	nextExpire time.Time
+}
+
+type memRead struct {
+	ev     engine.Event
+	readAt time.Time
+}
+
+type memDelivery struct {
+	d         engine.WebhookDelivery
+	leaseEnd  time.Time
+	expiresAt time.Time // zero while pending
+}
+
+// NewMemStore returns a MemStore reading events from events, from its
+// first event on.
+func NewMemStore(events engine.EventStore) *MemStore {
+	return &MemStore{events: events, unacked: map[string]*memRead{}, ds: map[string]*memDelivery{},
+		pending: map[string]*memDelivery{}, disabled: map[string]string{}}
+}
+
+// WebhookEventRead implements [Store]: it polls the event store until an
+// event arrives or p.Block passes.
+func (m *MemStore) WebhookEventRead(ctx context.Context, p *engine.WebhookEventReadParams) ([]engine.Event, error) {
+	count := max(p.Count, 1)
+	if p.MinIdle > 0 {
+		m.mu.Lock()
+		var out []engine.Event
+		now := time.Now()
+		for _, r := range m.unacked {
+			if now.Sub(r.readAt) >= p.MinIdle && len(out) < count {
+				r.readAt = now
+				out = append(out, r.ev)
+			}
+		}
+		m.mu.Unlock()
+		if len(out) > 0 {
+			slices.SortFunc(out, func(a, b engine.Event) int { return compareEventIDs(a.ID, b.ID) })
+			return out, nil
+		}
+	}
+	every := m.PollInterval
+	if every <= 0 {
+		every = 50 * time.Millisecond
+	}
+	deadline := time.Now().Add(p.Block)
+	for {
+		m.mu.Lock()
+		evs, err := m.events.EventList(ctx, &engine.EventListParams{After: m.cursor, Limit: count})
+		if err == nil && len(evs) > 0 {
+			m.cursor = evs[len(evs)-1].ID
+			now := time.Now()
+			for _, ev := range evs {
+				m.unacked[ev.ID] = &memRead{ev: ev, readAt: now}
+			}
+		}
+		m.mu.Unlock()
+		if err != nil || len(evs) > 0 {
+			return evs, err
+		}
+		left := time.Until(deadline)
+		if left <= 0 {
+			return nil, nil
+		}
+		t := time.NewTimer(min(every, left))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+// compareEventIDs orders decimal (memstore) or stream IDs.
+func compareEventIDs(a, b string) int {
+	na, ea := strconv.ParseUint(a, 10, 64)
+	nb, eb := strconv.ParseUint(b, 10, 64)
+	if ea == nil && eb == nil {
+		switch {
+		case na < nb:
+			return -1
+		case na > nb:
+			return 1
+		}
+		return 0
+	}
+	if len(a) != len(b) {
+		return len(a) - len(b)
+	}
+	if a < b {
+		return -1
+	} else if a > b {
+		return 1
+	}
+	return 0
+}
+
+// WebhookEventInit implements [Store]; the in-memory read starts at the
+// first event, so there is nothing to prepare.
+func (m *MemStore) WebhookEventInit(ctx context.Context) error { return nil }
+
+// WebhookEventAck implements [Store].
+func (m *MemStore) WebhookEventAck(ctx context.Context, ids []string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, id := range ids {
+		delete(m.unacked, id)
+	}
+	return nil
+}
+
+// WebhookDeliveryCreate implements [Store].
+func (m *MemStore) WebhookDeliveryCreate(ctx context.Context, d *engine.WebhookDelivery, retention time.Duration) (bool, error) {
+	if d == nil || d.ID == "" {
+		return false, fmt.Errorf("create webhook delivery: missing ID")
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if now := time.Now(); now.After(m.nextExpire) {
+		m.expire(now)
+		m.nextExpire = now.Add(time.Second)
+	}
+	if _, ok := m.ds[d.ID]; ok {
+		return false, nil
+	}
+	now := d.CreatedAt
+	if now.IsZero() {
+		now = time.Now()
+	}
+	c := cloneDelivery(d)
+	c.CreatedAt, c.UpdatedAt, c.Claim = now, now, ""
+	md := &memDelivery{d: *c}
+	if reason, ok := m.disabled[d.Endpoint]; ok {
+		md.d.Status, md.d.LastError, md.d.NextAttempt = engine.WebhookFailed, "endpoint disabled: "+reason, time.Time{}
+		md.expiresAt = now.Add(retentionOr(retention))
+	} else {
+		md.d.Status, md.d.NextAttempt = engine.WebhookPending, now
+		m.pending[d.ID] = md
+	}
+	m.ds[d.ID] = md
+	return true, nil
+}
+
+// WebhookDeliveryClaim implements [Store].
+func (m *MemStore) WebhookDeliveryClaim(ctx context.Context, p *engine.WebhookDeliveryClaimParams) ([]*engine.WebhookDelivery, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	now := p.Now
+	if now.IsZero() {
+		now = time.Now()
+	}
+	var due []*memDelivery
+	for _, md := range m.pending {
+		if md.d.NextAttempt.After(now) || md.leaseEnd.After(now) {
+			continue
+		}
+		due = append(due, md)
+	}
+	slices.SortFunc(due, func(a, b *memDelivery) int { return a.d.NextAttempt.Compare(b.d.NextAttempt) })
+	var out []*engine.WebhookDelivery
+	for _, md := range due {
+		if len(out) >= p.Limit {
+			break
+		}
+		md.d.Claim = p.Token
+		md.leaseEnd = now.Add(p.Lease)
+		out = append(out, cloneDelivery(&md.d))
+	}
+	return out, nil
+}
+
+// WebhookDeliveryUpdate implements [Store].
+func (m *MemStore) WebhookDeliveryUpdate(ctx context.Context, p *engine.WebhookDeliveryUpdateParams) error {
+	d := p.Delivery
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	md, ok := m.ds[d.ID]
+	if !ok || md.d.Claim == "" || md.d.Claim != d.Claim {
+		return fmt.Errorf("update webhook delivery %s: claim lost: %w", d.ID, engine.ErrConflict)
+	}
+	now := d.UpdatedAt
+	if now.IsZero() {
+		now = time.Now()
+	}
+	md.d.Status, md.d.Attempts, md.d.LastStatusCode, md.d.LastError = d.Status, d.Attempts, d.LastStatusCode, d.LastError
+	md.d.UpdatedAt, md.d.Claim, md.leaseEnd = now, "", time.Time{}
+	if p.DisableEndpoint != "" {
+		m.disabled[md.d.Endpoint] = p.DisableEndpoint
+	}
+	if d.Status == engine.WebhookPending {
+		md.d.NextAttempt = d.NextAttempt
+		return nil
+	}
+	md.d.NextAttempt = time.Time{}
+	md.expiresAt = now.Add(retentionOr(p.Retention))
+	delete(m.pending, d.ID)
+	return nil
+}
+
+// WebhookDeliveryGet implements [Store].
+func (m *MemStore) WebhookDeliveryGet(ctx context.Context, id string) (*engine.WebhookDelivery, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.expire(time.Now())
+	md, ok := m.ds[id]
+	if !ok {
+		return nil, fmt.Errorf("webhook delivery %s: %w", id, engine.ErrNotFound)
+	}
+	return cloneDelivery(&md.d), nil
+}
+
+// WebhookDeliveryList implements [Store].
+func (m *MemStore) WebhookDeliveryList(ctx context.Context, p *engine.WebhookDeliveryListParams) ([]*engine.WebhookDelivery, error) {
+	if p.Status != "" && !p.Status.Valid() {
+		return nil, fmt.Errorf("list webhook deliveries: unknown status %q", p.Status)
+	}
+	limit := p.Limit
+	if limit <= 0 {
+		limit = 50
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.expire(time.Now())
+	out := []*engine.WebhookDelivery{}
+	for _, md := range m.ds {
+		if p.Status == "" || md.d.Status == p.Status {
+			c := cloneDelivery(&md.d)
+			c.Body = nil
+			out = append(out, c)
+		}
+	}
+	slices.SortFunc(out, func(a, b *engine.WebhookDelivery) int {
+		if c := b.UpdatedAt.Compare(a.UpdatedAt); c != 0 {
+			return c
+		}
+		if a.ID > b.ID {
+			return -1
+		}
+		return 1
+	})
+	if len(out) > limit {
+		out = out[:limit]
+	}
+	return out, nil
+}
+
+// WebhookDeliveryRetry implements [Store].
+func (m *MemStore) WebhookDeliveryRetry(ctx context.Context, id string, at time.Time) (*engine.WebhookDelivery, error) {
+	if at.IsZero() {
+		at = time.Now()
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.expire(at)
+	md, ok := m.ds[id]
+	if !ok {
+		return nil, fmt.Errorf("retry webhook delivery %s: %w", id, engine.ErrNotFound)
+	}
+	switch {
+	case md.d.Status == engine.WebhookPending:
+		if md.d.Claim == "" {
+			md.d.NextAttempt, md.d.UpdatedAt = at, at
+		}
+	default:
+		md.d.Status, md.d.NextAttempt, md.d.UpdatedAt, md.d.Manual = engine.WebhookPending, at, at, true
+		md.expiresAt = time.Time{}
+		m.pending[id] = md
+		delete(m.disabled, md.d.Endpoint)
+	}
+	c := cloneDelivery(&md.d)
+	c.Body = nil
+	return c, nil
+}
+
+// expire drops finished deliveries past their retention. The caller holds m.mu.
+func (m *MemStore) expire(now time.Time) {
+	for id, md := range m.ds {
+		if !md.expiresAt.IsZero() && !md.expiresAt.After(now) {
+			delete(m.ds, id)
+		}
+	}
+}
+
+func cloneDelivery(d *engine.WebhookDelivery) *engine.WebhookDelivery {
+	c := *d
+	c.Body = slices.Clone(d.Body)
+	return &c
+}
+
+func retentionOr(d time.Duration) time.Duration {
+	if d <= 0 {
+		return DefaultRetention
+	}
+	return d
+}
+
+// Interface guard.
+var _ Store = (*MemStore)(nil)
