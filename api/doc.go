@@ -16,6 +16,11 @@
 // recovered into a 500 internal error. docs/api.md is the operator's
 // reference and GET /openapi.json the machine-readable one.
 //
+// Concurrent identical reads (GET /runs with the same query, GET
+// /runs/{run_id} of the same run) share one store read and one encoding;
+// a request only joins a read that starts after it arrived, so answers are
+// never older than the request ([Config.NoCoalescing] turns it off).
+//
 // The package imports engine and the OpenTelemetry API only; it must not
 // import plugins, telemetry, webhooks or the stores (the command line wires
 // those in through [Config]).

@@ -113,6 +113,8 @@ type bundle struct {
 	dir    string
 	client *http.Client
 	token  string
+	// srv is the in-process server (nil for a process server).
+	srv *api.Server
 	// workerID is the id of the one worker that executes the runs.
 	workerID string
 	// metrics is true when GET /metrics is served (else a JSON 404).
@@ -159,7 +161,7 @@ func setup(t *testing.T, newStore storeFactory, edit ...func(*api.Config)) *bund
 	})
 	client := ts.Client()
 	t.Cleanup(client.CloseIdleConnections)
-	return &bundle{t: t, url: ts.URL, dir: dir, client: client, token: cfg.Token, workerID: eng.WorkerID(),
+	return &bundle{t: t, url: ts.URL, dir: dir, client: client, token: cfg.Token, srv: srv, workerID: eng.WorkerID(),
 		pluginPath: []any{"/nowhere"}}
 }
 

@@ -7,7 +7,9 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -102,4 +104,61 @@ func TestMetrics(t *testing.T) {
 	require.Contains(t, out, `pyoco_runs_total{flow="queued_flow",status="PENDING"} 3`)
 	// otelhttp's server metrics carry the route pattern, never a run id.
 	require.True(t, strings.Contains(out, `http_route="/runs"`), "no http_route label")
+}
+
+// countingStore counts RunList calls; the first blocks until release.
+type countingStore struct {
+	engine.Store
+	lists   atomic.Int32
+	release chan struct{}
+}
+
+func (s *countingStore) RunList(ctx context.Context, p *engine.RunListParams) (*engine.RunPage, error) {
+	if s.lists.Add(1) == 1 {
+		<-s.release
+	}
+	return s.Store.RunList(ctx, p)
+}
+
+// TestListCoalescing: concurrent identical GET /runs share the store read
+// that starts after them; with NoCoalescing each reads the store.
+func TestListCoalescing(t *testing.T) {
+	t.Parallel()
+	for _, off := range []bool{false, true} {
+		t.Run(fmt.Sprintf("NoCoalescing=%v", off), func(t *testing.T) {
+			t.Parallel()
+			cs := &countingStore{Store: memstore.New(), release: make(chan struct{})}
+			b := setup(t, func(*testing.T) engine.Store { return cs }, func(c *api.Config) { c.NoCoalescing = off })
+			b.submit(map[string]any{"flow_name": "other"}) // stays PENDING: no worker on this store
+			first := make(chan answer)
+			go func() { first <- b.do("GET", "/runs?flow=other", nil) }()
+			require.Eventually(t, func() bool { return cs.lists.Load() == 1 }, 5*time.Second, time.Millisecond)
+			// A run submitted after the first read began: every later
+			// request must see it.
+			id2 := b.submit(map[string]any{"flow_name": "other"})
+			const n = 10
+			answers := make(chan answer, n)
+			for range n {
+				go func() { answers <- b.do("GET", "/runs?flow=other", nil) }()
+			}
+			if off {
+				require.Eventually(t, func() bool { return cs.lists.Load() == 1+n }, 5*time.Second, time.Millisecond)
+			} else {
+				// The others queue behind the first read.
+				require.Eventually(t, func() bool { return api.WaitingReads(b.srv) == n }, 5*time.Second, time.Millisecond)
+				require.Equal(t, int32(1), cs.lists.Load())
+			}
+			close(cs.release)
+			a := <-first
+			require.Equal(t, http.StatusOK, a.status)
+			for range n {
+				a := <-answers
+				require.Equal(t, http.StatusOK, a.status, "%s", a.body)
+				require.Contains(t, string(a.body), id2, "a request must see the runs submitted before it")
+			}
+			if !off {
+				require.Equal(t, int32(2), cs.lists.Load(), "the 10 requests share one read")
+			}
+		})
+	}
 }

@@ -303,19 +303,35 @@ func (s *Server) runList(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	page, err := s.store.RunList(r.Context(), p)
+	key := fmt.Sprintf("list\x00%q\x00%q\x00%q\x00%d\x00%q", p.Statuses, p.Flow, p.Tag, p.Limit, p.Cursor)
+	body, err := s.sharedRead(r.Context(), key, func(ctx context.Context) ([]byte, error) {
+		page, err := s.store.RunList(ctx, p)
+		if err != nil {
+			return nil, err
+		}
+		doc := runListDoc{Runs: make([]engine.RunSummaryDoc, 0, len(page.Runs))}
+		for _, run := range page.Runs {
+			doc.Runs = append(doc.Runs, engine.NewRunSummaryDoc(run))
+		}
+		if page.NextCursor != "" {
+			doc.NextCursor = &page.NextCursor
+		}
+		return marshalJSON(doc)
+	})
 	if err != nil {
 		return err
 	}
-	doc := runListDoc{Runs: make([]engine.RunSummaryDoc, 0, len(page.Runs))}
-	for _, run := range page.Runs {
-		doc.Runs = append(doc.Runs, engine.NewRunSummaryDoc(run))
-	}
-	if page.NextCursor != "" {
-		doc.NextCursor = &page.NextCursor
-	}
-	writeJSON(w, http.StatusOK, doc)
+	writeJSONBody(w, http.StatusOK, body)
 	return nil
+}
+
+// sharedRead answers a read through the coalescer (see [coalescer]), or
+// directly when Config.NoCoalescing is set.
+func (s *Server) sharedRead(ctx context.Context, key string, read func(context.Context) ([]byte, error)) ([]byte, error) {
+	if s.reads == nil {
+		return read(ctx)
+	}
+	return s.reads.do(ctx, key, read)
 }
 
 // maxRunIDLen bounds run ids looked up; longer ones cannot exist.
@@ -337,11 +353,18 @@ func (s *Server) runGet(w http.ResponseWriter, r *http.Request) error {
 	if err := checkKnown(r.URL.Query()); err != nil {
 		return err
 	}
-	run, err := s.getRun(r.Context(), r.PathValue("run_id"))
+	id := r.PathValue("run_id")
+	body, err := s.sharedRead(r.Context(), "get\x00"+id, func(ctx context.Context) ([]byte, error) {
+		run, err := s.getRun(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		return marshalJSON(engine.NewRunDoc(run, s.cfg.OutputMaxBytes))
+	})
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, engine.NewRunDoc(run, s.cfg.OutputMaxBytes))
+	writeJSONBody(w, http.StatusOK, body)
 	return nil
 }
 

@@ -78,6 +78,10 @@ type Config struct {
 	// HeartbeatInterval is how often an idle followed log stream sends a
 	// comment so proxies keep it open. Defaults to 15s.
 	HeartbeatInterval time.Duration
+	// NoCoalescing turns off the sharing of concurrent identical reads
+	// (GET /runs with the same query, GET /runs/{run_id} of the same run):
+	// each request then reads the store itself. See docs/api.md.
+	NoCoalescing bool
 	// Webhooks is the webhook delivery log behind GET /webhooks/deliveries
 	// and POST /webhooks/deliveries/{id}/retry (see api/webhooks.go). nil:
 	// an empty list, and 404 on retry.
@@ -145,6 +149,7 @@ type Server struct {
 	mux     *http.ServeMux
 	handler http.Handler
 	gauges  *gauges
+	reads   *coalescer // nil with Config.NoCoalescing
 }
 
 // route is one endpoint. The routes table is the only place endpoints are
@@ -186,6 +191,9 @@ func New(eng *engine.Engine, cfg *Config) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{eng: eng, store: eng.Store(), cfg: c, log: c.Logger, routes: routes, mux: http.NewServeMux()}
+	if !c.NoCoalescing {
+		s.reads = newCoalescer()
+	}
 	switch {
 	case c.Idempotency != nil:
 		s.idem = c.Idempotency

@@ -12,8 +12,11 @@
 //  2. serve: the API in this process (api.New on a redisstore.Store of a
 //     client from redisstore.OpenClient, as `pyoco server --redis` makes it,
 //     with the telemetry SDK: otelhttp spans and metrics recorded, not
-//     exported) on a loopback port, after executing one run of each of 10
-//     flows of 100 noop tasks, so /metrics holds 1,000 task series.
+//     exported) on a loopback port, twice: as configured by default
+//     (concurrent identical reads share one store read) and with
+//     Config.NoCoalescing (each request reads the store). Before, it
+//     executes one run of each of 10 flows of 100 noop tasks, so /metrics
+//     holds 1,000 task series.
 //
 //  3. load: 1 client, then C concurrent clients (default 50), closed loop,
 //     R requests each way (R/10 with 1 client): GET /runs?status=FAILED&limit=50
@@ -149,14 +152,28 @@ func main() {
 		log.Fatal(err)
 	}
 	defer srv.Close()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	base, stopServe := serve(srv.Handler())
+	defer stopServe()
+
+	// The same API with Config.NoCoalescing: every request reads the store.
+	tel2, err := telemetry.Setup(ctx, telemetry.Config{Env: func(string) string { return "" }})
 	if err != nil {
 		log.Fatal(err)
 	}
-	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}
-	go func() { _ = hs.Serve(ln) }()
-	defer hs.Close()
-	base := "http://" + ln.Addr().String()
+	defer func() { _ = tel2.Shutdown(ctx) }()
+	eng2, err := engine.New(store, reg, &engine.Config{WorkerID: "bench-api-2",
+		TracerProvider: tel2.TracerProvider, MeterProvider: tel2.MeterProvider})
+	if err != nil {
+		log.Fatal(err)
+	}
+	srv2, err := api.New(eng2, &api.Config{Flows: fs, Metrics: tel2.Handler(), NoCoalescing: true,
+		TracerProvider: tel2.TracerProvider, MeterProvider: tel2.MeterProvider})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer srv2.Close()
+	base2, stopServe2 := serve(srv2.Handler())
+	defer stopServe2()
 
 	hc := &http.Client{Transport: &http.Transport{MaxIdleConns: *clients * 2, MaxIdleConnsPerHost: *clients * 2}}
 	get := func(path string) func(int) error {
@@ -196,11 +213,13 @@ func main() {
 		few bool
 	}{
 		{"GET /runs?status=FAILED&limit=50", get("/runs?status=FAILED&limit=50"), false},
+		{"GET /runs?status=FAILED&limit=50 (NoCoalescing)", func(int) error { return httpGet(hc, base2+"/runs?status=FAILED&limit=50") }, false},
 		{"GET /runs/{id}", func(int) error { return httpGet(hc, base+"/runs/"+randomID()) }, false},
+		{"GET /runs/{id} (NoCoalescing)", func(int) error { return httpGet(hc, base2+"/runs/"+randomID()) }, false},
 		{"GET /runs?limit=50 (no filter)", get("/runs?limit=50"), false},
 		{"GET /runs?flow=bench_f3&status=FAILED&limit=50", get("/runs?flow=bench_f3&status=FAILED&limit=50"), false},
 		{fmt.Sprintf("GET /runs?status=FAILED&limit=50, page %d (cursor)", deepPage), func(i int) error { return httpGet(hc, base+"/runs?status=FAILED&limit=50&cursor="+deepCursor) }, false},
-		{"GET /runs?flow=bench_f3&tag=nomatch (walks the flow index)", get("/runs?flow=bench_f3&tag=nomatch&limit=50"), true},
+		{"GET /runs?flow=bench_f3&tag=batch-50 (disjoint: walks the tag index)", get("/runs?flow=bench_f3&tag=batch-50&limit=50"), true},
 		{"store.RunList(status=FAILED, limit 50)", func(int) error {
 			p, err := store.RunList(ctx, &engine.RunListParams{Statuses: []engine.RunStatus{engine.RunFailed}, Limit: 50})
 			if err == nil && len(p.Runs) != 50 {
@@ -229,6 +248,17 @@ func main() {
 	fmt.Printf("| format | p50 | p99 | max | bytes | samples |\n|---|---:|---:|---:|---:|---:|\n")
 	scrape(hc, base+"/metrics", "", "Prometheus text")
 	scrape(hc, base+"/metrics", "application/openmetrics-text;version=1.0.0", "OpenMetrics (exemplars)")
+}
+
+// serve serves h on a free loopback port and returns its base URL.
+func serve(h http.Handler) (string, func()) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		log.Fatal(err)
+	}
+	hs := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = hs.Serve(ln) }()
+	return "http://" + ln.Addr().String(), func() { _ = hs.Close() }
 }
 
 // benchFlows are the 10 flows of the fill, 3 tasks each.

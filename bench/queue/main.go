@@ -87,8 +87,11 @@ func main() {
 		rows = append(rows, row{fmt.Sprintf("pyoco, %d worker(s)", workers), r, sub, run})
 	}
 	p50, p99 := pyocoLatency(ctx, addr)
-	fmt.Printf("%-22s %12s %16s %16s %14s\n", "", "runs/s", "cmds/run submit", "cmds/run execute", "cmds/run total")
+	header := func() {
+		fmt.Printf("\n%-22s %12s %16s %16s %14s\n", "", "runs/s", "cmds/run submit", "cmds/run execute", "cmds/run total")
+	}
 	if !*withAsynq {
+		header()
 		for _, r := range rows {
 			fmt.Printf("%-22s %12.0f %16.1f %16.1f %14.1f\n", r.name, r.perSec, r.submitCmd, r.runCmd, r.submitCmd+r.runCmd)
 		}
@@ -101,6 +104,7 @@ func main() {
 	}
 	ap50, ap99 := asynqLatency(ctx, addr)
 
+	header()
 	for _, r := range rows {
 		fmt.Printf("%-22s %12.0f %16.1f %16.1f %14.1f\n", r.name, r.perSec, r.submitCmd, r.runCmd, r.submitCmd+r.runCmd)
 	}
