@@ -145,21 +145,6 @@ func (o *serverOptions) resolve(c *cobra.Command, e *env) error {
 		}
 		return nil
 	}
-	str := func(p *string) func(string) error { return func(v string) error { *p = v; return nil } }
-	num := func(p *int) func(string) error {
-		return func(v string) error {
-			n, err := strconv.Atoi(v)
-			*p = n
-			return err
-		}
-	}
-	dur := func(p *time.Duration) func(string) error {
-		return func(v string) error {
-			d, err := time.ParseDuration(v)
-			*p = d
-			return err
-		}
-	}
 	itoa := func(n int) string {
 		if n == 0 {
 			return ""
@@ -172,16 +157,16 @@ func (o *serverOptions) resolve(c *cobra.Command, e *env) error {
 	}
 	o.workersSet = c.Flags().Changed("workers")
 	for _, err := range []error{
-		set("addr", "PYOCO_ADDR", file.Addr, str(&o.addr)),
-		set("flows", "PYOCO_FLOWS", file.Flows, str(&o.flows)),
-		set("redis", "PYOCO_REDIS_URL", file.Redis, str(&o.redis)),
-		set("namespace", "PYOCO_NAMESPACE", file.Namespace, str(&o.namespace)),
-		set("workers", "PYOCO_WORKERS", fileWorkers, func(v string) error { o.workersSet = true; return num(&o.workers)(v) }),
-		set("concurrency", "PYOCO_CONCURRENCY", itoa(file.Concurrency), num(&o.concurrency)),
-		set("lease", "PYOCO_LEASE", file.Lease, dur(&o.lease)),
-		set("max-attempts", "PYOCO_MAX_ATTEMPTS", itoa(file.MaxAttempts), num(&o.maxAttempts)),
-		set("retention", "PYOCO_RETENTION", file.Retention, dur(&o.retention)),
-		set("shutdown-timeout", "PYOCO_SHUTDOWN_TIMEOUT", file.ShutdownTimeout, dur(&o.shutdownTimeout)),
+		set("addr", "PYOCO_ADDR", file.Addr, setString(&o.addr)),
+		set("flows", "PYOCO_FLOWS", file.Flows, setString(&o.flows)),
+		set("redis", "PYOCO_REDIS_URL", file.Redis, setString(&o.redis)),
+		set("namespace", "PYOCO_NAMESPACE", file.Namespace, setString(&o.namespace)),
+		set("workers", "PYOCO_WORKERS", fileWorkers, func(v string) error { o.workersSet = true; return setInt(&o.workers)(v) }),
+		set("concurrency", "PYOCO_CONCURRENCY", itoa(file.Concurrency), setInt(&o.concurrency)),
+		set("lease", "PYOCO_LEASE", file.Lease, setDuration(&o.lease)),
+		set("max-attempts", "PYOCO_MAX_ATTEMPTS", itoa(file.MaxAttempts), setInt(&o.maxAttempts)),
+		set("retention", "PYOCO_RETENTION", file.Retention, setDuration(&o.retention)),
+		set("shutdown-timeout", "PYOCO_SHUTDOWN_TIMEOUT", file.ShutdownTimeout, setDuration(&o.shutdownTimeout)),
 	} {
 		if err != nil {
 			return err

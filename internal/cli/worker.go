@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"strconv"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -89,30 +88,15 @@ func (o *workerOptions) resolve(c *cobra.Command, e *env) error {
 		}
 		return nil
 	}
-	str := func(p *string) func(string) error { return func(v string) error { *p = v; return nil } }
-	num := func(p *int) func(string) error {
-		return func(v string) error {
-			n, err := strconv.Atoi(v)
-			*p = n
-			return err
-		}
-	}
-	dur := func(p *time.Duration) func(string) error {
-		return func(v string) error {
-			d, err := time.ParseDuration(v)
-			*p = d
-			return err
-		}
-	}
 	for _, err := range []error{
-		fromEnv("redis", "PYOCO_REDIS_URL", str(&o.redis)),
-		fromEnv("namespace", "PYOCO_NAMESPACE", str(&o.namespace)),
-		fromEnv("concurrency", "PYOCO_CONCURRENCY", num(&o.concurrency)),
-		fromEnv("lease", "PYOCO_LEASE", dur(&o.lease)),
-		fromEnv("max-attempts", "PYOCO_MAX_ATTEMPTS", num(&o.maxAttempts)),
-		fromEnv("metrics-addr", "PYOCO_METRICS_ADDR", str(&o.metricsAddr)),
-		fromEnv("retention", "PYOCO_RETENTION", dur(&o.retention)),
-		fromEnv("shutdown-timeout", "PYOCO_SHUTDOWN_TIMEOUT", dur(&o.shutdownTimeout)),
+		fromEnv("redis", "PYOCO_REDIS_URL", setString(&o.redis)),
+		fromEnv("namespace", "PYOCO_NAMESPACE", setString(&o.namespace)),
+		fromEnv("concurrency", "PYOCO_CONCURRENCY", setInt(&o.concurrency)),
+		fromEnv("lease", "PYOCO_LEASE", setDuration(&o.lease)),
+		fromEnv("max-attempts", "PYOCO_MAX_ATTEMPTS", setInt(&o.maxAttempts)),
+		fromEnv("metrics-addr", "PYOCO_METRICS_ADDR", setString(&o.metricsAddr)),
+		fromEnv("retention", "PYOCO_RETENTION", setDuration(&o.retention)),
+		fromEnv("shutdown-timeout", "PYOCO_SHUTDOWN_TIMEOUT", setDuration(&o.shutdownTimeout)),
 	} {
 		if err != nil {
 			return err
