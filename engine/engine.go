@@ -260,6 +260,7 @@ func (e *Engine) loadSnapshot(run *Run) (*Flow, *plan, error) {
 		c.entries = make(map[flowKey]*cachedFlow)
 	}
 	if _, ok := c.entries[k]; !ok {
+		e.ins.touchTasks(context.Background(), cf.plan)
 		if len(c.order) >= flowCacheSize {
 			delete(c.entries, c.order[0])
 			c.order = c.order[1:]

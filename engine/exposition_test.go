@@ -87,6 +87,36 @@ func TestExecuteMetricsExposition(t *testing.T) {
 	require.Equal(t, 1.0, value("pyoco_run_duration_seconds", map[string]string{"flow": "broken", "status": "FAILED"}))
 	require.Equal(t, 1.0, value("pyoco_tasks_total", map[string]string{"flow": "traced", "task": "flaky", "status": "FAILED"}))
 	require.Equal(t, 4.0, value("pyoco_task_duration_seconds", nil)) // ok, flaky×2, f
+
+	// Series that no run has entered yet exist at 0 (so rate() and
+	// increase() count a flow's first FAILED run, say): every run status of
+	// a flow this process has counted, every final state of its tasks.
+	series := func(name string, labels map[string]string) bool {
+		for _, m := range fams[name].GetMetric() {
+			got := map[string]string{}
+			for _, l := range m.GetLabel() {
+				got[l.GetName()] = l.GetValue()
+			}
+			match := true
+			for k, v := range labels {
+				match = match && got[k] == v
+			}
+			if match {
+				return true
+			}
+		}
+		return false
+	}
+	for _, st := range []string{"PENDING", "RUNNING", "CANCELLING", "COMPLETED", "FAILED", "CANCELLED"} {
+		require.True(t, series("pyoco_runs_total", map[string]string{"flow": "traced", "status": st}), st)
+	}
+	require.Equal(t, 0.0, value("pyoco_runs_total", map[string]string{"flow": "traced", "status": "FAILED"}))
+	require.Equal(t, 0.0, value("pyoco_runs_total", map[string]string{"flow": "broken", "status": "COMPLETED"}))
+	for _, st := range []string{"SUCCEEDED", "FAILED", "CANCELLED"} {
+		require.True(t, series("pyoco_tasks_total", map[string]string{"flow": "traced", "task": "ok", "status": st}), st)
+	}
+	require.Equal(t, 0.0, value("pyoco_tasks_total", map[string]string{"flow": "traced", "task": "ok", "status": "FAILED"}))
+	require.Equal(t, 0.0, value("pyoco_tasks_total", map[string]string{"flow": "broken", "task": "f", "status": "SUCCEEDED"}))
 	// Second-scale buckets.
 	h := fams["pyoco_run_duration_seconds"].GetMetric()[0].GetHistogram()
 	var bounds []float64

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"sync"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -31,6 +32,10 @@ type instruments struct {
 	taskDuration metric.Float64Histogram
 	tasks        metric.Int64Counter
 	queueWait    metric.Float64Histogram
+
+	// seenFlows holds the flows whose run counters this process has
+	// started at 0 (see touchFlow).
+	seenFlows sync.Map
 }
 
 func newInstruments(mp metric.MeterProvider) (*instruments, error) {
@@ -61,7 +66,39 @@ func newInstruments(mp metric.MeterProvider) (*instruments, error) {
 	return &ins, nil
 }
 
+// runStatuses are the statuses whose pyoco_runs_total series start at 0.
+var runStatuses = []RunStatus{RunPending, RunRunning, RunCancelling, RunCompleted, RunFailed, RunCancelled}
+
+// taskOutcomes are the final states of an attempt whose pyoco_tasks_total
+// series start at 0.
+var taskOutcomes = []TaskStatus{TaskSucceeded, TaskFailed, TaskCancelled}
+
+// touchFlow starts the pyoco_runs_total series of every status of flow at 0,
+// the first time this process counts a run of it. A counter series that
+// appears with its first increment hides that increment from rate() and
+// increase() (they need two samples), so without this a dashboard would
+// never show a worker's first FAILED run of a flow.
+func (ins *instruments) touchFlow(ctx context.Context, flow string) {
+	if _, seen := ins.seenFlows.LoadOrStore(flow, struct{}{}); seen {
+		return
+	}
+	for _, s := range runStatuses {
+		ins.runs.Add(ctx, 0, metric.WithAttributes(LabelFlow.String(flow), LabelStatus.String(string(s))))
+	}
+}
+
+// touchTasks starts the pyoco_tasks_total series of every task of a plan
+// at 0, for the same reason, when the engine first loads that flow.
+func (ins *instruments) touchTasks(ctx context.Context, p *plan) {
+	for i := range p.names {
+		for _, s := range taskOutcomes {
+			ins.tasks.Add(ctx, 0, p.attemptOpt(i, s))
+		}
+	}
+}
+
 func (ins *instruments) runStatus(ctx context.Context, flow string, s RunStatus) {
+	ins.touchFlow(ctx, flow)
 	ins.runs.Add(ctx, 1, metric.WithAttributes(LabelFlow.String(flow), LabelStatus.String(string(s))))
 }
 

@@ -256,6 +256,11 @@ func TestStack(t *testing.T) {
 	wantRuns := map[string]string{}
 	wantDur := map[string]string{}
 	for flow, n := range perFlow {
+		// Every status of a flow has a series from the process's first run
+		// of it on, at 0 until a run enters it (so rate() sees the first).
+		for _, st := range []string{"PENDING", "RUNNING", "CANCELLING", "COMPLETED", "FAILED", "CANCELLED"} {
+			wantRuns[flow+" "+st] = "0"
+		}
 		for _, st := range []string{"PENDING", "RUNNING", wantStatus[flow]} {
 			wantRuns[flow+" "+st] = strconv.Itoa(n)
 		}
@@ -284,7 +289,7 @@ func TestStack(t *testing.T) {
 			for _, x := range r {
 				got[x.Metric["status"]] = x.value()
 			}
-			if want := map[string]string{"FAILED": "2", "SUCCEEDED": "2"}; !maps.Equal(got, want) {
+			if want := map[string]string{"FAILED": "2", "SUCCEEDED": "2", "CANCELLED": "0"}; !maps.Equal(got, want) {
 				return fmt.Errorf("got %v, want %v", got, want)
 			}
 			return nil
