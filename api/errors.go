@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strings"
 
 	"github.com/pyoco/pyoco/engine"
 )
@@ -103,16 +104,27 @@ func errorAnswer(err error) (int, ErrorDoc) {
 		return http.StatusBadRequest, ErrorDoc{Code: CodeBadRequest, Param: "cursor",
 			Message: "cursor: not a cursor this server made (use next_cursor as is)"}
 	case errors.Is(err, engine.ErrNotFound):
-		return http.StatusNotFound, ErrorDoc{Code: CodeNotFound, Message: err.Error()}
+		return http.StatusNotFound, ErrorDoc{Code: CodeNotFound, Message: clipWords(err.Error())}
 	case errors.Is(err, engine.ErrConflict):
-		return http.StatusConflict, ErrorDoc{Code: CodeConflict, Message: err.Error()}
+		return http.StatusConflict, ErrorDoc{Code: CodeConflict, Message: clipWords(err.Error())}
 	case errors.Is(err, engine.ErrUnavailable):
 		return http.StatusServiceUnavailable, ErrorDoc{Code: CodeUnavailable,
-			Message: "the state store is unavailable; retry later: " + err.Error()}
+			Message: "the state store is unavailable; retry later: " + clipWords(err.Error())}
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return http.StatusServiceUnavailable, ErrorDoc{Code: CodeUnavailable, Message: "request cancelled or timed out"}
 	}
 	return http.StatusInternalServerError, ErrorDoc{Code: CodeInternal, Message: "internal error"}
+}
+
+// clipWords clips each space-separated word of a store error's message as
+// clip does: such messages may quote a caller's id (a path segment of up to
+// 128 bytes), and an answer echoes only its beginning.
+func clipWords(msg string) string {
+	words := strings.Split(msg, " ")
+	for i, w := range words {
+		words[i] = clip(w)
+	}
+	return strings.Join(words, " ")
 }
 
 func firstMessage(les engine.LoadErrors) string {

@@ -51,6 +51,7 @@ func (s *Server) runLogs(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	resuming := false
 	if lq.follow {
 		if v := r.Header.Get("Last-Event-ID"); v != "" {
 			n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
@@ -59,6 +60,7 @@ func (s *Server) runLogs(w http.ResponseWriter, r *http.Request) error {
 			}
 			lq.after = max(lq.after, n)
 			lq.tail = 0 // resuming: everything after the last event, not a tail
+			resuming = true
 		}
 	}
 	ctx := r.Context()
@@ -66,25 +68,54 @@ func (s *Server) runLogs(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	entries, err := s.store.LogList(ctx, &engine.LogListParams{RunID: run.ID, Task: lq.task, After: lq.after, Tail: lq.tail})
+	// The run's status is read before its entries: a terminal status means
+	// every entry is in the store by now.
+	entries, err := s.store.LogList(ctx, &engine.LogListParams{RunID: run.ID, Task: lq.task, After: lq.after, Tail: lq.tail, Limit: lq.limit})
 	if err != nil {
 		return err
 	}
 	if !lq.follow {
-		doc := logsDoc{RunID: run.ID, RunStatus: run.Status, Logs: make([]logEntryDoc, 0, len(entries)), NextAfter: lq.after}
-		for _, e := range entries {
-			doc.Logs = append(doc.Logs, newLogEntryDoc(e))
-			doc.NextAfter = e.Seq
-		}
-		writeJSON(w, http.StatusOK, doc)
+		writeLogsPage(w, run, lq.after, entries)
+		return nil
+	}
+	if resuming && run.Status.Terminal() && len(entries) == 0 {
+		// A reconnect after the stream's end (EventSource reconnects by
+		// itself): nothing more will come, and 204 stops the reconnects.
+		w.WriteHeader(http.StatusNoContent)
 		return nil
 	}
 	return s.followLogs(w, r, run, lq, entries)
 }
 
+// writeLogsPage answers GET /runs/{run_id}/logs with one page of entries,
+// encoding them one at a time (a page may be tens of megabytes of JSON).
+// The members are those of logsDoc, in its order.
+func writeLogsPage(w http.ResponseWriter, run *engine.Run, after int64, entries []engine.LogEntry) {
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(http.StatusOK)
+	bw := bufio.NewWriterSize(w, 32<<10)
+	id, _ := json.Marshal(run.ID)
+	st, _ := json.Marshal(run.Status)
+	fmt.Fprintf(bw, `{"run_id":%s,"run_status":%s,"logs":[`, id, st)
+	for i, e := range entries {
+		if i > 0 {
+			_ = bw.WriteByte(',')
+		}
+		b, _ := json.Marshal(newLogEntryDoc(e)) // strings, numbers and a Timestamp: cannot fail
+		_, _ = bw.Write(b)
+		after = e.Seq
+	}
+	fmt.Fprintf(bw, "],\"next_after\":%d}\n", after)
+	_ = bw.Flush()
+}
+
 // followLogs streams a run's log entries as Server-Sent Events: one event
 // per entry ("id: <seq>", "data: <LogEntry>"), a comment as heartbeat, and a
-// final "event: end" once the run is terminal and every entry was sent. It
+// final "event: end" (its id the last seq, so that a reconnect is answered
+// 204) once the run is terminal and every entry was sent. Entries are read
+// lq.limit at a time: a full page is followed by the next one at once. It
 // returns when the run ends, the client goes away or the server shuts down.
 func (s *Server) followLogs(w http.ResponseWriter, r *http.Request, run *engine.Run, lq *logsQuery, first []engine.LogEntry) error {
 	ctx := r.Context()
@@ -126,31 +157,40 @@ func (s *Server) followLogs(w http.ResponseWriter, r *http.Request, run *engine.
 		if err := send(entries); err != nil {
 			return err
 		}
+		full := len(entries) >= lq.limit
 		// status was read before entries were listed, so a terminal status
-		// means every entry of the run is in entries by now.
-		if status.Terminal() {
+		// and a page that is not full mean every entry of the run was sent.
+		if status.Terminal() && !full {
 			b, _ := json.Marshal(sseEndDoc{RunID: run.ID, RunStatus: status, NextAfter: after})
-			fmt.Fprintf(bw, "event: end\ndata: %s\n\n", b)
-			return flush()
+			fmt.Fprintf(bw, "id: %d\nevent: end\ndata: %s\n\n", after, b)
+			_ = flush()
+			return nil
 		}
 		entries = nil
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-beat.C:
-			fmt.Fprintf(bw, ": keep-alive\n\n")
-			if err := flush(); err != nil {
+		if !full {
+			select {
+			case <-ctx.Done():
 				return nil
+			case <-beat.C:
+				fmt.Fprintf(bw, ": keep-alive\n\n")
+				if err := flush(); err != nil {
+					return nil
+				}
+				continue
+			case <-poll.C:
 			}
-			continue
-		case <-poll.C:
+		} else if ctx.Err() != nil {
+			return nil
 		}
-		cur, err := s.store.RunGet(ctx, run.ID)
-		if err != nil {
-			return s.sseError(bw, flush, err)
+		if !status.Terminal() {
+			cur, err := s.store.RunGet(ctx, run.ID)
+			if err != nil {
+				return s.sseError(bw, flush, err)
+			}
+			status = cur.Status
 		}
-		status = cur.Status
-		entries, err = s.store.LogList(ctx, &engine.LogListParams{RunID: run.ID, Task: lq.task, After: after})
+		var err error
+		entries, err = s.store.LogList(ctx, &engine.LogListParams{RunID: run.ID, Task: lq.task, After: after, Limit: lq.limit})
 		if err != nil {
 			return s.sseError(bw, flush, err)
 		}

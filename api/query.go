@@ -15,6 +15,10 @@ const (
 	DefaultRunsLimit = 50
 	MaxRunsLimit     = 500
 	MaxLogsTail      = 10000
+	// DefaultLogsLimit and MaxLogsLimit bound the entries of one answer of
+	// GET /runs/{run_id}/logs (one page; continue with after=next_after).
+	DefaultLogsLimit = 1000
+	MaxLogsLimit     = 10000
 	maxCursorLen     = 1024
 	maxFilterLen     = 256
 )
@@ -31,7 +35,10 @@ func checkKnown(q url.Values, known ...string) error {
 	slices.Sort(keys)
 	for _, k := range keys {
 		if !slices.Contains(known, k) {
-			return errBadParam(k, "unknown query parameter (known: %s)", strings.Join(known, ", "))
+			if len(known) == 0 {
+				return errBadParam(clip(k), "unknown query parameter (this endpoint takes none)")
+			}
+			return errBadParam(clip(k), "unknown query parameter (known: %s)", strings.Join(known, ", "))
 		}
 	}
 	return nil
@@ -123,6 +130,7 @@ func parseRunsQuery(q url.Values) (*engine.RunListParams, error) {
 // logsQuery is the parsed query of GET /runs/{run_id}/logs.
 type logsQuery struct {
 	tail   int
+	limit  int
 	task   string
 	after  int64
 	follow bool
@@ -131,14 +139,19 @@ type logsQuery struct {
 // parseLogsQuery parses the query of GET /runs/{run_id}/logs. Its errors
 // are 400s naming the parameter.
 func parseLogsQuery(q url.Values) (*logsQuery, error) {
-	if err := checkKnown(q, "tail", "task", "after", "follow"); err != nil {
+	if err := checkKnown(q, "tail", "task", "after", "follow", "limit"); err != nil {
 		return nil, err
 	}
-	lq := &logsQuery{}
+	lq := &logsQuery{limit: DefaultLogsLimit}
 	if n, ok, err := intParam(q, "tail", 1, MaxLogsTail); err != nil {
 		return nil, err
 	} else if ok {
 		lq.tail = int(n)
+	}
+	if n, ok, err := intParam(q, "limit", 1, MaxLogsLimit); err != nil {
+		return nil, err
+	} else if ok {
+		lq.limit = int(n)
 	}
 	task, ok, err := single(q, "task")
 	if err != nil {

@@ -30,6 +30,9 @@ const (
 	// idemStale is the age after which a key whose run never appeared is
 	// taken as a failed earlier request.
 	idemStale = 10 * time.Second
+	// idemMaxHops bounds how many failed requests in a row one
+	// Idempotency-Key goes through (each adds a link key).
+	idemMaxHops = 16
 )
 
 // runCreateRequest is the body of POST /runs.
@@ -128,12 +131,13 @@ func (s *Server) runCreate(w http.ResponseWriter, r *http.Request) error {
 	ctx := r.Context()
 	runID := engine.NewRunID()
 	if key != "" {
-		existing, err := s.idem.IdempotencyGetOrSet(ctx, key, runID, s.cfg.IdempotencyTTL)
+		prior, err := s.bindIdempotencyKey(ctx, key, runID)
 		if err != nil {
-			return fmt.Errorf("idempotency key: %w", err)
+			return err
 		}
-		if existing != "" {
-			return s.replay(w, r, key, existing)
+		if prior != nil {
+			writeJSON(w, http.StatusOK, runCreatedDoc{RunID: prior.ID, Status: prior.Status, TraceID: prior.TraceID})
+			return nil
 		}
 	}
 	run, err := s.eng.Submit(ctx, &engine.SubmitParams{
@@ -141,6 +145,11 @@ func (s *Server) runCreate(w http.ResponseWriter, r *http.Request) error {
 		TraceParent: s.traceParent(r),
 	})
 	if err != nil {
+		if key != "" {
+			// The key is bound to a run that does not exist: a retry with
+			// it must not wait for that run (see bindIdempotencyKey).
+			s.failed.add(runID)
+		}
 		return err
 	}
 	writeJSON(w, http.StatusCreated, runCreatedDoc{RunID: run.ID, Status: run.Status, TraceID: run.TraceID})
@@ -254,28 +263,68 @@ func (s *Server) traceParent(r *http.Request) string {
 	return h
 }
 
-// replay answers a submit whose Idempotency-Key is bound to runID: 200 with
-// that run. The run of a concurrent first request may not exist yet; wait
-// for it a little. A key whose run never appeared belongs to a request
-// that failed: 409.
-func (s *Server) replay(w http.ResponseWriter, r *http.Request, key, runID string) error {
-	ctx := r.Context()
+// bindIdempotencyKey binds the Idempotency-Key key to runID, the run this
+// request is about to create, and returns nil; or it returns the run an
+// earlier request with key created (a replay, answered 200).
+//
+// A binding whose run does not exist is stale when the request that made
+// it failed: this server saw its Submit fail (s.failed), or the run id is
+// older than idemStale (a submit takes milliseconds). A stale binding is
+// not overwritten (the store only offers an atomic get-or-set): the key
+// continues through a link key, key + NUL + the stale run id, bound with
+// the same get-or-set, so concurrent retries still agree on one run. A
+// binding that is neither resolved nor stale belongs to a concurrent
+// request still submitting: wait up to idemWait for its run, then 409.
+func (s *Server) bindIdempotencyKey(ctx context.Context, key, runID string) (*engine.Run, error) {
+	k := key
+	for hop := 0; ; hop++ {
+		existing, err := s.idem.IdempotencyGetOrSet(ctx, k, runID, s.cfg.IdempotencyTTL)
+		if err != nil {
+			return nil, fmt.Errorf("idempotency key: %w", err)
+		}
+		if existing == "" {
+			return nil, nil
+		}
+		run, err := s.awaitIdempotentRun(ctx, key, existing)
+		if !errors.Is(err, errStaleBinding) {
+			return run, err
+		}
+		if hop >= idemMaxHops {
+			return nil, errConflict("Idempotency-Key %q: %d earlier requests with it failed; use a new key", clip(key), hop+1)
+		}
+		k = key + "\x00" + existing
+	}
+}
+
+// errStaleBinding reports an Idempotency-Key bound to a run that an earlier,
+// failed request was to create.
+var errStaleBinding = errors.New("stale idempotency binding")
+
+// awaitIdempotentRun returns the run runID, which key is bound to; or
+// errStaleBinding (see bindIdempotencyKey); or a 409 when the run of a
+// concurrent request did not appear within idemWait.
+func (s *Server) awaitIdempotentRun(ctx context.Context, key, runID string) (*engine.Run, error) {
 	deadline := time.Now().Add(idemWait)
 	for {
 		run, err := s.store.RunGet(ctx, runID)
 		if err == nil {
-			writeJSON(w, http.StatusOK, runCreatedDoc{RunID: run.ID, Status: run.Status, TraceID: run.TraceID})
-			return nil
+			return run, nil
 		}
 		if !errors.Is(err, engine.ErrNotFound) {
-			return err
+			return nil, err
 		}
-		if t, ok := runIDTime(runID); ok && time.Since(t) > idemStale || time.Now().After(deadline) {
-			return errConflict("Idempotency-Key %q belongs to an earlier request whose run was not created (it failed or is still in progress); retry later or use a new key", clip(key))
+		if s.failed.has(runID) {
+			return nil, errStaleBinding
+		}
+		if t, ok := runIDTime(runID); ok && time.Since(t) > idemStale {
+			return nil, errStaleBinding
+		}
+		if time.Now().After(deadline) {
+			return nil, errConflict("Idempotency-Key %q belongs to an earlier request whose run does not exist yet (it is in progress, or failed on another server less than %s ago); retry later", clip(key), idemStale)
 		}
 		select {
 		case <-ctx.Done():
-			return ctx.Err()
+			return nil, ctx.Err()
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
@@ -369,6 +418,9 @@ func (s *Server) runGet(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) runCancel(w http.ResponseWriter, r *http.Request) error {
+	if err := checkKnown(r.URL.Query()); err != nil {
+		return err
+	}
 	ctx := r.Context()
 	id := r.PathValue("run_id")
 	if _, err := s.getRun(ctx, id); err != nil {

@@ -144,6 +144,7 @@ type Server struct {
 	cfg     Config
 	log     *slog.Logger
 	idem    engine.IdempotencyStore
+	failed  *failedSubmits
 	token   [sha256.Size]byte
 	routes  []route
 	mux     *http.ServeMux
@@ -190,7 +191,8 @@ func New(eng *engine.Engine, cfg *Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{eng: eng, store: eng.Store(), cfg: c, log: c.Logger, routes: routes, mux: http.NewServeMux()}
+	s := &Server{eng: eng, store: eng.Store(), cfg: c, log: c.Logger, routes: routes, mux: http.NewServeMux(),
+		failed: newFailedSubmits(time.Now)}
 	if !c.NoCoalescing {
 		s.reads = newCoalescer()
 	}

@@ -597,6 +597,11 @@ func testBadInput(t *testing.T, mk serverFactory) {
 		"PUT run":                  {"PUT", "/runs/" + finished, `{}`, nil, 405, "method_not_allowed", ""},
 		"POST flows":               {"POST", "/flows", `{}`, nil, 405, "method_not_allowed", ""},
 		"DELETE workers":           {"DELETE", "/workers", nil, nil, 405, "method_not_allowed", ""},
+		"logs limit 0":             {"GET", "/runs/" + finished + "/logs?limit=0", nil, nil, 400, "bad_request", "limit"},
+		"logs limit 10001":         {"GET", "/runs/" + finished + "/logs?limit=10001", nil, nil, 400, "bad_request", "limit"},
+		"follow limit x":           {"GET", "/runs/" + finished + "/logs?follow=true&limit=x", nil, nil, 400, "bad_request", "limit"},
+		"cancel unknown param":     {"POST", "/runs/" + finished + "/cancel?force=1", nil, nil, 400, "bad_request", "force"},
+		"cancel long id":           {"POST", "/runs/" + strings.Repeat("z", 120) + "/cancel", nil, nil, 404, "not_found", ""},
 	}
 	require.GreaterOrEqual(t, len(cases), 80)
 	for name, c := range cases {

@@ -76,11 +76,21 @@ type WebhookEventReadParams struct {
 	// MinIdle, when positive, first takes over events another consumer read
 	// at least MinIdle ago without acknowledging them (a dead dispatcher's).
 	MinIdle time.Duration
+	// Group names the consumer group read: one per endpoint (its key), so
+	// that every endpoint sees every event whichever servers know it. ""
+	// is the shared group of earlier versions.
+	Group string
+	// Lost is set by the read: how many events were trimmed from the
+	// run-events stream before the group read them (they are never
+	// delivered). Each gap is reported once.
+	Lost int64
 }
 
 // WebhookDeliveryClaimParams are the arguments of a delivery claim.
 type WebhookDeliveryClaimParams struct {
 	// Now is the current time: deliveries due at or before it are claimed.
+	// Zero means the store's clock (on Redis: TIME, the same for every
+	// server).
 	Now time.Time
 	// Lease is how long the claim holds: after it another dispatcher may
 	// claim the delivery again (its holder died mid-attempt).
@@ -89,6 +99,12 @@ type WebhookDeliveryClaimParams struct {
 	Limit int
 	// Token marks the claim; only an update carrying it is accepted.
 	Token string
+	// Endpoints, when not nil, restricts the claim to deliveries to these
+	// endpoints (keys): a server never claims a delivery it cannot send.
+	Endpoints []string
+	// Retention is how long a delivery ended by the claim is kept (one to
+	// an endpoint disabled by a 410 answer is failed instead of claimed).
+	Retention time.Duration
 }
 
 // WebhookDeliveryUpdateParams record the outcome of one attempt (or give a

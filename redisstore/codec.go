@@ -17,25 +17,26 @@ import (
 // Fields of the run hash ("{ns}:run:<id>"). The Lua scripts use the ones
 // marked (lua) by name.
 const (
-	fieldID      = "id"     // (lua) run ID
-	fieldFlow    = "flow"   // (lua) flow name
-	fieldSource  = "source" // flow file text (snapshot)
-	fieldFile    = "file"   // flow file path
-	fieldStatus  = "status" // (lua) run status
-	fieldParams  = "params" // JSON object
-	fieldTags    = "tags"   // JSON array, as given (duplicates kept)
-	fieldCreated = "created"
-	fieldStarted = "started" // (lua) Unix ms; absent until RUNNING
-	fieldEnded   = "ended"   // (lua) Unix ms; absent until terminal
-	fieldAttempt = "attempt" // (lua) incremented by start.lua
-	fieldWorker  = "worker"  // (lua)
-	fieldTraceID = "trace"
-	fieldParent  = "parent" // parent span ID
-	fieldError   = "error"  // (lua)
-	fieldMember  = "member" // (lua) index member, see indexMember
-	fieldGC      = "gc"     // (lua) expiry-set record, see keys.gcRecord
-	fieldLogSeq  = "logseq" // (lua) last log seq, HINCRBY by log_append.lua
-	fieldQueueID = "qid"    // (lua) ID of the run's current queue entry
+	fieldID        = "id"     // (lua) run ID
+	fieldFlow      = "flow"   // (lua) flow name
+	fieldSource    = "source" // flow file text (snapshot)
+	fieldFile      = "file"   // flow file path
+	fieldStatus    = "status" // (lua) run status
+	fieldParams    = "params" // JSON object
+	fieldTags      = "tags"   // JSON array, as given (duplicates kept)
+	fieldCreated   = "created"
+	fieldStarted   = "started" // (lua) Unix ms; absent until RUNNING
+	fieldEnded     = "ended"   // (lua) Unix ms; absent until terminal
+	fieldAttempt   = "attempt" // (lua) incremented by start.lua
+	fieldWorker    = "worker"  // (lua)
+	fieldTraceID   = "trace"
+	fieldParent    = "parent"    // parent span ID
+	fieldUnsampled = "unsampled" // "1" when Run.ParentUnsampled; absent otherwise
+	fieldError     = "error"     // (lua)
+	fieldMember    = "member"    // (lua) index member, see indexMember
+	fieldGC        = "gc"        // (lua) expiry-set record, see keys.gcRecord
+	fieldLogSeq    = "logseq"    // (lua) last log seq, HINCRBY by log_append.lua
+	fieldQueueID   = "qid"       // (lua) ID of the run's current queue entry
 )
 
 // taskFieldSep separates a task-hash field's kind from the task name.
@@ -125,6 +126,9 @@ func runFields(r *engine.Run, member, gc string) ([]any, error) {
 		fieldMember, member,
 		fieldGC, gc,
 	}
+	if r.ParentUnsampled {
+		f = append(f, fieldUnsampled, "1")
+	}
 	if !r.StartedAt.IsZero() {
 		f = append(f, fieldStarted, ms(r.StartedAt))
 	}
@@ -198,6 +202,8 @@ func parseRun(h map[string]string) (*engine.Run, error) {
 		TraceID:      h[fieldTraceID],
 		ParentSpanID: h[fieldParent],
 		Error:        h[fieldError],
+
+		ParentUnsampled: h[fieldUnsampled] == "1",
 	}
 	var err error
 	if p := h[fieldParams]; p != "" {

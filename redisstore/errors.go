@@ -29,7 +29,8 @@ const (
 //     "INVALID …" is a plain error.
 //   - Connection trouble (refused or reset connections, EOF, I/O timeouts,
 //     an exhausted pool, a closed client) and Redis saying it cannot serve
-//     now (LOADING, CLUSTERDOWN, TRYAGAIN, MASTERDOWN) wrap both
+//     now (LOADING, CLUSTERDOWN, TRYAGAIN, MASTERDOWN, READONLY after a
+//     fail-over, BUSY with a long script, OOM at maxmemory) wrap both
 //     [engine.ErrUnavailable] and the cause.
 //   - The caller's context ending (context.Canceled, DeadlineExceeded) and
 //     anything else are returned as they are.
@@ -53,7 +54,7 @@ func interpretError(err error) error {
 			return fmt.Errorf("%s: %w", detail, engine.ErrConflict)
 		case replyInvalid:
 			return errors.New(detail)
-		case "LOADING", "CLUSTERDOWN", "TRYAGAIN", "MASTERDOWN":
+		case "LOADING", "CLUSTERDOWN", "TRYAGAIN", "MASTERDOWN", "READONLY", "BUSY", "OOM":
 			return fmt.Errorf("%w: %w", engine.ErrUnavailable, err)
 		}
 		return err

@@ -125,6 +125,13 @@ func TestInterpretError(t *testing.T) {
 		{"Closed", redis.ErrClosed, engine.ErrUnavailable},
 		{"Loading", replyError("LOADING Redis is loading the dataset in memory"), engine.ErrUnavailable},
 		{"ClusterDown", replyError("CLUSTERDOWN The cluster is down"), engine.ErrUnavailable},
+		{"ReadOnly", replyError("READONLY You can't write against a read only replica."), engine.ErrUnavailable},
+		{"Busy", replyError("BUSY Redis is busy running a script."), engine.ErrUnavailable},
+		{"OOM", replyError("OOM command not allowed when used memory > 'maxmemory'."), engine.ErrUnavailable},
+		{"MasterDown", replyError("MASTERDOWN Link with MASTER is down"), engine.ErrUnavailable},
+		{"TryAgain", replyError("TRYAGAIN Multiple keys request during rehashing of slot"), engine.ErrUnavailable},
+		{"BusyGroup", replyError("BUSYGROUP Consumer Group name already exists"), nil},
+		{"OwnerLost", replyError("CONFLICT owner lost: the run was taken over (attempt 2)"), engine.ErrConflict},
 		{"Canceled", context.Canceled, nil},
 		{"OtherReply", replyError("ERR wrong number of arguments"), nil},
 	}

@@ -26,13 +26,14 @@ const maxBlockChunk = time.Second
 
 // The queue's Lua scripts (see each file's header).
 var (
-	queueAckScript          = loadScript("queue_ack")
-	queueReclaimScript      = loadScript("queue_reclaim")
-	queueHeartbeatScript    = loadScript("queue_heartbeat")
-	queueRequeueScript      = loadScript("queue_requeue")
-	queueWorkerBeatScript   = loadScript("queue_worker_beat")
-	queueWorkerListScript   = loadScript("queue_worker_list")
-	queueWorkerRemoveScript = loadScript("queue_worker_remove")
+	queueAckScript           = loadScript("queue_ack")
+	queueReclaimScript       = loadScript("queue_reclaim")
+	queueHeartbeatScript     = loadScript("queue_heartbeat")
+	queueHeartbeatLostScript = loadScript("queue_heartbeat_lost")
+	queueRequeueScript       = loadScript("queue_requeue")
+	queueWorkerBeatScript    = loadScript("queue_worker_beat")
+	queueWorkerListScript    = loadScript("queue_worker_list")
+	queueWorkerRemoveScript  = loadScript("queue_worker_remove")
 )
 
 // ensureGroup creates the queue's consumer group (and the stream) unless it
@@ -133,11 +134,22 @@ func (s *Store) QueuePopBatch(ctx context.Context, p *engine.QueuePopParams, n i
 }
 
 // QueueAck acknowledges the lease's entry and deletes it from the stream
-// (XACK + XDEL, atomically). Acknowledging twice does nothing.
+// (XACK + XDEL, atomically). Acknowledging twice does nothing. The run's
+// deferred task changes ([Store.TaskUpdate]) are written first; if that
+// fails the error wraps [engine.ErrUnavailable] and nothing is
+// acknowledged (retry). A lease this Store started ([Store.RunStart]) whose
+// run another worker took over since is refused with an error wrapping
+// [engine.ErrConflict] ("owner lost"): the entry is the new owner's.
 func (s *Store) QueueAck(ctx context.Context, l *engine.Lease) error {
-	if err := queueAckScript.Run(ctx, s.client, []string{s.keys.queue()}, queueGroup, l.ID).Err(); err != nil {
-		return fmt.Errorf("ack run %s: %w", l.RunID, interpretError(err))
+	if err := s.handBackFlush(ctx, l.RunID); err != nil {
+		return fmt.Errorf("ack run %s: %w", l.RunID, err)
 	}
+	err := queueAckScript.Run(ctx, s.client, []string{s.keys.queue(), s.keys.run(l.RunID)}, queueGroup, l.ID, s.owned.get(l)).Err()
+	if err != nil {
+		err = interpretError(err)
+		return fmt.Errorf("ack run %s: %w", l.RunID, err)
+	}
+	s.owned.forget(l)
 	return nil
 }
 
@@ -198,13 +210,60 @@ func (s *Store) QueueHeartbeat(ctx context.Context, workerID string, leases []*e
 
 // QueueRequeue hands a run back: its entry is acknowledged and deleted and,
 // unless the run is terminal, a new entry is added at the end of the
-// stream, for any worker (delivery count 1 again).
+// stream, for any worker (delivery count 1 again). The run's deferred task
+// changes ([Store.TaskUpdate]) are written first, so the next worker never
+// runs a finished task again; if that fails the error wraps
+// [engine.ErrUnavailable] and nothing is handed back (retry). A lease whose
+// run another worker took over since this Store started it is refused with
+// an error wrapping [engine.ErrConflict] ("owner lost").
 func (s *Store) QueueRequeue(ctx context.Context, l *engine.Lease) error {
-	err := queueRequeueScript.Run(ctx, s.client, []string{s.keys.queue(), s.keys.run(l.RunID)}, queueGroup, l.ID).Err()
-	if err != nil && !errors.Is(err, redis.Nil) {
-		return fmt.Errorf("requeue run %s: %w", l.RunID, interpretError(err))
+	if err := s.handBackFlush(ctx, l.RunID); err != nil {
+		return fmt.Errorf("requeue run %s: %w", l.RunID, err)
 	}
+	err := queueRequeueScript.Run(ctx, s.client, []string{s.keys.queue(), s.keys.run(l.RunID)}, queueGroup, l.ID, s.owned.get(l)).Err()
+	if err != nil && !errors.Is(err, redis.Nil) {
+		err = interpretError(err)
+		return fmt.Errorf("requeue run %s: %w", l.RunID, err)
+	}
+	s.owned.forget(l)
 	return nil
+}
+
+// QueueHeartbeatLost is [Store.QueueHeartbeat] that also reports the
+// leases workerID no longer holds, in their order: the entry is not pending
+// for workerID any more (another worker reclaimed it, or it was
+// acknowledged), or another worker started the run since this Store's
+// RunStart of the lease (the run's attempt moved on). It renews the others.
+// A worker should stop executing the lost ones at once: their writes are
+// refused ("owner lost", see [Store.RunStart]). If the queue's consumer
+// group is gone (Redis lost its data) every lease is lost.
+func (s *Store) QueueHeartbeatLost(ctx context.Context, workerID string, leases []*engine.Lease) ([]*engine.Lease, error) {
+	if len(leases) == 0 {
+		return nil, nil
+	}
+	ks := make([]string, 0, 1+len(leases))
+	args := make([]any, 0, 2+2*len(leases))
+	ks = append(ks, s.keys.queue())
+	args = append(args, queueGroup, workerID)
+	for _, l := range leases {
+		ks = append(ks, s.keys.run(l.RunID))
+		args = append(args, l.ID, s.owned.get(l))
+	}
+	pos, err := queueHeartbeatLostScript.Run(ctx, s.client, ks, args...).Int64Slice()
+	if isNoGroup(err) {
+		s.groupReady.Store(false)
+		return slices.Clone(leases), nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("renew leases of %s: %w", workerID, interpretError(err))
+	}
+	var lost []*engine.Lease
+	for _, i := range pos {
+		if i >= 1 && int(i) <= len(leases) {
+			lost = append(lost, leases[i-1])
+		}
+	}
+	return lost, nil
 }
 
 // QueueDepth returns the number of PENDING runs by flow, from the counter

@@ -66,6 +66,8 @@ type Store struct {
 	hub cancelHub
 	// deferred holds task changes TaskUpdate deferred (deferred.go).
 	deferred deferredTasks
+	// owned holds the fence of each delivery this Store started (owner.go).
+	owned owners
 }
 
 // New returns a Store that keeps its state in client's Redis, under
@@ -148,7 +150,7 @@ func (s *Store) RunCreate(ctx context.Context, run *engine.Run) error {
 // RunGet returns the run with its tasks, read in one consistent snapshot, or
 // an error wrapping [engine.ErrNotFound].
 func (s *Store) RunGet(ctx context.Context, id string) (*engine.Run, error) {
-	s.deferred.flushRun(ctx, s, id)
+	_ = s.deferred.flushRun(ctx, s, id) // kept on failure: the read shows the stored state
 	v, err := getScript.Run(ctx, s.client, []string{s.keys.run(id), s.keys.tasks(id)}).Result()
 	if err != nil {
 		return nil, fmt.Errorf("get run %s: %w", id, interpretError(err))
@@ -169,7 +171,12 @@ func (s *Store) RunGet(ctx context.Context, id string) (*engine.Run, error) {
 // [engine.ErrNotFound] if unknown. When ctx carries the lease that delivered
 // the run ([engine.ContextWithLease]), the queue entry of a terminal or
 // unknown run is acknowledged in the same script and the lease marked
-// settled ([engine.MarkLeaseSettled]).
+// settled ([engine.MarkLeaseSettled]), and the Store remembers the attempt
+// number as the delivery's fence: once another worker has started the run
+// again (a takeover increments Attempt), this delivery's TaskUpdate,
+// RunFinish, QueueAck and QueueRequeue are refused with an error wrapping
+// [engine.ErrConflict] ("owner lost") and change nothing. Writes without a
+// lease in their context (API-side ones) are not fenced.
 func (s *Store) RunStart(ctx context.Context, p *engine.RunStartParams) (*engine.Run, error) {
 	ks := []string{
 		s.keys.run(p.RunID), s.keys.tasks(p.RunID), s.keys.events(),
@@ -189,6 +196,9 @@ func (s *Store) RunStart(ctx context.Context, p *engine.RunStartParams) (*engine
 	r, err := parseRunWithTasks(v)
 	if err != nil {
 		return nil, fmt.Errorf("start run %s: %w", p.RunID, err)
+	}
+	if l := runLease(ctx, p.RunID); l != nil {
+		s.owned.set(l, r.Attempt)
 	}
 	if r.Status == engine.RunRunning {
 		s.hub.started(r.ID, t0)
@@ -214,7 +224,11 @@ func leaseEntry(ctx context.Context, runID string) string {
 // [engine.ErrNotFound] if unknown, and a plain error if p.Status is not
 // terminal. When ctx carries the lease that delivered the run
 // ([engine.ContextWithLease]), its queue entry is acknowledged in the same
-// script, whatever the outcome, and the lease marked settled.
+// script, whatever the outcome, and the lease marked settled; but when
+// another worker took the run over since this delivery's RunStart, nothing
+// changes and the error wraps [engine.ErrConflict] ("owner lost"; the lease
+// is marked settled too, so the caller does not acknowledge the entry the
+// new owner holds).
 func (s *Store) RunFinish(ctx context.Context, p *engine.RunFinishParams) (*engine.Run, error) {
 	if !p.Status.Terminal() {
 		return nil, fmt.Errorf("finish run %s: status %q is not terminal", p.RunID, p.Status)
@@ -224,8 +238,10 @@ func (s *Store) RunFinish(ctx context.Context, p *engine.RunFinishParams) (*engi
 	}, s.keys.statuses()...)
 	ks = append(ks, s.keys.queued(), s.keys.queue())
 	entry := leaseEntry(ctx, p.RunID)
-	args := []any{string(p.Status), ms(orNow(p.At)), p.Error, s.cfg.EventMaxLen, s.cfg.Retention.Milliseconds(), queueGroup, entry}
-	b := s.deferred.take(p.RunID)
+	l := runLease(ctx, p.RunID)
+	fence := s.owned.get(l)
+	args := []any{string(p.Status), ms(orNow(p.At)), p.Error, s.cfg.EventMaxLen, s.cfg.Retention.Milliseconds(), queueGroup, entry, fence}
+	b := s.takeFor(p.RunID, fence)
 	if b != nil {
 		args = append(append(args, b.n), b.args...)
 	}
@@ -233,7 +249,10 @@ func (s *Store) RunFinish(ctx context.Context, p *engine.RunFinishParams) (*engi
 	if err != nil {
 		err = interpretError(err)
 	}
-	s.deferred.done(p.RunID, b, errors.Is(err, engine.ErrUnavailable))
+	s.deferred.done(p.RunID, b, keepBatch(err))
+	if err == nil || errors.Is(err, engine.ErrNotFound) {
+		s.owned.forget(l) // settled; a refused delivery stays fenced
+	}
 	if err != nil {
 		if entry != "" && (errors.Is(err, engine.ErrConflict) || errors.Is(err, engine.ErrNotFound)) {
 			engine.MarkLeaseSettled(ctx)
@@ -354,13 +373,17 @@ func (s *Store) RunList(ctx context.Context, p *engine.RunListParams) (*engine.R
 // describes, in one script. ResetEnd is applied before EndedAt, so both
 // together set EndedAt; an Attempt is inserted or replaced by Number. It
 // returns an error wrapping [engine.ErrNotFound] if the run or task is
-// unknown, [engine.ErrConflict] if the run is terminal. It records no event.
+// unknown, [engine.ErrConflict] if the run is terminal or, for a worker's
+// write (the lease in ctx), was taken over by another worker since this
+// delivery's RunStart ("owner lost", see [Store.RunStart]). It records no
+// event.
 //
 // When ctx carries the lease of the run ([engine.ContextWithLease], as a
 // worker executes it) a change to a terminal task status is deferred: it
 // returns nil at once and is written with the run's next write from this
-// Store (a task change, RunFinish, or a RunGet, in the same script) or
-// after taskFlushDelay, whichever comes first. A task's start (RUNNING,
+// Store (a task change, RunFinish, or a RunGet, in the same script;
+// QueueAck, QueueRequeue and Flush write them first) or after
+// taskFlushDelay (100µs), whichever comes first. A task's start (RUNNING,
 // with its attempt) is always written before TaskUpdate returns, so a
 // task's side effects never precede the record of its attempt; a worker that
 // dies with a deferred SUCCEEDED loses it, and the task runs again in the
@@ -370,21 +393,18 @@ func (s *Store) TaskUpdate(ctx context.Context, p *engine.TaskUpdateParams) erro
 	if err != nil {
 		return fmt.Errorf("update task %s of run %s: %w", p.Task, p.RunID, err)
 	}
+	fence := s.fence(ctx, p.RunID)
 	if p.Status.Terminal() && leaseEntry(ctx, p.RunID) != "" {
-		s.deferred.add(s, p.RunID, group)
+		s.deferred.add(s, p.RunID, fence, group)
 		return nil
 	}
-	b := s.deferred.take(p.RunID)
-	args := []any{1}
+	b := s.takeFor(p.RunID, fence)
+	n, groups := 1, group
 	if b != nil {
-		args = append([]any{b.n + 1}, b.args...)
+		n, groups = b.n+1, append(append(make([]any, 0, len(b.args)+len(group)), b.args...), group...)
 	}
-	args = append(args, group...)
-	err = taskUpdateScript.Run(ctx, s.client, []string{s.keys.run(p.RunID), s.keys.tasks(p.RunID)}, args...).Err()
-	if err != nil {
-		err = interpretError(err)
-	}
-	s.deferred.done(p.RunID, b, errors.Is(err, engine.ErrUnavailable))
+	err = s.writeTasks(ctx, p.RunID, fence, n, groups)
+	s.deferred.done(p.RunID, b, keepBatch(err))
 	if err != nil {
 		return fmt.Errorf("update task %s of run %s: %w", p.Task, p.RunID, err)
 	}

@@ -13,9 +13,19 @@ import (
 	"github.com/pyoco/pyoco/engine"
 )
 
-// webhookGroup is the webhook dispatchers' consumer group on the
-// run-events stream; each dispatcher is a consumer.
+// webhookGroup is the consumer group of earlier versions, shared by every
+// dispatcher; now each endpoint has its own ([webhookGroupName]).
 const webhookGroup = "webhooks"
+
+// webhookGroupName is the consumer group of an endpoint on the run-events
+// stream ("webhooks:<endpoint key>"); each dispatcher knowing the endpoint
+// is a consumer. "" is the legacy shared group.
+func webhookGroupName(endpoint string) string {
+	if endpoint == "" {
+		return webhookGroup
+	}
+	return webhookGroup + ":" + endpoint
+}
 
 // maxAutoClaimScans bounds the XAUTOCLAIM calls of one WebhookEventRead.
 const maxAutoClaimScans = 10
@@ -29,6 +39,7 @@ var (
 	webhookClaimScript  = loadScript("webhook_claim")
 	webhookUpdateScript = loadScript("webhook_update")
 	webhookRetryScript  = loadScript("webhook_retry")
+	webhookGroupScript  = loadScript("webhook_group")
 )
 
 // webhookDelivery is the hash of webhook delivery id.
@@ -57,34 +68,41 @@ func (k keys) webhookKeys(id string) []string {
 		k.webhookIndex(engine.WebhookSucceeded), k.webhookIndex(engine.WebhookFailed), k.webhookDisabled()}
 }
 
-// ensureWebhookGroup creates the dispatchers' consumer group on the events
-// stream. It starts at the stream's end ("$"): the first dispatcher ever
-// started does not send the whole history; from then on the group remembers
-// its position, so events of runs that end while every server is down are
-// delivered after the restart.
-func (s *Store) ensureWebhookGroup(ctx context.Context) error {
-	err := s.client.XGroupCreateMkStream(ctx, s.keys.events(), webhookGroup, "$").Err()
-	if err != nil && !strings.HasPrefix(err.Error(), "BUSYGROUP") {
-		return fmt.Errorf("create webhook group: %w", interpretError(err))
+// ensureWebhookGroup creates an endpoint's consumer group on the events
+// stream. It starts at the stream's end ("$"): an endpoint added to the
+// configuration does not get the whole history; from then on the group
+// remembers its position, so events of runs that end while every server is
+// down are delivered after the restart.
+func (s *Store) ensureWebhookGroup(ctx context.Context, group string) error {
+	err := webhookGroupScript.Run(ctx, s.client, []string{s.keys.events()}, group).Err()
+	if err != nil {
+		return fmt.Errorf("create webhook group %s: %w", group, interpretError(err))
 	}
 	return nil
 }
 
-// WebhookEventInit creates the dispatchers' consumer group if it does not
-// exist, at the end of the run-events stream: events appended from then on
-// are delivered (also those appended while no dispatcher runs).
-func (s *Store) WebhookEventInit(ctx context.Context) error { return s.ensureWebhookGroup(ctx) }
+// WebhookEventInit creates the consumer group of endpoint (its key; "": the
+// legacy shared group) if it does not exist, at the end of the run-events
+// stream: events appended from then on are delivered to it (also those
+// appended while no dispatcher runs).
+func (s *Store) WebhookEventInit(ctx context.Context, endpoint string) error {
+	return s.ensureWebhookGroup(ctx, webhookGroupName(endpoint))
+}
 
 // WebhookEventRead returns run events for the webhook dispatcher
-// p.Consumer: first (when p.MinIdle > 0) events other dispatchers read at
-// least MinIdle ago and never acknowledged (XAUTOCLAIM), else new events
-// (XREADGROUP, blocking up to p.Block, in chunks of at most a second). The
-// consumer group is created on first use. It returns (nil, nil) when no
-// event arrived.
+// p.Consumer in the consumer group of endpoint p.Group: first (when
+// p.MinIdle > 0) events other dispatchers read at least MinIdle ago and
+// never acknowledged (XAUTOCLAIM), else new events (XREADGROUP, blocking up
+// to p.Block, in chunks of at most a second). A missing group (Redis lost
+// it) is created again at the stream's end. Before reading new events it
+// sets p.Lost when events were trimmed from the stream before the group
+// read them. It returns (nil, nil) when no event arrived.
 func (s *Store) WebhookEventRead(ctx context.Context, p *engine.WebhookEventReadParams) ([]engine.Event, error) {
 	if p.Consumer == "" {
 		return nil, errors.New("read webhook events: missing consumer")
 	}
+	p.Lost = 0
+	group := webhookGroupName(p.Group)
 	count := int64(max(p.Count, 1))
 	read := func() ([]redis.XMessage, error) {
 		if p.MinIdle > 0 {
@@ -93,7 +111,7 @@ func (s *Store) WebhookEventRead(ctx context.Context, p *engine.WebhookEventRead
 			// handled.
 			start := "0-0"
 			for range maxAutoClaimScans {
-				msgs, next, err := s.client.XAutoClaim(ctx, &redis.XAutoClaimArgs{Stream: s.keys.events(), Group: webhookGroup,
+				msgs, next, err := s.client.XAutoClaim(ctx, &redis.XAutoClaimArgs{Stream: s.keys.events(), Group: group,
 					Consumer: p.Consumer, MinIdle: p.MinIdle, Start: start, Count: count}).Result()
 				if err != nil || len(msgs) > 0 {
 					return msgs, err
@@ -104,11 +122,16 @@ func (s *Store) WebhookEventRead(ctx context.Context, p *engine.WebhookEventRead
 				start = next
 			}
 		}
+		lost, err := s.webhookGap(ctx, group)
+		if err != nil {
+			return nil, err
+		}
+		p.Lost = lost
 		block := min(p.Block, maxBlockChunk)
 		if block <= 0 {
 			block = -1 // no BLOCK argument
 		}
-		res, err := s.client.XReadGroup(ctx, &redis.XReadGroupArgs{Group: webhookGroup, Consumer: p.Consumer,
+		res, err := s.client.XReadGroup(ctx, &redis.XReadGroupArgs{Group: group, Consumer: p.Consumer,
 			Streams: []string{s.keys.events(), ">"}, Count: count, Block: block}).Result()
 		if errors.Is(err, redis.Nil) {
 			return nil, nil
@@ -122,12 +145,9 @@ func (s *Store) WebhookEventRead(ctx context.Context, p *engine.WebhookEventRead
 		}
 		return msgs, nil
 	}
-	if err := s.ensureWebhookGroup(ctx); err != nil {
-		return nil, err
-	}
 	msgs, err := read()
-	if isNoGroup(err) { // Redis lost the group (restart without persistence)
-		if err = s.ensureWebhookGroup(ctx); err == nil {
+	if isNoGroup(err) { // first read, or Redis lost the group (restart without persistence)
+		if err = s.ensureWebhookGroup(ctx, group); err == nil {
 			msgs, err = read()
 		}
 	}
@@ -147,12 +167,82 @@ func (s *Store) WebhookEventRead(ctx context.Context, p *engine.WebhookEventRead
 	return out, nil
 }
 
-// WebhookEventAck acknowledges events handled by a dispatcher.
-func (s *Store) WebhookEventAck(ctx context.Context, ids []string) error {
+// webhookGap reports how many events were trimmed from the run-events
+// stream (EventMaxLen) before group read them (0 if none). A gap is reported once, by the first reader that
+// sees it (a marker key remembers it for an hour).
+func (s *Store) webhookGap(ctx context.Context, group string) (int64, error) {
+	pipe := s.client.Pipeline()
+	stc := pipe.XInfoStream(ctx, s.keys.events())
+	gsc := pipe.XInfoGroups(ctx, s.keys.events())
+	if _, err := pipe.Exec(ctx); err != nil {
+		if strings.HasPrefix(err.Error(), "ERR no such key") {
+			return 0, nil
+		}
+		return 0, err
+	}
+	st := stc.Val()
+	var g *redis.XInfoGroup
+	for i, x := range gsc.Val() {
+		if x.Name == group {
+			g = &gsc.Val()[i]
+		}
+	}
+	if g == nil {
+		return 0, errors.New("NOGROUP no such consumer group " + group)
+	}
+	// Entries are only trimmed from the head (XADD MAXLEN): when the
+	// group is behind every entry left, those it never read number
+	// entries-added - length - entries-read (the group is created with
+	// entries-read set: webhook_group.lua).
+	if st.Length == 0 || compareStreamIDs(g.LastDeliveredID, st.FirstEntry.ID) >= 0 {
+		return 0, nil
+	}
+	lost := st.EntriesAdded - st.Length - g.EntriesRead
+	if lost <= 0 {
+		return 0, nil
+	}
+	ok, err := s.client.SetNX(ctx, s.keys.prefix+"webhook:gap:"+group+":"+g.LastDeliveredID, lost, time.Hour).Result()
+	if err != nil || !ok {
+		return 0, err
+	}
+	return lost, nil
+}
+
+// compareStreamIDs orders stream IDs ("ms-seq").
+func compareStreamIDs(a, b string) int {
+	split := func(id string) (uint64, uint64) {
+		ms, seq, _ := strings.Cut(id, "-")
+		m, _ := strconv.ParseUint(ms, 10, 64)
+		n, _ := strconv.ParseUint(seq, 10, 64)
+		return m, n
+	}
+	am, as := split(a)
+	bm, bs := split(b)
+	switch {
+	case am != bm:
+		return cmpU(am, bm)
+	default:
+		return cmpU(as, bs)
+	}
+}
+
+func cmpU(a, b uint64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// WebhookEventAck acknowledges events of endpoint's consumer group handled
+// by a dispatcher.
+func (s *Store) WebhookEventAck(ctx context.Context, endpoint string, ids []string) error {
 	if len(ids) == 0 {
 		return nil
 	}
-	if err := s.client.XAck(ctx, s.keys.events(), webhookGroup, ids...).Err(); err != nil {
+	if err := s.client.XAck(ctx, s.keys.events(), webhookGroupName(endpoint), ids...).Err(); err != nil {
 		return fmt.Errorf("ack webhook events: %w", interpretError(err))
 	}
 	return nil
@@ -181,14 +271,29 @@ func (s *Store) WebhookDeliveryCreate(ctx context.Context, d *engine.WebhookDeli
 }
 
 // WebhookDeliveryClaim claims up to p.Limit pending deliveries due at
-// p.Now, for p.Lease, under p.Token, atomically: two dispatchers never claim
-// the same delivery while a lease holds.
+// p.Now (zero: Redis's clock), to the endpoints p.Endpoints (nil: any), for
+// p.Lease, under p.Token, atomically: two dispatchers never claim the same
+// delivery while a lease holds. A due delivery to an endpoint disabled by a
+// 410 answer is failed instead of claimed.
 func (s *Store) WebhookDeliveryClaim(ctx context.Context, p *engine.WebhookDeliveryClaimParams) ([]*engine.WebhookDelivery, error) {
-	if p.Limit <= 0 {
+	if p.Limit <= 0 || (p.Endpoints != nil && len(p.Endpoints) == 0) {
 		return nil, nil
 	}
-	res, err := webhookClaimScript.Run(ctx, s.client, []string{s.keys.webhookDue()},
-		s.keys.webhookDeliveryPrefix(), ms(orNow(p.Now)), max(p.Lease.Milliseconds(), 1), p.Limit, p.Token).Slice()
+	now := ""
+	if !p.Now.IsZero() {
+		now = ms(p.Now)
+	}
+	filter := "0"
+	if p.Endpoints != nil {
+		filter = "1"
+	}
+	args := []any{s.keys.webhookDeliveryPrefix(), now, max(p.Lease.Milliseconds(), 1), p.Limit, p.Token,
+		retentionMS(p.Retention), filter}
+	for _, ep := range p.Endpoints {
+		args = append(args, ep)
+	}
+	res, err := webhookClaimScript.Run(ctx, s.client, []string{s.keys.webhookDue(), s.keys.webhookDisabled(),
+		s.keys.webhookIndex(engine.WebhookPending), s.keys.webhookIndex(engine.WebhookFailed)}, args...).Slice()
 	if err != nil {
 		return nil, fmt.Errorf("claim webhook deliveries: %w", interpretError(err))
 	}
@@ -261,30 +366,39 @@ func (s *Store) WebhookDeliveryList(ctx context.Context, p *engine.WebhookDelive
 		id  string
 	}
 	var refs []ref
+	seen := map[string]bool{}
 	for _, st := range statuses {
 		ids, err := s.client.ZRevRange(ctx, s.keys.webhookIndex(st), 0, int64(limit-1)).Result()
 		if err != nil {
 			return nil, fmt.Errorf("list webhook deliveries: %w", interpretError(err))
 		}
 		for _, id := range ids {
-			refs = append(refs, ref{s.keys.webhookIndex(st), id})
+			if !seen[id] { // in two indexes while its status changed
+				seen[id] = true
+				refs = append(refs, ref{s.keys.webhookIndex(st), id})
+			}
 		}
 	}
 	if len(refs) == 0 {
 		return []*engine.WebhookDelivery{}, nil
 	}
 	pipe := s.client.Pipeline()
-	cmds := make([]*redis.MapStringStringCmd, len(refs))
+	cmds := make([]*redis.SliceCmd, len(refs))
 	for i, r := range refs {
-		cmds[i] = pipe.HGetAll(ctx, s.keys.webhookDelivery(r.id))
+		cmds[i] = pipe.HMGet(ctx, s.keys.webhookDelivery(r.id), webhookListFields...)
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
 		return nil, fmt.Errorf("list webhook deliveries: %w", interpretError(err))
 	}
 	out := make([]*engine.WebhookDelivery, 0, len(refs))
 	for i, c := range cmds {
-		h := c.Val()
-		if len(h) == 0 { // expired: drop the stale index entry
+		h := map[string]string{}
+		for j, v := range c.Val() {
+			if v, ok := v.(string); ok {
+				h[webhookListFields[j]] = v
+			}
+		}
+		if h["id"] == "" { // expired: drop the stale index entry
 			_ = s.client.ZRem(ctx, refs[i].idx, refs[i].id).Err()
 			continue
 		}
@@ -321,6 +435,11 @@ func (s *Store) WebhookDeliveryRetry(ctx context.Context, id string, at time.Tim
 	d.Body = nil
 	return d, nil
 }
+
+// webhookListFields are the delivery hash fields a list reads (all but the
+// body).
+var webhookListFields = []string{"id", "event", "eid", "run", "flow", "ep", "url", "status", "attempts", "code", "err",
+	"next", "created", "updated", "trace", "parent", "manual", "claim"}
 
 // sortDeliveries orders deliveries newest update first, then by ID.
 func sortDeliveries(ds []*engine.WebhookDelivery) {

@@ -124,15 +124,15 @@ func TestWebhookEventRead(t *testing.T) {
 			t.Parallel()
 			ctx := context.Background()
 			s, _ := newStore(t, be.client(t), nil)
-			require.NoError(t, s.WebhookEventInit(ctx))
-			require.NoError(t, s.WebhookEventInit(ctx)) // exists: fine
+			require.NoError(t, s.WebhookEventInit(ctx, "ep1"))
+			require.NoError(t, s.WebhookEventInit(ctx, "ep1")) // exists: fine
 			r := &engine.Run{ID: engine.NewRunID(), FlowName: "etl", Status: engine.RunPending, Tasks: map[string]*engine.TaskState{}}
 			require.NoError(t, s.RunCreate(ctx, r))
 			_, err := s.RunFinish(ctx, &engine.RunFinishParams{RunID: r.ID, Status: engine.RunFailed})
 			require.NoError(t, err)
 
 			read := func(consumer string, minIdle time.Duration) []engine.Event {
-				evs, err := s.WebhookEventRead(ctx, &engine.WebhookEventReadParams{Consumer: consumer, Count: 10,
+				evs, err := s.WebhookEventRead(ctx, &engine.WebhookEventReadParams{Consumer: consumer, Group: "ep1", Count: 10,
 					Block: 10 * time.Millisecond, MinIdle: minIdle})
 				require.NoError(t, err)
 				return evs
@@ -141,15 +141,62 @@ func TestWebhookEventRead(t *testing.T) {
 			require.Len(t, evs, 2) // PENDING, FAILED
 			require.Equal(t, engine.RunFailed, evs[1].Status)
 			require.Empty(t, read("b", 0), "each event goes to one consumer")
-			require.NoError(t, s.WebhookEventAck(ctx, []string{evs[0].ID}))
+			require.NoError(t, s.WebhookEventAck(ctx, "ep1", []string{evs[0].ID}))
 			time.Sleep(30 * time.Millisecond)
 			taken := read("b", 20*time.Millisecond) // a died holding the FAILED event
 			require.Len(t, taken, 1)
 			require.Equal(t, evs[1].ID, taken[0].ID)
-			require.NoError(t, s.WebhookEventAck(ctx, []string{taken[0].ID}))
+			require.NoError(t, s.WebhookEventAck(ctx, "ep1", []string{taken[0].ID}))
 			require.Empty(t, read("c", time.Millisecond))
 			_, err = s.WebhookEventRead(ctx, &engine.WebhookEventReadParams{})
 			require.Error(t, err)
+		})
+	}
+}
+
+// Events trimmed from the run-events stream before an endpoint's group
+// read them are reported once, with their number, by the next read; the
+// groups of two endpoints are independent.
+func TestWebhookEventReadReportsTrimmedEvents(t *testing.T) {
+	t.Parallel()
+	for _, be := range backends {
+		t.Run(be.name, func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			c := be.client(t)
+			s, ns := newStore(t, c, nil)
+			require.NoError(t, s.WebhookEventInit(ctx, "ep1"))
+			require.NoError(t, s.WebhookEventInit(ctx, "ep2"))
+			finish := func() {
+				r := &engine.Run{ID: engine.NewRunID(), FlowName: "etl", Status: engine.RunPending, Tasks: map[string]*engine.TaskState{}}
+				require.NoError(t, s.RunCreate(ctx, r))
+				_, err := s.RunFinish(ctx, &engine.RunFinishParams{RunID: r.ID, Status: engine.RunFailed})
+				require.NoError(t, err)
+			}
+			read := func(group string) *engine.WebhookEventReadParams {
+				p := &engine.WebhookEventReadParams{Consumer: "a", Group: group, Count: 100}
+				_, err := s.WebhookEventRead(ctx, p)
+				require.NoError(t, err)
+				return p
+			}
+			finish()
+			require.Zero(t, read("ep2").Lost, "ep2 read its events")
+			for range 3 {
+				finish()
+			}
+			// Servers down, workers busy: the stream is trimmed past ep1's
+			// position (all 8 of its events) and ep2's (6).
+			require.NoError(t, c.XTrimMaxLen(ctx, "{"+ns+"}:events", 0).Err())
+			finish()
+			p1 := &engine.WebhookEventReadParams{Consumer: "a", Group: "ep1", Count: 100}
+			evs, err := s.WebhookEventRead(ctx, p1)
+			require.NoError(t, err)
+			require.Len(t, evs, 2)
+			require.Equal(t, int64(8), p1.Lost)
+			require.Zero(t, read("ep1").Lost, "reported once")
+			require.Equal(t, int64(6), read("ep2").Lost)
+			require.NoError(t, s.WebhookEventInit(ctx, "ep3"))
+			require.Zero(t, read("ep3").Lost, "a new group starts at the end")
 		})
 	}
 }

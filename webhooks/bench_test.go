@@ -30,7 +30,7 @@ func BenchmarkDelivery(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			if err := bk.ws.WebhookEventInit(b.Context()); err != nil {
+			if err := bk.ws.WebhookEventInit(b.Context(), ep.Key); err != nil {
 				b.Fatal(err)
 			}
 			for range b.N {

@@ -3,6 +3,7 @@ package webhooks
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"net/url"
 	"slices"
@@ -77,11 +78,11 @@ func NewEndpoint(c EndpointConfig, lookupEnv func(string) (string, bool)) (*Endp
 	case c.URL == "":
 		return nil, fmt.Errorf("url is required")
 	case err != nil:
-		return nil, fmt.Errorf("url %q: %v", c.URL, err)
+		return nil, fmt.Errorf("url %q: %v", redactURL(c.URL), errors.Unwrap(err))
 	case u.Scheme != "http" && u.Scheme != "https":
-		return nil, fmt.Errorf("url %q: want an http:// or https:// URL", c.URL)
+		return nil, fmt.Errorf("url %q: want an http:// or https:// URL", redactURL(c.URL))
 	case u.Host == "":
-		return nil, fmt.Errorf("url %q: missing host", c.URL)
+		return nil, fmt.Errorf("url %q: missing host", redactURL(c.URL))
 	}
 	ep := &Endpoint{URL: c.URL, Format: c.Format, Flows: slices.Clone(c.Flows)}
 	if ep.Format == "" {
@@ -156,7 +157,7 @@ func NewEndpoints(cfgs []EndpointConfig, getenv func(string) string, lookupEnv f
 			return fmt.Errorf("%s: %w", where, err)
 		}
 		if prev, ok := seen[ep.Key]; ok {
-			return fmt.Errorf("%s: url %s (format %s) is already configured by %s", where, ep.URL, ep.Format, prev)
+			return fmt.Errorf("%s: url %s (format %s) is already configured by %s", where, redactURL(ep.URL), ep.Format, prev)
 		}
 		seen[ep.Key] = where
 		out = append(out, ep)

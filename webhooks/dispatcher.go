@@ -44,6 +44,12 @@ var DefaultRetrySchedule = []time.Duration{
 	30 * time.Minute, time.Hour, 2 * time.Hour, 4 * time.Hour,
 }
 
+// MetricEventsLost is the counter of run events trimmed from the Redis
+// run-events stream (redisstore Config.EventMaxLen) before an endpoint's
+// dispatchers read them, by endpoint (key): their deliveries never exist.
+// Prometheus shows it as pyoco_webhook_events_lost_total.
+const MetricEventsLost = "pyoco.webhook.events.lost"
+
 // MetricDeliveries is the counter of delivery attempts by event and outcome
 // (success, retry, failed); Prometheus shows it as
 // pyoco_webhook_deliveries_total.
@@ -58,8 +64,9 @@ const (
 
 // Config tunes a [Dispatcher]. Zero values mean the defaults.
 type Config struct {
-	// Endpoints receive the deliveries. A dispatcher without endpoints
-	// still acknowledges events.
+	// Endpoints receive the deliveries. Each has its own read of the
+	// run-events stream (its consumer group), so servers may differ in
+	// their endpoints. A dispatcher without endpoints does nothing.
 	Endpoints []*Endpoint
 	// RetrySchedule is the wait after each failed attempt, for endpoints
 	// without their own. Defaults to [DefaultRetrySchedule].
@@ -99,8 +106,9 @@ type Config struct {
 // Dispatcher turns run events into webhook deliveries and sends them. Create
 // it with [New], then [Dispatcher.Start] and [Dispatcher.Stop]. Several
 // dispatchers (in several servers) may share one Redis store: each event
-// becomes one delivery per endpoint, and each delivery is attempted by one
-// dispatcher at a time.
+// becomes one delivery per endpoint (created by one of the dispatchers
+// knowing that endpoint), and each delivery is attempted by one dispatcher
+// knowing its endpoint at a time.
 type Dispatcher struct {
 	runs    engine.RunStore
 	store   Store
@@ -110,8 +118,11 @@ type Dispatcher struct {
 	log     *slog.Logger
 	tracer  trace.Tracer
 	counter metric.Int64Counter
-	lease   time.Duration
-	wake    chan struct{}
+	lost    metric.Int64Counter
+	// keys are the endpoints' keys (the claim's filter).
+	keys  []string
+	lease time.Duration
+	wake  chan struct{}
 
 	mu      sync.Mutex
 	cancel  context.CancelFunc
@@ -201,6 +212,7 @@ func New(runs engine.RunStore, store Store, cfg *Config) (*Dispatcher, error) {
 			return nil, fmt.Errorf("webhooks: Config.Endpoints[%d]: %s configured twice", i, ep.URL)
 		}
 		d.eps[ep.Key] = ep
+		d.keys = append(d.keys, ep.Key)
 		maxTimeout = max(maxTimeout, ep.Timeout)
 	}
 	// A claim outlives any attempt: it only lapses when its holder died.
@@ -213,6 +225,10 @@ func New(runs engine.RunStore, store Store, cfg *Config) (*Dispatcher, error) {
 	if d.counter, err = c.MeterProvider.Meter("github.com/pyoco/pyoco/webhooks").Int64Counter(MetricDeliveries,
 		metric.WithDescription("Webhook delivery attempts by event and outcome (success, retry, failed).")); err != nil {
 		return nil, fmt.Errorf("webhooks: counter %s: %w", MetricDeliveries, err)
+	}
+	if d.lost, err = c.MeterProvider.Meter("github.com/pyoco/pyoco/webhooks").Int64Counter(MetricEventsLost,
+		metric.WithDescription("Run events trimmed from the run-events stream before an endpoint's dispatchers read them.")); err != nil {
+		return nil, fmt.Errorf("webhooks: counter %s: %w", MetricEventsLost, err)
 	}
 	return d, nil
 }
@@ -229,14 +245,22 @@ func (d *Dispatcher) Start(ctx context.Context) error {
 	if d.started {
 		return errors.New("webhooks: dispatcher already started")
 	}
-	if err := d.store.WebhookEventInit(ctx); err != nil {
-		// The read loop tries again; events until then may be missed.
-		d.log.WarnContext(ctx, "webhooks: prepare the run-events read", engine.LogKeyError, err)
+	for _, ep := range d.cfg.Endpoints {
+		if err := d.store.WebhookEventInit(ctx, ep.Key); err != nil {
+			// The read loop creates it on its first read; events until
+			// then are not delivered to this endpoint.
+			d.log.WarnContext(ctx, "webhooks: prepare the run-events read", "url", redactURL(ep.URL), engine.LogKeyError, err)
+		}
 	}
 	d.started = true
 	ctx, d.cancel = context.WithCancel(ctx)
-	d.wg.Add(2)
-	go func() { defer d.wg.Done(); d.readLoop(ctx) }()
+	if len(d.cfg.Endpoints) == 0 {
+		return nil
+	}
+	d.wg.Add(len(d.cfg.Endpoints) + 1)
+	for _, ep := range d.cfg.Endpoints {
+		go func() { defer d.wg.Done(); d.readLoop(ctx, ep) }()
+	}
 	go func() { defer d.wg.Done(); d.sendLoop(ctx) }()
 	return nil
 }
@@ -284,39 +308,89 @@ func sleep(ctx context.Context, t time.Duration) bool {
 	}
 }
 
-// readLoop turns events into deliveries, acknowledging each event once its
-// deliveries exist. An event whose handling fails stays unacknowledged and
-// is taken over after ClaimIdle.
-func (d *Dispatcher) readLoop(ctx context.Context) {
+// outage tracks the failures of one loop's store calls: it logs once when
+// they start failing and once when they work again, and backs off with
+// jitter in between.
+type outage struct {
+	what  string
+	attrs []any
+	since time.Time
+	fails int
+}
+
+// failed records a failure and returns how long to wait before trying
+// again.
+func (o *outage) failed(ctx context.Context, log *slog.Logger, err error) time.Duration {
+	if o.fails == 0 {
+		o.since = time.Now()
+		log.WarnContext(ctx, "webhooks: "+o.what+" failing; retrying with back-off", append(o.attrs, engine.LogKeyError, err)...)
+	}
+	o.fails++
+	return backoff(o.fails, 100*time.Millisecond, 5*time.Second)
+}
+
+// ok records a success.
+func (o *outage) ok(ctx context.Context, log *slog.Logger) {
+	if o.fails > 0 {
+		log.InfoContext(ctx, "webhooks: "+o.what+" works again", append(o.attrs, "failures", o.fails,
+			"after", time.Since(o.since).Round(time.Millisecond).String())...)
+		o.fails = 0
+	}
+}
+
+// backoff is the wait after n failures: first doubling from base up to
+// top, less up to a fifth at random.
+func backoff(n int, base, top time.Duration) time.Duration {
+	w := top
+	if n < 20 {
+		w = min(base<<(n-1), top)
+	}
+	return w - time.Duration(rand.Int64N(int64(w)/5+1))
+}
+
+// readLoop turns events into deliveries to ep, acknowledging each event
+// once its delivery exists. An event whose handling fails stays
+// unacknowledged and is taken over after ClaimIdle. Each endpoint has its
+// own consumer group: every event reaches every endpoint, whichever servers
+// know it.
+func (d *Dispatcher) readLoop(ctx context.Context, ep *Endpoint) {
 	lastReclaim := time.Now()
+	out := outage{what: "read run events", attrs: []any{"url", redactURL(ep.URL)}}
 	for ctx.Err() == nil {
 		var minIdle time.Duration
 		if time.Since(lastReclaim) >= d.cfg.ClaimIdle/2 {
 			minIdle, lastReclaim = d.cfg.ClaimIdle, time.Now()
 		}
-		evs, err := d.store.WebhookEventRead(ctx, &engine.WebhookEventReadParams{Consumer: d.cfg.Consumer, Count: 100,
-			Block: time.Second, MinIdle: minIdle})
+		p := &engine.WebhookEventReadParams{Consumer: d.cfg.Consumer, Group: ep.Key, Count: 100, Block: time.Second,
+			MinIdle: minIdle}
+		evs, err := d.store.WebhookEventRead(ctx, p)
+		if p.Lost > 0 { // reported once, even if the read then failed
+			d.lost.Add(ctx, p.Lost, metric.WithAttributes(attribute.String("endpoint", ep.Key)))
+			d.log.ErrorContext(ctx, "webhooks: run events were trimmed from the run-events stream before being read; "+
+				"their deliveries are lost (raise the events stream length, or keep a server running)", "url", redactURL(ep.URL),
+				"lost", p.Lost)
+		}
 		if err != nil {
 			if ctx.Err() != nil {
 				return
 			}
-			d.log.WarnContext(ctx, "webhooks: read run events", engine.LogKeyError, err)
-			sleep(ctx, time.Second)
+			sleep(ctx, out.failed(ctx, d.log, err))
 			continue
 		}
+		out.ok(ctx, d.log)
 		var ack []string
 		for _, ev := range evs {
-			if err := d.handleEvent(ctx, ev); err != nil {
+			if err := d.handleEvent(ctx, ev, ep); err != nil {
 				if ctx.Err() != nil {
 					return
 				}
-				d.log.WarnContext(ctx, "webhooks: event not turned into deliveries; retried later", engine.LogKeyRunID, ev.RunID,
-					engine.LogKeyError, err)
+				d.log.WarnContext(ctx, "webhooks: event not turned into a delivery; retried later", engine.LogKeyRunID, ev.RunID,
+					"url", redactURL(ep.URL), engine.LogKeyError, err)
 				continue
 			}
 			ack = append(ack, ev.ID)
 		}
-		if err := d.store.WebhookEventAck(ctx, ack); err != nil && ctx.Err() == nil {
+		if err := d.store.WebhookEventAck(ctx, ep.Key, ack); err != nil && ctx.Err() == nil {
 			d.log.WarnContext(ctx, "webhooks: acknowledge run events", engine.LogKeyError, err)
 		}
 	}
@@ -329,19 +403,10 @@ func DeliveryID(eventID, runID, endpointKey string) string {
 	return "msg_" + hex.EncodeToString(s[:13])
 }
 
-// handleEvent creates the deliveries of one event.
-func (d *Dispatcher) handleEvent(ctx context.Context, ev engine.Event) error {
+// handleEvent creates the delivery of one event to ep.
+func (d *Dispatcher) handleEvent(ctx context.Context, ev engine.Event, ep *Endpoint) error {
 	typ := EventType(ev.Status)
-	if typ == "" || ev.RunID == "" {
-		return nil
-	}
-	var eps []*Endpoint
-	for _, ep := range d.cfg.Endpoints {
-		if ep.wants(typ, ev.FlowName) {
-			eps = append(eps, ep)
-		}
-	}
-	if len(eps) == 0 {
+	if typ == "" || ev.RunID == "" || !ep.wants(typ, ev.FlowName) {
 		return nil
 	}
 	run, err := d.runs.RunGet(ctx, ev.RunID)
@@ -356,22 +421,21 @@ func (d *Dispatcher) handleEvent(ctx context.Context, ev engine.Event) error {
 	if at.IsZero() {
 		at = run.EndedAt
 	}
-	for _, ep := range eps {
-		body, err := Body(ep.Format, typ, at, run)
-		if err != nil {
-			d.log.ErrorContext(ctx, "webhooks: payload not built; not delivered", engine.LogKeyRunID, run.ID, engine.LogKeyError, err)
-			continue
-		}
-		dl := &engine.WebhookDelivery{ID: DeliveryID(ev.ID, ev.RunID, ep.Key), Event: typ, EventID: ev.ID, RunID: run.ID,
-			FlowName: run.FlowName, Endpoint: ep.Key, URL: ep.URL, Body: body, TraceID: run.TraceID,
-			ParentSpanID: run.ParentSpanID, CreatedAt: time.Now()}
-		created, err := d.store.WebhookDeliveryCreate(ctx, dl, d.cfg.Retention)
-		if err != nil {
-			return err
-		}
-		if created {
-			d.poke()
-		}
+	body, err := Body(ep.Format, typ, at, run)
+	if err != nil {
+		d.log.ErrorContext(ctx, "webhooks: payload not built; not delivered", engine.LogKeyRunID, run.ID, engine.LogKeyError, err)
+		return nil
+	}
+	// The log keeps the URL redacted: the request uses the endpoint's.
+	dl := &engine.WebhookDelivery{ID: DeliveryID(ev.ID, ev.RunID, ep.Key), Event: typ, EventID: ev.ID, RunID: run.ID,
+		FlowName: run.FlowName, Endpoint: ep.Key, URL: redactURL(ep.URL), Body: body, TraceID: run.TraceID,
+		ParentSpanID: run.ParentSpanID, CreatedAt: time.Now()}
+	created, err := d.store.WebhookDeliveryCreate(ctx, dl, d.cfg.Retention)
+	if err != nil {
+		return err
+	}
+	if created {
+		d.poke()
 	}
 	return nil
 }
@@ -384,20 +448,27 @@ func (d *Dispatcher) sendLoop(ctx context.Context) {
 	defer wg.Wait()
 	tick := time.NewTicker(d.cfg.PollInterval)
 	defer tick.Stop()
+	out := outage{what: "claim webhook deliveries"}
 	for {
 		more := false
 		if free := cap(sem) - len(sem); free > 0 {
-			ds, err := d.store.WebhookDeliveryClaim(ctx, &engine.WebhookDeliveryClaimParams{Now: time.Now(), Lease: d.lease,
-				Limit: free, Token: randomHex(8)})
-			if err != nil && ctx.Err() == nil {
-				d.log.WarnContext(ctx, "webhooks: claim deliveries", engine.LogKeyError, err)
+			// The lease runs on Redis's clock from about now.
+			claimed := time.Now()
+			ds, err := d.store.WebhookDeliveryClaim(ctx, &engine.WebhookDeliveryClaimParams{Lease: d.lease,
+				Limit: free, Token: randomHex(8), Endpoints: d.keys, Retention: d.cfg.Retention})
+			if err != nil {
+				if ctx.Err() != nil || !sleep(ctx, out.failed(ctx, d.log, err)) {
+					return
+				}
+				continue
 			}
+			out.ok(ctx, d.log)
 			for _, dl := range ds {
 				sem <- struct{}{}
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
-					d.attempt(ctx, dl)
+					d.attempt(ctx, dl, claimed)
 					<-sem
 					d.poke()
 				}()
@@ -431,14 +502,24 @@ func spanParent(ctx context.Context, dl *engine.WebhookDelivery) context.Context
 	return engine.ContextWithTraceID(ctx, tid)
 }
 
-// attempt sends one delivery once and records the outcome.
-func (d *Dispatcher) attempt(ctx context.Context, dl *engine.WebhookDelivery) {
+// updateMargin is how long before its claim's lease ends a dispatcher
+// stops trying to record an attempt: after that another one may claim the
+// delivery again.
+const updateMargin = 5 * time.Second
+
+// attempt sends one delivery, claimed at claimed, once and records the
+// outcome.
+func (d *Dispatcher) attempt(ctx context.Context, dl *engine.WebhookDelivery, claimed time.Time) {
+	// Recording the outcome is retried until shortly before the claim
+	// lapses (an unrecorded outcome means a second request), even when the
+	// dispatcher is stopping.
+	deadline := claimed.Add(d.lease - updateMargin)
 	ep := d.eps[dl.Endpoint]
-	if ep == nil {
-		dl.Status, dl.LastError = engine.WebhookFailed, "endpoint no longer configured on the server that claimed it"
-		dl.UpdatedAt = time.Now()
-		d.update(ctx, dl, "")
-		d.count(ctx, dl.Event, OutcomeFailed)
+	if ep == nil { // not claimed: the claim is filtered by endpoint
+		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		dl.NextAttempt, dl.UpdatedAt = time.Now(), time.Now()
+		d.update(uctx, dl, "")
 		return
 	}
 	attempt := dl.Attempts + 1
@@ -457,16 +538,18 @@ func (d *Dispatcher) attempt(ctx context.Context, dl *engine.WebhookDelivery) {
 	hdr := http.Header{}
 	d.cfg.Propagators.Inject(sctx, propagation.HeaderCarrier(hdr))
 	ans, err := Send(actx, d.hc, &Request{URL: ep.URL, ID: dl.ID, Body: dl.Body, Format: ep.Format, Keys: ep.Keys, Header: hdr})
-	// The outcome is recorded even when the dispatcher is stopping.
-	uctx, ucancel := context.WithTimeout(context.WithoutCancel(sctx), 10*time.Second)
-	defer ucancel()
 	if err != nil && ctx.Err() != nil {
-		// Stopped mid-request: hand the delivery back unchanged, due now.
+		// Stopped mid-request: hand the delivery back unchanged, due now
+		// (briefly: else the claim lapses and another dispatcher sends it).
 		span.SetStatus(codes.Error, "dispatcher stopped")
+		uctx, ucancel := context.WithTimeout(context.WithoutCancel(sctx), 5*time.Second)
+		defer ucancel()
 		dl.NextAttempt, dl.UpdatedAt = time.Now(), time.Now()
 		d.update(uctx, dl, "")
 		return
 	}
+	uctx, ucancel := context.WithDeadline(context.WithoutCancel(sctx), deadline)
+	defer ucancel()
 	now := time.Now()
 	dl.Attempts, dl.UpdatedAt = attempt, now
 	var retryAfter time.Duration
@@ -528,15 +611,16 @@ func (d *Dispatcher) attempt(ctx context.Context, dl *engine.WebhookDelivery) {
 	}
 }
 
-// update records an attempt, trying again on a transient store error: an
-// unrecorded outcome would wait for the claim's lease to lapse and be sent
-// again.
+// update records an attempt, trying again with back-off on a store error
+// until ctx ends (shortly before the claim lapses): an unrecorded outcome
+// waits for the claim's lease to lapse and is sent again.
 func (d *Dispatcher) update(ctx context.Context, dl *engine.WebhookDelivery, disable string) {
 	var err error
-	for i, wait := range []time.Duration{100 * time.Millisecond, 500 * time.Millisecond, 2 * time.Second, 0} {
+	for i := 1; ; i++ {
 		err = d.store.WebhookDeliveryUpdate(ctx, &engine.WebhookDeliveryUpdateParams{Delivery: dl, Retention: d.cfg.Retention,
 			DisableEndpoint: disable})
-		if err == nil || errors.Is(err, engine.ErrConflict) || ctx.Err() != nil || i == 3 || !sleep(ctx, wait) {
+		if err == nil || errors.Is(err, engine.ErrConflict) || ctx.Err() != nil ||
+			!sleep(ctx, backoff(i, 100*time.Millisecond, 2*time.Second)) {
 			break
 		}
 	}
@@ -577,19 +661,39 @@ func answerError(a *Answer) string {
 	return msg
 }
 
-// redactURL drops user info, query and fragment (they may hold tokens) for
-// logs and spans.
+// RedactURL returns the form of an endpoint URL shown in logs, spans, errors
+// and the delivery log: scheme://host/…wxyz, keeping only the last 4
+// characters of the path (a Slack webhook URL's path is its secret), with
+// no user info, query or fragment (they may hold tokens).
+func RedactURL(s string) string { return redactURL(s) }
+
 func redactURL(s string) string {
 	if i := strings.IndexAny(s, "?#"); i >= 0 {
 		s = s[:i]
 	}
-	if scheme, rest, ok := strings.Cut(s, "://"); ok {
-		if at := strings.Index(rest, "@"); at >= 0 && at < strings.IndexByte(rest+"/", '/') {
-			rest = rest[at+1:]
-		}
-		s = scheme + "://" + rest
+	scheme, rest, ok := strings.Cut(s, "://")
+	if !ok {
+		return "…" + lastRunes(s, 4)
 	}
-	return s
+	host, path, slash := strings.Cut(rest, "/")
+	if at := strings.LastIndex(host, "@"); at >= 0 {
+		host = host[at+1:]
+	}
+	s = scheme + "://" + host
+	if !slash {
+		return s
+	}
+	s += "/"
+	if len([]rune(path)) <= 4 {
+		return s + path
+	}
+	return s + "…" + lastRunes(path, 4)
+}
+
+// lastRunes returns the last n runes of s.
+func lastRunes(s string, n int) string {
+	r := []rune(s)
+	return string(r[max(len(r)-n, 0):])
 }
 
 func randomHex(n int) string {

@@ -2,7 +2,7 @@
 // end (SPEC §8).
 //
 // A [Dispatcher] reads the run-events stream through a [Store] — on Redis
-// (redisstore.Store) with its own consumer group, so deliveries survive a
+// (redisstore.Store) with one consumer group per endpoint, so deliveries survive a
 // restart and several servers share the work; in memory ([MemStore]) for a
 // single process — and turns each terminal event (run.completed,
 // run.failed, run.cancelled) into one delivery per matching [Endpoint],

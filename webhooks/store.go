@@ -15,19 +15,21 @@ import (
 // consumer group, and the delivery log. redisstore.Store implements it on
 // Redis (durable, shared by several servers); [MemStore] in memory.
 type Store interface {
-	// WebhookEventInit prepares the event read (on Redis: creates the
-	// consumer group at the stream's end if it does not exist), so that
-	// every event after it is delivered.
-	WebhookEventInit(ctx context.Context) error
+	// WebhookEventInit prepares the event read of an endpoint (on Redis:
+	// creates its consumer group at the stream's end if it does not exist),
+	// so that every event after it is delivered to it.
+	WebhookEventInit(ctx context.Context, endpoint string) error
 	// WebhookEventRead returns run events not yet read by any dispatcher
-	// (or, with MinIdle, read that long ago and never acknowledged).
+	// in p.Group (or, with MinIdle, read that long ago and never
+	// acknowledged), and sets p.Lost if events were lost before it.
 	WebhookEventRead(ctx context.Context, p *engine.WebhookEventReadParams) ([]engine.Event, error)
-	// WebhookEventAck marks events handled.
-	WebhookEventAck(ctx context.Context, ids []string) error
+	// WebhookEventAck marks events of endpoint's group handled.
+	WebhookEventAck(ctx context.Context, endpoint string, ids []string) error
 	// WebhookDeliveryCreate adds a pending delivery due now unless its ID
 	// exists (false). For a disabled endpoint it is created failed.
 	WebhookDeliveryCreate(ctx context.Context, d *engine.WebhookDelivery, retention time.Duration) (bool, error)
-	// WebhookDeliveryClaim claims due pending deliveries atomically.
+	// WebhookDeliveryClaim claims due pending deliveries (of p.Endpoints)
+	// atomically; due ones to a disabled endpoint are failed instead.
 	WebhookDeliveryClaim(ctx context.Context, p *engine.WebhookDeliveryClaimParams) ([]*engine.WebhookDelivery, error)
 	// WebhookDeliveryUpdate records an attempt under a claim
 	// (engine.ErrConflict if the claim was lost).
@@ -51,13 +53,18 @@ type MemStore struct {
 	PollInterval time.Duration
 
 	mu       sync.Mutex
-	cursor   string
-	unacked  map[string]*memRead // event ID → read
+	groups   map[string]*memGroup // by endpoint key
 	ds       map[string]*memDelivery
 	pending  map[string]*memDelivery // the pending ones of ds
 	disabled map[string]string
 	// nextExpire is when Create next drops expired deliveries.
 	nextExpire time.Time
+}
+
+// memGroup is one endpoint's read of the events.
+type memGroup struct {
+	cursor  string
+	unacked map[string]*memRead // event ID → read
 }
 
 type memRead struct {
@@ -74,7 +81,7 @@ type memDelivery struct {
 // NewMemStore returns a MemStore reading events from events, from its
 // first event on.
 func NewMemStore(events engine.EventStore) *MemStore {
-	return &MemStore{events: events, unacked: map[string]*memRead{}, ds: map[string]*memDelivery{},
+	return &MemStore{events: events, groups: map[string]*memGroup{}, ds: map[string]*memDelivery{},
 		pending: map[string]*memDelivery{}, disabled: map[string]string{}}
 }
 
@@ -82,11 +89,12 @@ func NewMemStore(events engine.EventStore) *MemStore {
 // event arrives or p.Block passes.
 func (m *MemStore) WebhookEventRead(ctx context.Context, p *engine.WebhookEventReadParams) ([]engine.Event, error) {
 	count := max(p.Count, 1)
+	p.Lost = 0
 	if p.MinIdle > 0 {
 		m.mu.Lock()
 		var out []engine.Event
 		now := time.Now()
-		for _, r := range m.unacked {
+		for _, r := range m.group(p.Group).unacked {
 			if now.Sub(r.readAt) >= p.MinIdle && len(out) < count {
 				r.readAt = now
 				out = append(out, r.ev)
@@ -105,12 +113,13 @@ func (m *MemStore) WebhookEventRead(ctx context.Context, p *engine.WebhookEventR
 	deadline := time.Now().Add(p.Block)
 	for {
 		m.mu.Lock()
-		evs, err := m.events.EventList(ctx, &engine.EventListParams{After: m.cursor, Limit: count})
+		g := m.group(p.Group)
+		evs, err := m.events.EventList(ctx, &engine.EventListParams{After: g.cursor, Limit: count})
 		if err == nil && len(evs) > 0 {
-			m.cursor = evs[len(evs)-1].ID
+			g.cursor = evs[len(evs)-1].ID
 			now := time.Now()
 			for _, ev := range evs {
-				m.unacked[ev.ID] = &memRead{ev: ev, readAt: now}
+				g.unacked[ev.ID] = &memRead{ev: ev, readAt: now}
 			}
 		}
 		m.mu.Unlock()
@@ -129,6 +138,17 @@ func (m *MemStore) WebhookEventRead(ctx context.Context, p *engine.WebhookEventR
 		case <-t.C:
 		}
 	}
+}
+
+// group returns endpoint's read state, new ones reading from the first
+// event. The caller holds m.mu.
+func (m *MemStore) group(endpoint string) *memGroup {
+	g, ok := m.groups[endpoint]
+	if !ok {
+		g = &memGroup{unacked: map[string]*memRead{}}
+		m.groups[endpoint] = g
+	}
+	return g
 }
 
 // compareEventIDs orders decimal (memstore) or stream IDs.
@@ -156,15 +176,21 @@ func compareEventIDs(a, b string) int {
 }
 
 // WebhookEventInit implements [Store]; the in-memory read starts at the
-// first event, so there is nothing to prepare.
-func (m *MemStore) WebhookEventInit(ctx context.Context) error { return nil }
-
-// WebhookEventAck implements [Store].
-func (m *MemStore) WebhookEventAck(ctx context.Context, ids []string) error {
+// first event (a single process: its events are all after its start).
+func (m *MemStore) WebhookEventInit(ctx context.Context, endpoint string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	m.group(endpoint)
+	return nil
+}
+
+// WebhookEventAck implements [Store].
+func (m *MemStore) WebhookEventAck(ctx context.Context, endpoint string, ids []string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	g := m.group(endpoint)
 	for _, id := range ids {
-		delete(m.unacked, id)
+		delete(g.unacked, id)
 	}
 	return nil
 }
@@ -210,8 +236,18 @@ func (m *MemStore) WebhookDeliveryClaim(ctx context.Context, p *engine.WebhookDe
 		now = time.Now()
 	}
 	var due []*memDelivery
-	for _, md := range m.pending {
+	for id, md := range m.pending {
 		if md.d.NextAttempt.After(now) || md.leaseEnd.After(now) {
+			continue
+		}
+		if p.Endpoints != nil && !slices.Contains(p.Endpoints, md.d.Endpoint) {
+			continue
+		}
+		if reason, ok := m.disabled[md.d.Endpoint]; ok {
+			md.d.Status, md.d.LastError = engine.WebhookFailed, "endpoint disabled after 410 Gone: "+reason
+			md.d.NextAttempt, md.d.UpdatedAt, md.d.Claim, md.leaseEnd = time.Time{}, now, "", time.Time{}
+			md.expiresAt = now.Add(retentionOr(p.Retention))
+			delete(m.pending, id)
 			continue
 		}
 		due = append(due, md)

@@ -88,7 +88,7 @@ func TestMemStoreEventRead(t *testing.T) {
 	ms := memstore.New()
 	s := webhooks.NewMemStore(ms)
 	s.PollInterval = time.Millisecond
-	require.NoError(t, s.WebhookEventInit(ctx))
+	require.NoError(t, s.WebhookEventInit(ctx, ""))
 	evs, err := s.WebhookEventRead(ctx, &engine.WebhookEventReadParams{Consumer: "a", Count: 10, Block: 5 * time.Millisecond})
 	require.NoError(t, err)
 	require.Empty(t, evs)
@@ -96,7 +96,7 @@ func TestMemStoreEventRead(t *testing.T) {
 	evs, err = s.WebhookEventRead(ctx, &engine.WebhookEventReadParams{Consumer: "a", Count: 10, Block: time.Second})
 	require.NoError(t, err)
 	require.Len(t, evs, 3) // PENDING, RUNNING, COMPLETED
-	require.NoError(t, s.WebhookEventAck(ctx, []string{evs[0].ID, evs[1].ID}))
+	require.NoError(t, s.WebhookEventAck(ctx, "", []string{evs[0].ID, evs[1].ID}))
 	time.Sleep(10 * time.Millisecond)
 	again, err := s.WebhookEventRead(ctx, &engine.WebhookEventReadParams{Consumer: "b", Count: 10, MinIdle: 5 * time.Millisecond})
 	require.NoError(t, err)

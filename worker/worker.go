@@ -127,6 +127,13 @@ type Worker struct {
 	taken     chan *engine.Lease // queued runs taken, waiting for a slot
 	freed     chan struct{}      // a held lease was released
 
+	// handingBack is set (under mu) when Stop's context ended: a run whose
+	// execution registers its stop func after that is handed back at once.
+	handingBack bool
+	// beforeExecute, if set, is called by a slot before it executes a run
+	// (tests widen the race between taking a run and executing it).
+	beforeExecute func(*engine.Lease)
+
 	down     atomic.Bool // the store is unavailable (one warning per outage)
 	downedAt atomic.Int64
 }
@@ -135,7 +142,22 @@ type Worker struct {
 type holding struct {
 	lease *engine.Lease
 	stop  context.CancelCauseFunc // nil until the run executes
+	// lost is set when the heartbeat learnt that this worker no longer
+	// holds the lease: the run is stopped, never acknowledged nor requeued.
+	lost bool
 }
+
+// heartbeatLoser is an optional [engine.Queue] capability (the Redis store
+// has it): QueueHeartbeat that also returns the leases workerID no longer
+// holds (another worker took the run over), whose runs must stop at once.
+type heartbeatLoser interface {
+	QueueHeartbeatLost(ctx context.Context, workerID string, leases []*engine.Lease) ([]*engine.Lease, error)
+}
+
+// errOwnerLost stops a run whose lease another worker took over. It wraps
+// [engine.ErrHandBack] so that the engine stops the run without ending it
+// (the new owner goes on with it).
+var errOwnerLost = fmt.Errorf("owner lost: another worker took the run over: %w", engine.ErrHandBack)
 
 const (
 	stateNew = iota
@@ -184,6 +206,10 @@ func (w *Worker) Start(ctx context.Context) error {
 	}
 	w.state = stateRunning
 	w.started = time.Now().UTC()
+	// Idle times survive a Redis restart (AOF): a worker started right
+	// after an outage would see every live worker's leases as expired. Wait
+	// one lease after start, as after an outage, before reclaiming.
+	w.downedAt.Store(time.Now().UnixNano())
 	base := context.WithoutCancel(ctx)
 	takeCtx, stopTake := context.WithCancel(base)
 	allCtx, stopAll := context.WithCancel(base)
@@ -229,6 +255,9 @@ func (w *Worker) Stop(ctx context.Context) error {
 	case <-ctx.Done():
 		err = ctx.Err()
 		w.mu.Lock()
+		// A run whose execution has not registered its stop func yet sees
+		// the flag as it does, and is handed back without running.
+		w.handingBack = true
 		n := 0
 		for _, h := range w.held {
 			if h.stop != nil {
@@ -268,6 +297,19 @@ func (w *Worker) Stop(ctx context.Context) error {
 	return err
 }
 
+// StopTaking makes the worker take no new runs (from the queue, or reclaimed
+// from silent workers) while the runs it executes go on: the first step of
+// [Worker.Stop], which a process stopping several workers calls on all of
+// them before stopping them in parallel. It does nothing on a worker not
+// running.
+func (w *Worker) StopTaking() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.state == stateRunning {
+		w.stopTake()
+	}
+}
+
 // Running returns the IDs of the runs the worker holds (executing, or
 // reclaimed and about to execute), sorted.
 func (w *Worker) Running() []string {
@@ -284,7 +326,7 @@ func (w *Worker) Running() []string {
 // slot executes runs one after another until takeCtx ends: reclaimed runs
 // first, else the next run the taker took from the queue.
 func (w *Worker) slot(takeCtx, base context.Context) {
-	for takeCtx.Err() == nil {
+	for {
 		var l *engine.Lease
 		select {
 		case l = <-w.reclaimed:
@@ -292,21 +334,25 @@ func (w *Worker) slot(takeCtx, base context.Context) {
 			select {
 			case l = <-w.reclaimed:
 			case l = <-w.taken:
-				if takeCtx.Err() != nil {
-					// Stopping: never start it.
-					w.requeue(base, l)
-					return
-				}
 			case <-takeCtx.Done():
 				return
 			}
+		}
+		if takeCtx.Err() != nil {
+			// Stopping: never start it (reclaimed or taken alike).
+			w.requeue(base, l)
+			return
+		}
+		if w.beforeExecute != nil {
+			w.beforeExecute(l)
 		}
 		w.execute(base, l)
 	}
 }
 
 // take takes queued runs for the slots until takeCtx ends: as many at once
-// as there are free slots, blocking while the queue is empty (so a run
+// as there are free slots (reclaimed runs waiting for a slot count as held,
+// so they go first), blocking while the queue is empty (so a run
 // queued for an idle worker starts within milliseconds) or no slot is free.
 func (w *Worker) take(takeCtx, base context.Context) {
 	batch, _ := w.q.(engine.QueueBatchPopper)
@@ -350,7 +396,7 @@ func (w *Worker) take(takeCtx, base context.Context) {
 				w.requeue(base, l)
 				continue
 			}
-			w.taken <- l // never blocks: at most Concurrency are held
+			w.taken <- l // never blocks: runs waiting in taken are held, and at most free were taken
 		}
 	}
 }
@@ -384,7 +430,18 @@ func (w *Worker) execute(base context.Context, l *engine.Lease) {
 	if h := w.held[l.ID]; h != nil {
 		h.stop = stop
 	}
+	handingBack, lost := w.handingBack, w.isLost(l)
 	w.mu.Unlock()
+	switch {
+	case lost:
+		// The heartbeat found it taken over while it waited for a slot.
+		w.release(l)
+		return
+	case handingBack:
+		// Stop's hand-back ran before the stop func was registered.
+		w.requeue(base, l)
+		return
+	}
 
 	var bo backoff
 	for {
@@ -425,12 +482,18 @@ func (w *Worker) execute(base context.Context, l *engine.Lease) {
 // reclaimed).
 func (w *Worker) ack(ctx context.Context, l *engine.Lease) {
 	defer w.release(l)
+	if w.lost(l) {
+		return // another worker's now
+	}
 	w.retry(ctx, "acknowledge run", func(ctx context.Context) error { return w.q.QueueAck(ctx, l) })
 }
 
 // requeue hands l back for another worker.
 func (w *Worker) requeue(ctx context.Context, l *engine.Lease) {
 	defer w.release(l)
+	if w.lost(l) {
+		return // another worker's now
+	}
 	w.retry(ctx, "hand run back", func(ctx context.Context) error { return w.q.QueueRequeue(ctx, l) })
 }
 
@@ -481,7 +544,14 @@ func (w *Worker) heartbeat(ctx context.Context) {
 	slices.Sort(running)
 	hctx, cancel := context.WithTimeout(ctx, w.cfg.HeartbeatInterval)
 	defer cancel()
-	if err := w.q.QueueHeartbeat(hctx, w.cfg.ID, leases); err != nil {
+	if hl, ok := w.q.(heartbeatLoser); ok {
+		lost, err := hl.QueueHeartbeatLost(hctx, w.cfg.ID, leases)
+		if err != nil {
+			w.storeFailed(ctx, "renew leases", err)
+			return
+		}
+		w.loseLeases(ctx, lost)
+	} else if err := w.q.QueueHeartbeat(hctx, w.cfg.ID, leases); err != nil {
 		w.storeFailed(ctx, "renew leases", err)
 		return
 	}
@@ -498,8 +568,42 @@ func (w *Worker) heartbeat(ctx context.Context) {
 	w.storeOK(ctx)
 }
 
-// reclaimLoop reclaims runs of silent workers every Lease/2 (and at once)
-// while there is a free slot, until ctx ends.
+// loseLeases stops the runs of leases another worker took over, with
+// errOwnerLost: they are released without an ack or a requeue. A run not
+// executing yet is dropped as its slot takes it.
+func (w *Worker) loseLeases(ctx context.Context, lost []*engine.Lease) {
+	for _, l := range lost {
+		w.mu.Lock()
+		h := w.held[l.ID]
+		if h == nil || h.lease != l && *h.lease != *l {
+			w.mu.Unlock()
+			continue // finished meanwhile
+		}
+		h.lost = true
+		stop := h.stop
+		w.mu.Unlock()
+		w.log.WarnContext(ctx, "run taken over by another worker: stopping it here", engine.LogKeyRunID, l.RunID)
+		if stop != nil {
+			stop(errOwnerLost)
+		}
+	}
+}
+
+// isLost reports whether l's lease was lost; w.mu must be held.
+func (w *Worker) isLost(l *engine.Lease) bool {
+	h := w.held[l.ID]
+	return h != nil && h.lease == l && h.lost
+}
+
+// lost reports whether l's lease was lost.
+func (w *Worker) lost(l *engine.Lease) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.isLost(l)
+}
+
+// reclaimLoop reclaims runs of silent workers every Lease/2 until ctx ends.
+// The first reclaim comes one Lease after Start (see [Worker.Start]).
 func (w *Worker) reclaimLoop(ctx context.Context) {
 	t := time.NewTicker(w.cfg.Lease / 2)
 	defer t.Stop()
@@ -519,13 +623,19 @@ func (w *Worker) reclaim(ctx context.Context) {
 	if at := w.downedAt.Load(); at != 0 && time.Since(time.Unix(0, at)) < w.cfg.Lease {
 		return
 	}
+	// As many as there are free slots, and at least one even when none is
+	// free: reclaimed runs take the next freed slot before new runs (the
+	// taker counts them as held), so a backlog never starves the runs of a
+	// dead worker. Only this goroutine sends to reclaimed, so the count
+	// below keeps the sends from blocking.
 	w.mu.Lock()
-	free := w.cfg.Concurrency - len(w.held)
+	count := max(w.cfg.Concurrency-len(w.held), 1)
 	w.mu.Unlock()
-	if free <= 0 {
+	count = min(count, cap(w.reclaimed)-len(w.reclaimed))
+	if count <= 0 {
 		return
 	}
-	leases, err := w.q.QueueReclaim(ctx, &engine.QueueReclaimParams{WorkerID: w.cfg.ID, MinIdle: w.cfg.Lease, Count: free})
+	leases, err := w.q.QueueReclaim(ctx, &engine.QueueReclaimParams{WorkerID: w.cfg.ID, MinIdle: w.cfg.Lease, Count: count})
 	if err != nil {
 		if ctx.Err() == nil {
 			w.storeFailed(ctx, "reclaim runs", err)
@@ -547,7 +657,7 @@ func (w *Worker) reclaim(ctx context.Context) {
 		}
 		w.log.InfoContext(ctx, "run taken over", engine.LogKeyRunID, l.RunID, "takeovers", takeovers)
 		w.hold(l)
-		w.reclaimed <- l // never blocks: at most Concurrency are held
+		w.reclaimed <- l // never blocks: count left room for it
 	}
 }
 

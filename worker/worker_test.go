@@ -54,6 +54,15 @@ func setup(t *testing.T) *testBundle {
 			return nil, context.Cause(ctx)
 		}
 	}}))
+	require.NoError(t, b.reg.Add(engine.TaskDef{Name: "test/sleep", Run: func(ctx context.Context, tc *engine.TaskContext, in map[string]any) (any, error) {
+		count(tc)
+		select {
+		case <-time.After(50 * time.Millisecond):
+			return nil, nil
+		case <-ctx.Done():
+			return nil, context.Cause(ctx)
+		}
+	}}))
 	return b
 }
 
@@ -326,5 +335,185 @@ func TestCancel(t *testing.T) {
 		require.Equal(t, engine.RunCancelled, got.Status)
 		require.Zero(t, got.Attempt, "never picked up")
 		require.NoError(t, w.Stop(t.Context()))
+	})
+}
+
+// submitSleep submits a one-task run of test/sleep (50ms).
+func (b *testBundle) submitSleep(t *testing.T) *engine.Run {
+	t.Helper()
+	f, err := engine.LoadFlow("s.yaml", []byte("version: 1\nflow:\n  name: sleepy\n  graph: s\ntasks:\n  s: {use: test/sleep}\n"), b.reg)
+	require.NoError(t, err)
+	r, err := b.engine(t, "submitter").Submit(t.Context(), &engine.SubmitParams{Flow: f})
+	require.NoError(t, err)
+	return r
+}
+
+// TestReclaimNotStarvedByBacklog: a dead worker's runs are reclaimed within
+// about a lease even though a backlog keeps every slot busy (reclaimed runs
+// take the next freed slot before new ones), not after the backlog drained.
+func TestReclaimNotStarvedByBacklog(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		b := setup(t)
+		ctx := t.Context()
+		victims := []string{b.submitSleep(t).ID, b.submitSleep(t).ID}
+		for range victims {
+			_, err := b.store.QueuePop(ctx, &engine.QueuePopParams{WorkerID: "dead"})
+			require.NoError(t, err)
+		}
+		// 400 runs of 50ms on 4 slots: 5s of work.
+		var backlog []string
+		for range 400 {
+			backlog = append(backlog, b.submitSleep(t).ID)
+		}
+		const lease = time.Second
+		w := b.worker(t, "w1", &worker.Config{Concurrency: 4, Lease: lease})
+		start := time.Now()
+		require.NoError(t, w.Start(ctx))
+		for b.get(t, victims[0]).Status != engine.RunCompleted || b.get(t, victims[1]).Status != engine.RunCompleted {
+			time.Sleep(10 * time.Millisecond)
+		}
+		took := time.Since(start) // fake time: deterministic
+		left := 0
+		for _, id := range backlog {
+			if b.get(t, id).Status != engine.RunCompleted {
+				left++
+			}
+		}
+		t.Logf("dead worker's runs completed %s after start (lease %s); %d of %d backlog runs left", took, lease, left, len(backlog))
+		require.LessOrEqual(t, took, 2*lease, "reclaimed within about a lease")
+		require.Greater(t, left, len(backlog)/2, "reclaimed long before the backlog drained")
+		for _, id := range victims {
+			require.Equal(t, "w1", b.get(t, id).WorkerID)
+		}
+		require.NoError(t, w.Stop(ctx))
+	})
+}
+
+// TestNoReclaimRightAfterStart: a worker started while a live worker's lease
+// looks long expired (idle times survive a Redis restart) waits one lease
+// before reclaiming anything, so the live worker can renew it.
+func TestNoReclaimRightAfterStart(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		b := setup(t)
+		ctx := t.Context()
+		r := b.submitSleep(t)
+		_, err := b.store.QueuePop(ctx, &engine.QueuePopParams{WorkerID: "ghost"})
+		require.NoError(t, err)
+		time.Sleep(10 * time.Second) // idle for ten leases
+		w := b.worker(t, "w1", &worker.Config{Lease: time.Second})
+		start := time.Now()
+		require.NoError(t, w.Start(ctx))
+		time.Sleep(900 * time.Millisecond)
+		require.Empty(t, w.Running(), "nothing reclaimed within a lease of the start")
+		require.Equal(t, engine.RunPending, b.get(t, r.ID).Status)
+		b.waitStatus(t, r.ID, engine.RunCompleted)
+		require.GreaterOrEqual(t, time.Since(start), time.Second)
+		require.NoError(t, w.Stop(ctx))
+	})
+}
+
+// TestStopHandsBackRunStartingNow: a run a slot took just before Stop's
+// context ended, but whose execution had not begun (no stop func yet), is
+// handed back without running, and Stop returns.
+func TestStopHandsBackRunStartingNow(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		b := setup(t)
+		r := b.submit(t, "test/wait")
+		w1 := b.worker(t, "w1", &worker.Config{Concurrency: 1})
+		entered, proceed := make(chan struct{}), make(chan struct{})
+		worker.SetBeforeExecute(w1, func(*engine.Lease) {
+			close(entered)
+			<-proceed
+		})
+		require.NoError(t, w1.Start(t.Context()))
+		<-entered
+		ctx, cancel := context.WithTimeout(t.Context(), time.Second)
+		defer cancel()
+		stopped := make(chan error, 1)
+		go func() { stopped <- w1.Stop(ctx) }()
+		time.Sleep(2 * time.Second) // Stop's context ended: it handed back what it could
+		synctest.Wait()
+		close(proceed)
+		select {
+		case err := <-stopped:
+			require.ErrorIs(t, err, context.DeadlineExceeded)
+		case <-time.After(time.Minute):
+			close(b.release) // let the run end, so the bubble can
+			t.Fatal("Stop did not return: the run started after the hand-back ran on")
+		}
+		require.Empty(t, w1.Running())
+		require.Zero(t, b.calledTimes(r.ID, "a"), "never executed")
+		require.Equal(t, engine.RunPending, b.get(t, r.ID).Status)
+
+		close(b.release)
+		w2 := b.worker(t, "w2", nil)
+		require.NoError(t, w2.Start(t.Context()))
+		got := b.waitStatus(t, r.ID, engine.RunCompleted)
+		require.Equal(t, "w2", got.WorkerID)
+		require.Equal(t, 1, b.calledTimes(r.ID, "a"))
+		require.NoError(t, w2.Stop(t.Context()))
+	})
+}
+
+// lateReclaim is a memory store whose QueueReclaim returns only once the
+// worker stopped taking runs: the reclaimed runs arrive while it stops.
+type lateReclaim struct{ *memstore.Store }
+
+func (q lateReclaim) QueueReclaim(ctx context.Context, p *engine.QueueReclaimParams) ([]*engine.Lease, error) {
+	<-ctx.Done()
+	return q.Store.QueueReclaim(context.WithoutCancel(ctx), p)
+}
+
+// TestStopRequeuesLateReclaim: runs reclaimed as the worker stops are
+// requeued for another worker, never executed.
+func TestStopRequeuesLateReclaim(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		b := setup(t)
+		ctx := t.Context()
+		r := b.submit(t, "test/noop")
+		_, err := b.store.QueuePop(ctx, &engine.QueuePopParams{WorkerID: "ghost"})
+		require.NoError(t, err)
+		w1, err := worker.New(b.engine(t, "w1"), lateReclaim{b.store}, &worker.Config{ID: "w1", Lease: time.Second})
+		require.NoError(t, err)
+		require.NoError(t, w1.Start(ctx))
+		time.Sleep(1500 * time.Millisecond) // the reclaimer waits in QueueReclaim
+		require.NoError(t, w1.Stop(ctx))
+		require.Zero(t, b.calledTimes(r.ID, "a"), "never executed")
+		got := b.get(t, r.ID)
+		require.Equal(t, engine.RunPending, got.Status)
+
+		w2 := b.worker(t, "w2", nil)
+		require.NoError(t, w2.Start(ctx))
+		got = b.waitStatus(t, r.ID, engine.RunCompleted)
+		require.Equal(t, "w2", got.WorkerID)
+		require.NoError(t, w2.Stop(ctx))
+	})
+}
+
+// TestStopTaking: a worker told to stop taking runs takes no new one but
+// finishes the one it executes; Stop then returns at once.
+func TestStopTaking(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		b := setup(t)
+		r := b.submit(t, "test/wait")
+		w := b.worker(t, "w1", nil)
+		require.NoError(t, w.Start(t.Context()))
+		for b.calledTimes(r.ID, "b") == 0 {
+			time.Sleep(10 * time.Millisecond)
+		}
+		w.StopTaking()
+		w.StopTaking() // idempotent
+		r2 := b.submit(t, "test/noop")
+		time.Sleep(2 * time.Second)
+		require.Equal(t, engine.RunPending, b.get(t, r2.ID).Status, "not taken")
+		close(b.release)
+		b.waitStatus(t, r.ID, engine.RunCompleted)
+		require.NoError(t, w.Stop(t.Context()))
+		require.Equal(t, engine.RunPending, b.get(t, r2.ID).Status)
 	})
 }

@@ -22,6 +22,29 @@ func testRunCreate(t *testing.T, setup setupFunc) {
 		RequireRunEqual(t, want, getRun(t, b, r.ID))
 	})
 
+	t.Run("ParentUnsampledRoundTrip", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t)
+		for _, unsampled := range []bool{true, false} {
+			r := NewTestRun("hello", "a")
+			r.TraceID = "4bf92f3577b34da6a3ce929d0e0e4736"
+			r.ParentSpanID = "00f067aa0ba902b7"
+			r.ParentUnsampled = unsampled
+			want := r.Clone()
+			createRun(t, b, r)
+			got := getRun(t, b, r.ID)
+			require.Equal(t, unsampled, got.ParentUnsampled)
+			RequireRunEqual(t, want, got)
+			page, err := b.store.RunList(b.ctx, &engine.RunListParams{Limit: 100})
+			require.NoError(t, err)
+			for _, lr := range page.Runs {
+				if lr.ID == r.ID {
+					require.Equal(t, unsampled, lr.ParentUnsampled, "RunList")
+				}
+			}
+		}
+	})
+
 	t.Run("ZeroCreatedAtSetByStore", func(t *testing.T) {
 		t.Parallel()
 		b := setup(t)

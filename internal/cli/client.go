@@ -218,6 +218,16 @@ func (c *apiClient) followLogs(ctx context.Context, id string, q url.Values, fn 
 			}
 			return "", err
 		}
+		if resp.StatusCode == http.StatusNoContent {
+			// A resume of a finished run with nothing new: the stream is
+			// over; the run's document has its final status.
+			resp.Body.Close()
+			doc, _, err := c.runDoc(ctx, id)
+			if err != nil {
+				return "", err
+			}
+			return doc.Status, nil
+		}
 		st, done, err := readSSE(resp.Body, func(ev sseEvent) {
 			if ev.event == "" && ev.data != "" {
 				var e logEntry

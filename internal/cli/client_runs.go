@@ -360,23 +360,44 @@ func newRunsLogsCmd(e *env) *cobra.Command {
 				})
 				return err
 			}
-			path := "/runs/" + url.PathEscape(args[0]) + "/logs"
-			if len(q) > 0 {
-				path += "?" + q.Encode()
+			// The server answers a page at a time (limit): without --tail,
+			// continue after each full page; --tail N is one page of N.
+			page := max(tail, 1000)
+			q.Set("limit", strconv.Itoa(page))
+			type logsPage struct {
+				RunID     string            `json:"run_id"`
+				RunStatus string            `json:"run_status"`
+				Logs      []json.RawMessage `json:"logs"`
+				NextAfter int64             `json:"next_after"`
 			}
-			var doc struct {
-				Logs []logEntry `json:"logs"`
-			}
-			raw, err := cl.call(ctx, "GET", path, nil, &doc)
-			if err != nil {
-				return err
+			all := logsPage{Logs: []json.RawMessage{}}
+			for {
+				var doc logsPage
+				if _, err := cl.call(ctx, "GET", "/runs/"+url.PathEscape(args[0])+"/logs?"+q.Encode(), nil, &doc); err != nil {
+					return err
+				}
+				for _, raw := range doc.Logs {
+					var le logEntry
+					if !asJSON && json.Unmarshal(raw, &le) == nil {
+						printLogLine(e, le)
+					}
+				}
+				all.RunID, all.RunStatus, all.NextAfter = doc.RunID, doc.RunStatus, doc.NextAfter
+				if asJSON {
+					all.Logs = append(all.Logs, doc.Logs...)
+				}
+				if tail > 0 || len(doc.Logs) < page {
+					break
+				}
+				q.Set("after", strconv.FormatInt(doc.NextAfter, 10))
 			}
 			if asJSON {
-				_, err := e.stdout.Write(raw)
+				b, err := json.Marshal(all)
+				if err != nil {
+					return err
+				}
+				_, err = e.stdout.Write(append(b, '\n'))
 				return err
-			}
-			for _, le := range doc.Logs {
-				printLogLine(e, le)
 			}
 			return nil
 		},

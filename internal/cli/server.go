@@ -9,11 +9,13 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"runtime"
 	"strconv"
 	"sync"
 	"time"
 
 	"github.com/goccy/go-yaml"
+	"github.com/redis/go-redis/v9"
 	"github.com/spf13/cobra"
 
 	"github.com/pyoco/pyoco/api"
@@ -199,7 +201,9 @@ func (o *serverOptions) resolve(c *cobra.Command, e *env) error {
 }
 
 // runServer serves the API until ctx ends (SIGTERM/SIGINT), then shuts down:
-// the HTTP server first (open log streams end), then the in-process workers.
+// every in-process worker stops taking runs at once, then the HTTP drain
+// (open log streams end) and the workers' stops run in parallel under one
+// deadline, --shutdown-timeout.
 func runServer(ctx context.Context, e *env, o *serverOptions) error {
 	log := slog.New(slog.NewTextHandler(e.stderr, nil))
 	bg := context.WithoutCancel(ctx)
@@ -212,7 +216,15 @@ func runServer(ctx context.Context, e *env, o *serverOptions) error {
 	} else {
 		log.Info("pyoco server: Redis store", "store", "redis", "redis", redactRedis(o.redis), "namespace", o.namespace,
 			"workers", o.workers, "addr", o.addr)
-		client, err := redisstore.OpenClient(o.redis)
+		// In-process workers share the client with the API: room for
+		// both.
+		var client redis.UniversalClient
+		var err error
+		if o.workers > 0 {
+			client, err = openRedis(o.redis, workerPoolSize(o.workers, o.concurrency)+10*runtime.GOMAXPROCS(0))
+		} else {
+			client, err = redisstore.OpenClient(o.redis)
+		}
 		if err != nil {
 			return usageErr("--redis: %v", err)
 		}
@@ -360,19 +372,33 @@ func runServer(ctx context.Context, e *env, o *serverOptions) error {
 			return err
 		}
 	}
+	// stopWorkers stops every worker taking runs, then stops them in
+	// parallel until sctx ends (runs still running then are handed back).
 	var stopOnce sync.Once
-	stopWorkers := func() {
+	stopWorkers := func(sctx context.Context) {
 		stopOnce.Do(func() {
-			sctx, cancel := context.WithTimeout(bg, o.shutdownTimeout)
-			defer cancel()
 			for _, w := range workers {
-				if err := w.Stop(sctx); err != nil {
-					log.Warn("worker stopped before its runs finished: they were handed back", engine.LogKeyWorker, w.ID(), engine.LogKeyError, err)
-				}
+				w.StopTaking()
 			}
+			var wg sync.WaitGroup
+			for _, w := range workers {
+				wg.Go(func() {
+					if err := w.Stop(sctx); err != nil {
+						log.Warn("worker stopped before its runs finished: they were handed back", engine.LogKeyWorker, w.ID(), engine.LogKeyError, err)
+					}
+				})
+			}
+			wg.Wait()
 		})
 	}
-	defer stopWorkers()
+	defer func() {
+		// On an early return (serving failed); after the signal path
+		// below both do nothing more.
+		sctx, cancel := context.WithTimeout(bg, o.shutdownTimeout)
+		defer cancel()
+		stopWorkers(sctx)
+		flushStore(bg, log, store)
+	}()
 	if disp != nil {
 		if err := disp.Start(bg); err != nil {
 			return err
@@ -403,14 +429,20 @@ func runServer(ctx context.Context, e *env, o *serverOptions) error {
 	case <-ctx.Done():
 	}
 	log.Info("signal received: shutting down", "timeout", o.shutdownTimeout.String())
+	for _, w := range workers {
+		w.StopTaking()
+	}
 	sctx, cancel := context.WithTimeout(bg, o.shutdownTimeout)
 	defer cancel()
+	var stopping sync.WaitGroup
+	stopping.Go(func() { stopWorkers(sctx) })
 	if err := hs.Shutdown(sctx); err != nil {
 		log.Warn("http shutdown", engine.LogKeyError, err)
 		_ = hs.Close()
 	}
 	<-served
-	stopWorkers()
+	stopping.Wait()
+	flushStore(bg, log, store)
 	log.Info("server stopped")
 	return nil
 }

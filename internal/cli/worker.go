@@ -9,8 +9,12 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"runtime"
+	"strconv"
+	"strings"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/spf13/cobra"
 
 	"github.com/pyoco/pyoco/engine"
@@ -122,7 +126,7 @@ func (o *workerOptions) resolve(c *cobra.Command, e *env) error {
 // are handed back.
 func runWorker(ctx context.Context, e *env, o *workerOptions) error {
 	log := slog.New(slog.NewTextHandler(e.stderr, nil))
-	client, err := redisstore.OpenClient(o.redis)
+	client, err := openRedis(o.redis, workerPoolSize(1, o.concurrency))
 	if err != nil {
 		return usageErr("--redis: %v", err)
 	}
@@ -206,7 +210,22 @@ func runWorker(ctx context.Context, e *env, o *workerOptions) error {
 	if err := w.Stop(sctx); err != nil {
 		log.Warn("runs handed back to other workers", engine.LogKeyError, err)
 	}
+	flushStore(bg, log, store)
 	return nil
+}
+
+// flushStore writes the task changes a store deferred (the Redis store's
+// Flush), before the process closes its client and exits.
+func flushStore(ctx context.Context, log *slog.Logger, store any) {
+	f, ok := store.(interface{ Flush(context.Context) error })
+	if !ok {
+		return
+	}
+	fctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := f.Flush(fctx); err != nil {
+		log.Warn("flush deferred task changes", engine.LogKeyError, err)
+	}
 }
 
 // redactRedis hides a password in a Redis URL for logs.
@@ -217,4 +236,57 @@ func redactRedis(spec string) string {
 		}
 	}
 	return spec
+}
+
+// workerPoolSize is the Redis connections that n workers of concurrency runs
+// each may use at once: one per run executing (its task writes, its cancel
+// watch), and the blocking pop, the heartbeat, the reclaimer and an
+// acknowledgement of each worker.
+func workerPoolSize(n, concurrency int) int { return n * (concurrency + 4) }
+
+// openRedis is [redisstore.OpenClient] with a connection pool of at least
+// minPool connections (per node on a Cluster): go-redis's default pool size
+// if that is larger, or the URL's pool_size if it gives a larger one.
+func openRedis(spec string, minPool int) (redis.UniversalClient, error) {
+	s := strings.TrimSpace(spec)
+	isURL := strings.Contains(s, "://")
+	switch {
+	case s == "" || isURL && strings.Contains(s, ","):
+		return redisstore.OpenClient(spec) // its error
+	case strings.Contains(s, ","):
+		// A host:port list: a Cluster, built as OpenClient builds it.
+		var addrs []string
+		for a := range strings.SplitSeq(s, ",") {
+			if a = strings.TrimSpace(a); a != "" {
+				addrs = append(addrs, a)
+			}
+		}
+		if len(addrs) != 1 {
+			if len(addrs) == 0 {
+				return redisstore.OpenClient(spec)
+			}
+			return redis.NewUniversalClient(&redis.UniversalOptions{Addrs: addrs, DialTimeout: 2 * time.Second,
+				IsClusterMode: true, PoolSize: max(minPool, 5*runtime.GOMAXPROCS(0))}), nil
+		}
+		s = addrs[0]
+	}
+	if !isURL {
+		s = "redis://" + s // host:port, as a URL to carry the pool size
+	}
+	u, err := url.Parse(s)
+	if err != nil {
+		return redisstore.OpenClient(spec) // its error, or its own parse
+	}
+	q := u.Query()
+	size := max(minPool, 10*runtime.GOMAXPROCS(0))
+	if v := q.Get("pool_size"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			return redisstore.OpenClient(spec) // its error
+		}
+		size = max(n, minPool)
+	}
+	q.Set("pool_size", strconv.Itoa(size))
+	u.RawQuery = q.Encode()
+	return redisstore.OpenClient(u.String())
 }

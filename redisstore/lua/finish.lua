@@ -16,26 +16,33 @@
 -- ARGV[5]  retention (ms)
 -- ARGV[6]  queue consumer group
 -- ARGV[7]  the queue entry ID of the worker finishing the run ("" for none):
---          acknowledged and deleted first, whatever the reply, so the
---          worker needs no separate ack
--- ARGV[8]  m = number of deferred task changes (see task_update.lua, whose
+--          acknowledged and deleted, whatever the reply except the fence's,
+--          so the worker needs no separate ack
+-- ARGV[8]  expected attempt ("" for no check): the fence of task_update.lua.
+--          A stale writer gets "CONFLICT owner lost: …" and changes nothing,
+--          not even the entry (which the new owner holds under the same ID)
+-- ARGV[9]  m = number of deferred task changes (see task_update.lua, whose
 --          groups follow), applied before the status changes; one of a task
 --          that does not exist is skipped
 --
 -- Returns {run hash, tasks hash} as field/value lists, after the change;
 -- the error replies "NOTFOUND run", "CONFLICT <status>" (already terminal)
--- and "INVALID status <status>" change nothing but that acknowledgement.
+-- and "INVALID status <status>" change nothing but that acknowledgement;
+-- "CONFLICT owner lost: …" changes nothing.
 
 local index = {PENDING = 6, RUNNING = 7, CANCELLING = 8, COMPLETED = 9, FAILED = 10, CANCELLED = 11}
 local terminal = {COMPLETED = true, FAILED = true, CANCELLED = true}
+
+local f = redis.call('HMGET', KEYS[1], 'status', 'member', 'id', 'flow', 'gc', 'qid', 'attempt')
+local status, to = f[1], ARGV[1]
+if status and ARGV[8] ~= '' and f[7] ~= ARGV[8] then
+  return redis.error_reply('CONFLICT owner lost: the run was taken over (attempt ' .. tostring(f[7]) .. ')')
+end
 
 if ARGV[7] ~= '' then
   redis.call('XACK', KEYS[13], ARGV[6], ARGV[7])
   redis.call('XDEL', KEYS[13], ARGV[7])
 end
-
-local f = redis.call('HMGET', KEYS[1], 'status', 'member', 'id', 'flow', 'gc', 'qid')
-local status, to = f[1], ARGV[1]
 if not status then
   return redis.error_reply('NOTFOUND run')
 end
@@ -46,7 +53,7 @@ if not terminal[to] then
   return redis.error_reply('INVALID status ' .. to)
 end
 
-local m, i = tonumber(ARGV[8]) or 0, 9
+local m, i = tonumber(ARGV[9]) or 0, 10
 for _ = 1, m do
   local field, d, s = ARGV[i], tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])
   local from = i + 3

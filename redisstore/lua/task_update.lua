@@ -4,24 +4,34 @@
 -- ones the Store deferred (terminal task statuses, see deferred.go): one of
 -- a task that does not exist is skipped.
 --
+-- The writer's fence: ARGV[1] is the run's attempt number as the writer's
+-- RunStart left it (start.lua increments it on every start), or "" when the
+-- writer has none (an API-side write). A different stored attempt means
+-- another worker took the run over since: the write is refused.
+--
 -- KEYS[1]  run hash            KEYS[2]  tasks hash
--- ARGV[1]  m = number of changes, then m groups of:
+-- ARGV[1]  expected attempt ("" for no check)
+-- ARGV[2]  m = number of changes, then m groups of:
 --            the task's status field (it exists for every task of the run),
 --            d = number of fields to delete, s = number of set arguments,
 --            d fields to delete, s fields and values to set
 --
--- Returns 1; the error replies "NOTFOUND run" and "CONFLICT <status>"
--- (terminal run) change nothing; "NOTFOUND task" (the last change's task)
+-- Returns 1; the error replies "NOTFOUND run", "CONFLICT owner lost: …"
+-- (fence) and "CONFLICT <status>" (terminal run) change nothing; "NOTFOUND task" (the last change's task)
 -- leaves the earlier changes applied.
 
-local status = redis.call('HGET', KEYS[1], 'status')
+local f = redis.call('HMGET', KEYS[1], 'status', 'attempt')
+local status = f[1]
 if not status then
   return redis.error_reply('NOTFOUND run')
+end
+if ARGV[1] ~= '' and f[2] ~= ARGV[1] then
+  return redis.error_reply('CONFLICT owner lost: the run was taken over (attempt ' .. tostring(f[2]) .. ')')
 end
 if status == 'COMPLETED' or status == 'FAILED' or status == 'CANCELLED' then
   return redis.error_reply('CONFLICT ' .. status)
 end
-local m, i = tonumber(ARGV[1]), 2
+local m, i = tonumber(ARGV[2]), 3
 for u = 1, m do
   local field, d, s = ARGV[i], tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])
   local from = i + 3
