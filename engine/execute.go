@@ -1058,12 +1058,20 @@ func (x *execution) finish(status RunStatus, msg string) (*Run, error) {
 	err := x.persist(func(c context.Context) error {
 		r, err := e.store.RunFinish(c, &RunFinishParams{RunID: run.ID, Status: status, At: end, Error: msg})
 		if errors.Is(err, ErrConflict) {
-			// Already finished elsewhere (e.g. a takeover raced us): report what is stored.
+			// Already finished elsewhere (e.g. a takeover raced us): report
+			// what is stored. A run still going was taken over: another
+			// worker owns it now, and this execution stops quietly.
 			r, err = e.store.RunGet(c, run.ID)
+			if err == nil && !r.Status.Terminal() {
+				x.ownerLost.Store(true)
+			}
 		}
 		final = r
 		return err
 	})
+	if err == nil && x.ownerLost.Load() {
+		return x.stopped()
+	}
 	if err != nil {
 		if x.storeLost.Load() {
 			return nil, fmt.Errorf("finish run %s: %w: %w", run.ID, errStoreLost, err)

@@ -353,6 +353,24 @@ func TestExecuteFinishConflict(t *testing.T) {
 	require.Equal(t, "failed elsewhere", last.Error)
 }
 
+// TestExecuteFinishOwnerLost: a finish refused because another worker took
+// the run over (the stored run is still going) stops quietly: no run-end
+// metrics or progress from this worker, an error wrapping ErrConflict.
+func TestExecuteFinishOwnerLost(t *testing.T) {
+	t.Parallel()
+	b := setupFault(t, nil)
+	b.store.finishErr = fmt.Errorf("finish: owner lost: the run was taken over (attempt 2): %w", engine.ErrConflict)
+	run := b.submit(t, "version: 1\nflow: {name: lost}\ntasks:\n  a: {use: noop}\n")
+	_, err := b.eng.Execute(context.Background(), run.ID)
+	require.ErrorIs(t, err, engine.ErrConflict)
+	for _, p := range b.reports() {
+		require.NotEqual(t, engine.ProgressRunFinished, p.Kind, "a run taken over is not reported finished here")
+	}
+	stored, err := b.store.RunGet(context.Background(), run.ID)
+	require.NoError(t, err)
+	require.Equal(t, engine.RunRunning, stored.Status)
+}
+
 type panicky struct{}
 
 func (panicky) MarshalJSON() ([]byte, error) { panic("marshal boom") }
