@@ -72,9 +72,6 @@ func (k keys) workers() string { return k.prefix + "workers" }
 // worker is the JSON description of worker id (expires with its heartbeat).
 func (k keys) worker(id string) string { return k.prefix + "worker:" + id }
 
-// workerPrefix is worker(id) without the id.
-func (k keys) workerPrefix() string { return k.prefix + "worker:" }
-
 // idempotency is the string holding the run ID an Idempotency-Key created
 // (expires with the key's TTL).
 func (k keys) idempotency(key string) string { return k.prefix + "idem:" + key }

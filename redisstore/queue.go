@@ -316,12 +316,28 @@ func (s *Store) WorkerRemove(ctx context.Context, id string) error {
 
 // WorkerList returns the live workers by ID, dropping expired ones.
 func (s *Store) WorkerList(ctx context.Context) ([]engine.WorkerInfo, error) {
-	v, err := queueWorkerListScript.Run(ctx, s.client, []string{s.keys.workers()}, s.keys.workerPrefix()).StringSlice()
+	ids, err := queueWorkerListScript.Run(ctx, s.client, []string{s.keys.workers()}).StringSlice()
 	if err != nil {
 		return nil, fmt.Errorf("list workers: %w", interpretError(err))
 	}
-	out := make([]engine.WorkerInfo, 0, len(v))
-	for _, j := range v {
+	out := make([]engine.WorkerInfo, 0, len(ids))
+	if len(ids) == 0 {
+		return out, nil
+	}
+	keys := make([]string, len(ids))
+	for i, id := range ids {
+		keys[i] = s.keys.worker(id)
+	}
+	// One slot (the namespace's hash tag), so one MGET on Cluster too.
+	vals, err := s.client.MGet(ctx, keys...).Result()
+	if err != nil {
+		return nil, fmt.Errorf("list workers: %w", interpretError(err))
+	}
+	for _, v := range vals {
+		j, ok := v.(string)
+		if !ok {
+			continue // expired between the two calls
+		}
 		var w engine.WorkerInfo
 		if err := json.Unmarshal([]byte(j), &w); err != nil {
 			return nil, fmt.Errorf("list workers: %w", err)

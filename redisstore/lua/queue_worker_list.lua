@@ -1,18 +1,12 @@
--- queue_worker_list.lua: drop expired workers and return the live ones.
+-- queue_worker_list.lua: drop expired workers and return the live ones' IDs
+-- (the caller reads their records with MGET: a script touches only the keys
+-- it is given).
 --
 -- KEYS[1]  workers sorted set
--- ARGV[1]  worker JSON key prefix ("{ns}:worker:")
 --
--- Returns the JSON of each live worker, by worker ID.
+-- Returns the IDs of the live workers.
 
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-local out = {}
-for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
-  local j = redis.call('GET', ARGV[1] .. id)
-  if j then
-    out[#out + 1] = j
-  end
-end
-return out
+return redis.call('ZRANGE', KEYS[1], 0, -1)
