@@ -53,6 +53,16 @@ func (m *idempotencyMap) IdempotencyGetOrSet(ctx context.Context, key, runID str
 	return "", nil
 }
 
+// IdempotencyRelease implements [engine.IdempotencyStore].
+func (m *idempotencyMap) IdempotencyRelease(_ context.Context, key, runID string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if e, ok := m.keys[key]; ok && e.runID == runID {
+		delete(m.keys, key)
+	}
+	return nil
+}
+
 var _ engine.IdempotencyStore = (*idempotencyMap)(nil)
 
 // failedSubmits remembers, for idemStale, the run ids whose Submit failed

@@ -302,6 +302,15 @@ func (m *idemMap) IdempotencyGetOrSet(_ context.Context, key, runID string, _ ti
 	return "", nil
 }
 
+func (m *idemMap) IdempotencyRelease(_ context.Context, key, runID string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.m[key] == runID {
+		delete(m.m, key)
+	}
+	return nil
+}
+
 // TestIdempotencyStaleBinding: a key bound (by another server) to a run
 // that never appeared is taken as a failed request once the run id is old,
 // and as a request in progress (409) while it is new.

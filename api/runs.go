@@ -30,9 +30,6 @@ const (
 	// idemStale is the age after which a key whose run never appeared is
 	// taken as a failed earlier request.
 	idemStale = 10 * time.Second
-	// idemMaxHops bounds how many failed requests in a row one
-	// Idempotency-Key goes through (each adds a link key).
-	idemMaxHops = 16
 )
 
 // runCreateRequest is the body of POST /runs.
@@ -146,9 +143,12 @@ func (s *Server) runCreate(w http.ResponseWriter, r *http.Request) error {
 	})
 	if err != nil {
 		if key != "" {
-			// The key is bound to a run that does not exist: a retry with
-			// it must not wait for that run (see bindIdempotencyKey).
-			s.failed.add(runID)
+			// Free the key for a retry. If the store cannot be reached now
+			// (often why Submit failed), this server remembers the failure,
+			// and any server takes the binding as stale after idemStale.
+			if rerr := s.idem.IdempotencyRelease(context.WithoutCancel(ctx), key, runID); rerr != nil {
+				s.failed.add(runID)
+			}
 		}
 		return err
 	}
@@ -267,57 +267,35 @@ func (s *Server) traceParent(r *http.Request) string {
 // request is about to create, and returns nil; or it returns the run an
 // earlier request with key created (a replay, answered 200).
 //
-// A binding whose run does not exist is stale when the request that made
-// it failed: this server saw its Submit fail (s.failed), or the run id is
-// older than idemStale (a submit takes milliseconds). A stale binding is
-// not overwritten (the store only offers an atomic get-or-set): the key
-// continues through a link key, key + NUL + the stale run id, bound with
-// the same get-or-set, so concurrent retries still agree on one run. A
-// binding that is neither resolved nor stale belongs to a concurrent
-// request still submitting: wait up to idemWait for its run, then 409.
+// A binding whose run does not exist yet belongs to a concurrent request
+// still submitting: wait up to idemWait for its run, then 409. It is stale
+// when the request that made it failed without releasing it: this server
+// saw its Submit fail (s.failed), or the run id is older than idemStale (a
+// submit takes milliseconds). A stale binding is released (compare-and-
+// delete, so a newer binding is left alone) and the key bound again; of
+// concurrent retries, one binds it and the others replay its run.
 func (s *Server) bindIdempotencyKey(ctx context.Context, key, runID string) (*engine.Run, error) {
-	k := key
-	for hop := 0; ; hop++ {
-		existing, err := s.idem.IdempotencyGetOrSet(ctx, k, runID, s.cfg.IdempotencyTTL)
+	deadline := time.Now().Add(idemWait)
+	for {
+		existing, err := s.idem.IdempotencyGetOrSet(ctx, key, runID, s.cfg.IdempotencyTTL)
 		if err != nil {
 			return nil, fmt.Errorf("idempotency key: %w", err)
 		}
 		if existing == "" {
 			return nil, nil
 		}
-		run, err := s.awaitIdempotentRun(ctx, key, existing)
-		if !errors.Is(err, errStaleBinding) {
-			return run, err
-		}
-		if hop >= idemMaxHops {
-			return nil, errConflict("Idempotency-Key %q: %d earlier requests with it failed; use a new key", clip(key), hop+1)
-		}
-		k = key + "\x00" + existing
-	}
-}
-
-// errStaleBinding reports an Idempotency-Key bound to a run that an earlier,
-// failed request was to create.
-var errStaleBinding = errors.New("stale idempotency binding")
-
-// awaitIdempotentRun returns the run runID, which key is bound to; or
-// errStaleBinding (see bindIdempotencyKey); or a 409 when the run of a
-// concurrent request did not appear within idemWait.
-func (s *Server) awaitIdempotentRun(ctx context.Context, key, runID string) (*engine.Run, error) {
-	deadline := time.Now().Add(idemWait)
-	for {
-		run, err := s.store.RunGet(ctx, runID)
+		run, err := s.store.RunGet(ctx, existing)
 		if err == nil {
 			return run, nil
 		}
 		if !errors.Is(err, engine.ErrNotFound) {
 			return nil, err
 		}
-		if s.failed.has(runID) {
-			return nil, errStaleBinding
-		}
-		if t, ok := runIDTime(runID); ok && time.Since(t) > idemStale {
-			return nil, errStaleBinding
+		if t, ok := runIDTime(existing); s.failed.has(existing) || (ok && time.Since(t) > idemStale) {
+			if err := s.idem.IdempotencyRelease(ctx, key, existing); err != nil {
+				return nil, fmt.Errorf("idempotency key: %w", err)
+			}
+			continue
 		}
 		if time.Now().After(deadline) {
 			return nil, errConflict("Idempotency-Key %q belongs to an earlier request whose run does not exist yet (it is in progress, or failed on another server less than %s ago); retry later", clip(key), idemStale)

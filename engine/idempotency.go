@@ -18,4 +18,10 @@ type IdempotencyStore interface {
 	// "" when this call made the binding. Errors wrap [ErrUnavailable] when
 	// the store cannot be reached.
 	IdempotencyGetOrSet(ctx context.Context, key, runID string, ttl time.Duration) (existing string, err error)
+	// IdempotencyRelease unbinds key if it is still bound to runID (an
+	// atomic compare-and-delete: a binding made since is left alone). The
+	// API calls it when the submit the binding was made for failed, or
+	// when it finds a binding whose run never appeared, so that a retry
+	// with the key can submit again.
+	IdempotencyRelease(ctx context.Context, key, runID string) error
 }

@@ -11,8 +11,12 @@ import (
 	"github.com/pyoco/pyoco/engine"
 )
 
-// idempotencyScript: IdempotencyGetOrSet.
-var idempotencyScript = loadScript("idempotency")
+// idempotencyScript: IdempotencyGetOrSet; idempotencyReleaseScript:
+// IdempotencyRelease.
+var (
+	idempotencyScript        = loadScript("idempotency")
+	idempotencyReleaseScript = loadScript("idempotency_release")
+)
 
 // IdempotencyGetOrSet binds key to runID for ttl unless key is already bound,
 // atomically (one script, so concurrent submits with the same key on any
@@ -33,6 +37,15 @@ func (s *Store) IdempotencyGetOrSet(ctx context.Context, key, runID string, ttl 
 		return "", fmt.Errorf("idempotency key %q: %w", key, interpretError(err))
 	}
 	return v, nil
+}
+
+// IdempotencyRelease unbinds key if it is still bound to runID (one
+// script: compare-and-delete).
+func (s *Store) IdempotencyRelease(ctx context.Context, key, runID string) error {
+	if err := idempotencyReleaseScript.Run(ctx, s.client, []string{s.keys.idempotency(key)}, runID).Err(); err != nil {
+		return fmt.Errorf("idempotency key %q: %w", key, interpretError(err))
+	}
+	return nil
 }
 
 var _ engine.IdempotencyStore = (*Store)(nil)

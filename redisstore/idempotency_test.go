@@ -48,6 +48,17 @@ func TestIdempotency(t *testing.T) {
 			got, err = is.IdempotencyGetOrSet(ctx, "short", "run-3", time.Hour)
 			require.NoError(t, err)
 			require.Equal(t, "run-2", got)
+
+			// Release is a compare-and-delete: another run's binding stays.
+			require.NoError(t, is.IdempotencyRelease(ctx, "k1", "run-b"))
+			got, err = is.IdempotencyGetOrSet(ctx, "k1", "run-x", time.Hour)
+			require.NoError(t, err)
+			require.Equal(t, "run-a", got, "a release for another run leaves the binding")
+			require.NoError(t, is.IdempotencyRelease(ctx, "k1", "run-a"))
+			got, err = is.IdempotencyGetOrSet(ctx, "k1", "run-x", time.Hour)
+			require.NoError(t, err)
+			require.Empty(t, got, "released: the key binds again")
+			require.NoError(t, is.IdempotencyRelease(ctx, "never-bound", "run-z"))
 		})
 	}
 }
