@@ -79,6 +79,9 @@ var taskOutcomes = []TaskStatus{TaskSucceeded, TaskFailed, TaskCancelled}
 // increase() (they need two samples), so without this a dashboard would
 // never show a worker's first FAILED run of a flow.
 func (ins *instruments) touchFlow(ctx context.Context, flow string) {
+	if _, seen := ins.seenFlows.Load(flow); seen {
+		return // the common case: a read, no allocation of a stored value
+	}
 	if _, seen := ins.seenFlows.LoadOrStore(flow, struct{}{}); seen {
 		return
 	}
