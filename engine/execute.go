@@ -1047,7 +1047,10 @@ func metricAttrs(kv ...attribute.KeyValue) metric.MeasurementOption {
 }
 
 // finish records the run's final status, its metrics and its span status.
-// If the run was already finished elsewhere, the stored run and status win.
+// If the run was finished by someone else (a worker that took it over, or
+// one that failed it after too many takeovers), the stored run is returned
+// and this execution records no metric and no span result: the finish was
+// not this execution's, and whoever made it counted it.
 func (x *execution) finish(status RunStatus, msg string) (*Run, error) {
 	if x.lost() {
 		return x.stopped()
@@ -1055,15 +1058,22 @@ func (x *execution) finish(status RunStatus, msg string) (*Run, error) {
 	e, run := x.e, x.run
 	end := time.Now().UTC()
 	var final *Run
+	elsewhere := false
 	err := x.persist(func(c context.Context) error {
 		r, err := e.store.RunFinish(c, &RunFinishParams{RunID: run.ID, Status: status, At: end, Error: msg})
 		if errors.Is(err, ErrConflict) {
-			// Already finished elsewhere (e.g. a takeover raced us): report
-			// what is stored. A run still going was taken over: another
-			// worker owns it now, and this execution stops quietly.
+			// Refused: the run is terminal already, or another worker
+			// owns it ("owner lost"). A run still going was taken over:
+			// this execution stops quietly. A terminal one is ours only if
+			// the stored finish is the one this call wrote (a retry after
+			// a lost reply); any other was made, and counted, elsewhere.
 			r, err = e.store.RunGet(c, run.ID)
-			if err == nil && !r.Status.Terminal() {
+			switch {
+			case err != nil:
+			case !r.Status.Terminal():
 				x.ownerLost.Store(true)
+			default:
+				elsewhere = !finishedBy(r, run.Attempt, status, msg, end)
 			}
 		}
 		final = r
@@ -1078,14 +1088,20 @@ func (x *execution) finish(status RunStatus, msg string) (*Run, error) {
 		}
 		return nil, fmt.Errorf("finish run %s: %w", run.ID, err)
 	}
-	if final.Status.Terminal() && final.Status != status {
-		status, msg = final.Status, final.Error
-	}
 	started := run.StartedAt
 	if started.IsZero() {
 		started = end
 	}
 	dur := end.Sub(started)
+	if elsewhere {
+		// Report what is stored, but count nothing: the metrics and the
+		// span result belong to whoever finished the run.
+		e.cfg.Logger.InfoContext(x.spanCtx, "run finished elsewhere: its end is not counted here",
+			LogKeyRunID, run.ID, "status", string(final.Status))
+		x.runSpan.SetAttributes(attribute.Bool("pyoco.run.finished_elsewhere", true))
+		e.report(Progress{Kind: ProgressRunFinished, RunID: run.ID, FlowName: run.FlowName, TraceID: run.TraceID, Status: string(final.Status), Error: final.Error, Duration: dur})
+		return final, nil
+	}
 	e.ins.runStatus(x.spanCtx, run.FlowName, status)
 	e.ins.runEnded(x.spanCtx, run.FlowName, status, dur)
 	x.runSpan.SetAttributes(AttrRunStatus.String(string(status)), AttrCICDPipelineResult.String(cicdResult(string(status))))
@@ -1095,6 +1111,15 @@ func (x *execution) finish(status RunStatus, msg string) (*Run, error) {
 	}
 	e.report(Progress{Kind: ProgressRunFinished, RunID: run.ID, FlowName: run.FlowName, TraceID: run.TraceID, Status: string(status), Error: msg, Duration: dur})
 	return final, nil
+}
+
+// finishedBy reports whether r's finish is the one written by the execution
+// of attempt that asked for status and msg at end. Stores keep times to the
+// millisecond at least.
+func finishedBy(r *Run, attempt int, status RunStatus, msg string, end time.Time) bool {
+	d := r.EndedAt.Sub(end)
+	return r.Status == status && r.Error == msg && r.Attempt == attempt &&
+		d > -time.Millisecond && d < time.Millisecond
 }
 
 // taskUpdate writes a task change through persist. A refusal with

@@ -30,7 +30,9 @@ type faultStore struct {
 	beforeFinish func(p *engine.RunFinishParams)
 	// finishErr, if set, is returned by RunFinish.
 	finishErr error
-	finishes  atomic.Int32
+	// finish, if set, replaces the memory store's RunFinish.
+	finish   func(ctx context.Context, p *engine.RunFinishParams) (*engine.Run, error)
+	finishes atomic.Int32
 }
 
 func (s *faultStore) TaskUpdate(ctx context.Context, p *engine.TaskUpdateParams) error {
@@ -53,6 +55,9 @@ func (s *faultStore) RunFinish(ctx context.Context, p *engine.RunFinishParams) (
 	}
 	if s.finishErr != nil {
 		return nil, s.finishErr
+	}
+	if s.finish != nil {
+		return s.finish(ctx, p)
 	}
 	return s.Store.RunFinish(ctx, p)
 }
