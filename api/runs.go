@@ -62,7 +62,17 @@ type runListDoc struct {
 // decodeBody decodes exactly one JSON value from r's body into v, refusing
 // unknown fields.
 func decodeBody(r *http.Request, v any) error {
-	dec := json.NewDecoder(r.Body)
+	// Read the whole (limited) body first: a body over the limit is 413
+	// even when it is not JSON and its size was not announced (chunked).
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return err
+		}
+		return errBadRequest("request body: %v", err)
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		var mbe *http.MaxBytesError

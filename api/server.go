@@ -9,6 +9,8 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
+	"path"
 	"runtime/debug"
 	"strings"
 	"time"
@@ -240,6 +242,15 @@ func (s *Server) Close() error { return s.gauges.close() }
 // the bearer check, so that a caller without the token learns nothing
 // about the routes): 404 not_found, or 405 method_not_allowed with Allow.
 func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
+	if clean := cleanPath(r.URL.Path); clean != r.URL.Path {
+		// The mux would redirect to the cleaned path with an HTML body and
+		// before the bearer check (so that routes could be enumerated): a
+		// path that is not canonical answers 404 in JSON, after the check.
+		s.guard(false, func(w http.ResponseWriter, r *http.Request) error {
+			return errNotFound("path %q is not canonical (no endpoint; the canonical path is %q)", r.URL.Path, clean)
+		}).ServeHTTP(w, r)
+		return
+	}
 	if _, pattern := s.mux.Handler(r); pattern == "" {
 		// The mux answers this itself (405, or a redirect): capture the
 		// status and Allow header and answer in JSON instead.
@@ -260,6 +271,22 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.mux.ServeHTTP(w, r)
+}
+
+// cleanPath is p as the mux would clean it: rooted, no "." or ".."
+// elements and no doubled slashes, a trailing slash kept.
+func cleanPath(p string) string {
+	if p == "" {
+		return "/"
+	}
+	if p[0] != '/' {
+		p = "/" + p
+	}
+	np := path.Clean(p)
+	if p[len(p)-1] == '/' && np != "/" {
+		np += "/"
+	}
+	return np
 }
 
 // statusRecorder records what the mux's own handlers would answer.
@@ -305,6 +332,18 @@ func (s *Server) guard(open bool, h func(w http.ResponseWriter, r *http.Request)
 		if !open && !s.authorized(r) {
 			s.writeError(rw, r, &apiError{status: http.StatusUnauthorized, doc: ErrorDoc{Code: CodeUnauthorized,
 				Message: "missing or wrong bearer token (send Authorization: Bearer <PYOCO_API_TOKEN>)"}})
+			return
+		}
+		if r.ContentLength > s.cfg.MaxBodyBytes {
+			// Refused before reading: a body known to be too large is 413
+			// whatever it holds (SPEC §4), never a 400 for its content.
+			s.writeError(rw, r, &http.MaxBytesError{Limit: s.cfg.MaxBodyBytes})
+			return
+		}
+		if _, err := url.ParseQuery(r.URL.RawQuery); err != nil {
+			// Handlers read r.URL.Query(), which drops what it cannot
+			// decode: a malformed query string is refused here, once.
+			s.writeError(rw, r, errBadParam("query", "malformed query string: %v", err))
 			return
 		}
 		r.Body = http.MaxBytesReader(rw, r.Body, s.cfg.MaxBodyBytes)

@@ -24,6 +24,8 @@ var (
 	ErrBadCursor = errors.New("bad cursor")
 	// ErrUnavailable: the store cannot be reached right now; the caller may retry.
 	ErrUnavailable = errors.New("store unavailable")
+	// ErrFlowTooLarge: a flow file is larger than [MaxFlowFileBytes].
+	ErrFlowTooLarge = errors.New("flow file too large")
 )
 
 // Position is a place in a flow file. Line and Col are 1-based; zero means unknown.

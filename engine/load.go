@@ -3,6 +3,7 @@ package engine
 import (
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"os"
 	"slices"
@@ -42,11 +43,38 @@ var (
 // An error reading the file is returned wrapped (check with errors.Is, e.g.
 // [os.ErrNotExist]); problems in the file are [LoadErrors].
 func LoadFlowFile(path string, tasks TaskLookup) (*Flow, error) {
-	src, err := os.ReadFile(path)
+	src, err := ReadFlowFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("load flow: %w", err)
 	}
 	return LoadFlow(path, src, tasks)
+}
+
+// MaxFlowFileBytes bounds a flow file read by [ReadFlowFile]: the same
+// limit as an API request body, so a file that runs locally can also be
+// submitted inline.
+const MaxFlowFileBytes = 1 << 20
+
+// ReadFlowFile reads the flow file at path, refusing one larger than
+// [MaxFlowFileBytes] (also an endless one such as /dev/zero) with an error
+// that wraps [ErrFlowTooLarge], and a directory with a plain error.
+func ReadFlowFile(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	if fi, err := f.Stat(); err == nil && fi.IsDir() {
+		return nil, fmt.Errorf("%s is a directory, not a flow file", path)
+	}
+	src, err := io.ReadAll(io.LimitReader(f, MaxFlowFileBytes+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(src) > MaxFlowFileBytes {
+		return nil, fmt.Errorf("%s: %w (more than %d bytes)", path, ErrFlowTooLarge, MaxFlowFileBytes)
+	}
+	return src, nil
 }
 
 // LoadFlow parses and validates a flow file (SPEC §2, version 1). file names

@@ -145,6 +145,20 @@ type holding struct {
 	// lost is set when the heartbeat learnt that this worker no longer
 	// holds the lease: the run is stopped, never acknowledged nor requeued.
 	lost bool
+	// settledFunc reports whether the store acknowledged the lease as it
+	// finished the run here ([engine.LeaseSettled]); nil until the run
+	// executes.
+	settledFunc func() bool
+	// ended is set when the execution returned (the lease is being
+	// acknowledged, requeued or released).
+	ended bool
+}
+
+// finishedHere reports whether h's run is no longer executing because it
+// ended here: the heartbeat then finds the lease gone without a takeover.
+// w.mu must be held.
+func (h *holding) finishedHere() bool {
+	return h.ended || h.settledFunc != nil && h.settledFunc()
 }
 
 // heartbeatLoser is an optional [engine.Queue] capability (the Redis store
@@ -429,6 +443,7 @@ func (w *Worker) execute(base context.Context, l *engine.Lease) {
 	w.mu.Lock()
 	if h := w.held[l.ID]; h != nil {
 		h.stop = stop
+		h.settledFunc = func() bool { return engine.LeaseSettled(runCtx) }
 	}
 	handingBack, lost := w.handingBack, w.isLost(l)
 	w.mu.Unlock()
@@ -446,6 +461,9 @@ func (w *Worker) execute(base context.Context, l *engine.Lease) {
 	var bo backoff
 	for {
 		_, err := w.eng.Execute(runCtx, l.RunID)
+		if !errors.Is(err, engine.ErrUnavailable) || runCtx.Err() != nil {
+			w.ended(l) // not executed again: the switch settles the lease
+		}
 		switch {
 		case err == nil, errors.Is(err, engine.ErrConflict), errors.Is(err, engine.ErrNotFound):
 			// Finished (here, or already before: a terminal run's entry).
@@ -580,6 +598,16 @@ func (w *Worker) loseLeases(ctx context.Context, lost []*engine.Lease) {
 			continue // finished meanwhile
 		}
 		h.lost = true
+		if h.finishedHere() {
+			// The run finished here while the heartbeat ran (the store
+			// acknowledged its entry as it finished it), or its execution
+			// had already returned: nothing to stop, and no takeover to
+			// warn about. lost still keeps the lease from being
+			// acknowledged or requeued again.
+			w.mu.Unlock()
+			w.log.DebugContext(ctx, "lease gone after the run ended here", engine.LogKeyRunID, l.RunID)
+			continue
+		}
 		stop := h.stop
 		w.mu.Unlock()
 		w.log.WarnContext(ctx, "run taken over by another worker: stopping it here", engine.LogKeyRunID, l.RunID)
@@ -587,6 +615,15 @@ func (w *Worker) loseLeases(ctx context.Context, lost []*engine.Lease) {
 			stop(errOwnerLost)
 		}
 	}
+}
+
+// ended notes that the execution of l returned.
+func (w *Worker) ended(l *engine.Lease) {
+	w.mu.Lock()
+	if h := w.held[l.ID]; h != nil && h.lease == l {
+		h.ended = true
+	}
+	w.mu.Unlock()
 }
 
 // isLost reports whether l's lease was lost; w.mu must be held.

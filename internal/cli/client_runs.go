@@ -50,7 +50,7 @@ func isFlowFile(arg string) bool {
 func submitRun(ctx context.Context, cl *apiClient, arg string, params map[string]any, tags []string) (*submitAnswer, error) {
 	req := submitRequest{Params: params, Tags: tags}
 	if isFlowFile(arg) {
-		b, err := os.ReadFile(arg)
+		b, err := engine.ReadFlowFile(arg)
 		if err != nil {
 			return nil, usageErr("%v", err)
 		}
