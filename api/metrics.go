@@ -68,22 +68,32 @@ func newGauges(s *Server, mp metric.MeterProvider) (*gauges, error) {
 	return g, nil
 }
 
-// observeQueued reports each flow's depth, and 0 for the flows offered or
-// seen before, so a drained queue reads 0 rather than vanishing.
+// observeQueued reports each offered flow's depth, and 0 for the flows
+// offered or seen before, so a drained queue reads 0 rather than vanishing.
+// The depth of flows this server does not offer (inline flow_yaml runs)
+// is summed under [engine.LabelInline]: their names are any caller's, and
+// each would be a series.
 func (g *gauges) observeQueued(o metric.Observer, queued metric.Int64ObservableGauge, depth map[string]int64, s *Server) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	for f := range depth {
-		g.flows[f] = true
-	}
+	offered := map[string]bool{}
 	if s.cfg.Flows != nil {
 		flows, _ := s.cfg.Flows.FlowList()
 		for _, f := range flows {
+			offered[f.Name] = true
 			g.flows[f.Name] = true
 		}
 	}
+	byLabel := make(map[string]int64, len(offered)+1)
+	for f, d := range depth {
+		if !offered[f] {
+			f = engine.LabelInline
+		}
+		byLabel[f] += d
+		g.flows[f] = true
+	}
 	for f := range g.flows {
-		o.ObserveInt64(queued, depth[f], metric.WithAttributeSet(attribute.NewSet(attribute.String("flow", f))))
+		o.ObserveInt64(queued, byLabel[f], metric.WithAttributeSet(attribute.NewSet(attribute.String("flow", f))))
 	}
 }
 

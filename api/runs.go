@@ -23,7 +23,7 @@ const (
 	maxTags           = 64
 	maxIdempotencyKey = 255
 	// inlineFlowFile names an inline flow_yaml in error positions.
-	inlineFlowFile = "flow_yaml"
+	inlineFlowFile = engine.InlineFlowFile
 	// idemWait bounds how long a retried submit waits for the run of a
 	// concurrent first request with the same Idempotency-Key to appear.
 	idemWait = 2 * time.Second

@@ -199,7 +199,7 @@ func (e *Engine) Submit(ctx context.Context, p *SubmitParams) (*Run, error) {
 	if err := e.store.RunCreate(ctx, run); err != nil {
 		return nil, fmt.Errorf("submit %s: %w", f.Name, err)
 	}
-	e.ins.runStatus(ctx, f.Name, RunPending)
+	e.ins.runStatus(ctx, flowLabel(f.File, f.Name), RunPending)
 	return run, nil // the store keeps its own copy
 }
 
@@ -214,7 +214,7 @@ func (e *Engine) Cancel(ctx context.Context, id string) (RunStatus, error) {
 	if st == RunCancelled {
 		// A PENDING run ended here; no executor will count it.
 		if run, err := e.store.RunGet(ctx, id); err == nil {
-			e.ins.runStatus(ctx, run.FlowName, RunCancelled)
+			e.ins.runStatus(ctx, flowLabel(run.FlowFile, run.FlowName), RunCancelled)
 		}
 	}
 	return st, nil

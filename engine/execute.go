@@ -153,15 +153,16 @@ func (x *execution) execute(ctx context.Context) (*Run, error) {
 	}
 	x.sink.setCap(int64(e.cfg.LogMaxEntries), x.storedLogEntries())
 
+	label := flowLabel(run.FlowFile, run.FlowName)
 	if firstStart {
-		e.ins.runStatus(sctx, run.FlowName, RunRunning)
+		e.ins.runStatus(sctx, label, RunRunning)
 		if !run.CreatedAt.IsZero() && !run.StartedAt.IsZero() {
 			e.ins.queueWait.Record(sctx, run.StartedAt.Sub(run.CreatedAt).Seconds(),
-				metricAttrs(LabelFlow.String(run.FlowName)))
+				metricAttrs(LabelFlow.String(label)))
 		}
 	}
-	e.ins.inProgress.Add(sctx, 1, metricAttrs(LabelFlow.String(run.FlowName)))
-	defer e.ins.inProgress.Add(sctx, -1, metricAttrs(LabelFlow.String(run.FlowName)))
+	e.ins.inProgress.Add(sctx, 1, metricAttrs(LabelFlow.String(label)))
+	defer e.ins.inProgress.Add(sctx, -1, metricAttrs(LabelFlow.String(label)))
 	e.report(Progress{Kind: ProgressRunStarted, RunID: run.ID, FlowName: run.FlowName, TraceID: run.TraceID, Attempt: run.Attempt, Status: string(run.Status)})
 
 	flow, pl, err := e.loadSnapshot(run)
@@ -404,7 +405,7 @@ func (w *watcher) watch(ctx, runCtx context.Context, stop context.CancelCauseFun
 				e.cfg.Logger.WarnContext(x.spanCtx, "record cancellation", LogKeyRunID, x.run.ID, LogKeyError, err)
 			}
 		}
-		e.ins.runStatus(x.bg, x.run.FlowName, RunCancelling)
+		e.ins.runStatus(x.bg, flowLabel(x.run.FlowFile, x.run.FlowName), RunCancelling)
 		e.report(Progress{Kind: ProgressRunCancelling, RunID: x.run.ID, FlowName: x.run.FlowName, TraceID: x.run.TraceID, Status: string(RunCancelling)})
 	}
 	for {
@@ -447,7 +448,9 @@ type plan struct {
 	up    [][]int
 	down  [][]int
 
+	// flowName and inline give the metric labels (see [LabelInline]).
 	flowName string
+	inline   bool
 	// attemptAttrs caches the metric attributes of an attempt's end, by
 	// task index·3 + outcome (made on first use: building a set hashes it).
 	attemptAttrs []atomic.Pointer[metric.MeasurementOption]
@@ -464,15 +467,23 @@ func (p *plan) attemptOpt(i int, status TaskStatus) metric.MeasurementOption {
 	case TaskCancelled:
 		k = 2
 	default:
-		return metric.WithAttributeSet(attribute.NewSet(LabelFlow.String(p.flowName), LabelTask.String(p.names[i]), LabelStatus.String(string(status))))
+		return metric.WithAttributeSet(attribute.NewSet(LabelFlow.String(p.flowName), LabelTask.String(p.taskLabel(i)), LabelStatus.String(string(status))))
 	}
 	slot := &p.attemptAttrs[i*3+k]
 	if o := slot.Load(); o != nil {
 		return *o
 	}
-	o := metric.WithAttributeSet(attribute.NewSet(LabelFlow.String(p.flowName), LabelTask.String(p.names[i]), LabelStatus.String(string(status))))
+	o := metric.WithAttributeSet(attribute.NewSet(LabelFlow.String(p.flowName), LabelTask.String(p.taskLabel(i)), LabelStatus.String(string(status))))
 	slot.Store(&o)
 	return o
+}
+
+// taskLabel is the task label value of task i.
+func (p *plan) taskLabel(i int) string {
+	if p.inline {
+		return LabelInline
+	}
+	return p.names[i]
 }
 
 func newPlan(f *Flow) *plan {
@@ -483,7 +494,8 @@ func newPlan(f *Flow) *plan {
 		up:    make([][]int, len(f.Order)),
 		down:  make([][]int, len(f.Order)),
 
-		flowName:     f.Name,
+		flowName:     flowLabel(f.File, f.Name),
+		inline:       f.File == InlineFlowFile,
 		attemptAttrs: make([]atomic.Pointer[metric.MeasurementOption], 3*len(f.Order)),
 	}
 	for i, name := range f.Order {
@@ -1102,8 +1114,9 @@ func (x *execution) finish(status RunStatus, msg string) (*Run, error) {
 		e.report(Progress{Kind: ProgressRunFinished, RunID: run.ID, FlowName: run.FlowName, TraceID: run.TraceID, Status: string(final.Status), Error: final.Error, Duration: dur})
 		return final, nil
 	}
-	e.ins.runStatus(x.spanCtx, run.FlowName, status)
-	e.ins.runEnded(x.spanCtx, run.FlowName, status, dur)
+	label := flowLabel(run.FlowFile, run.FlowName)
+	e.ins.runStatus(x.spanCtx, label, status)
+	e.ins.runEnded(x.spanCtx, label, status, dur)
 	x.runSpan.SetAttributes(AttrRunStatus.String(string(status)), AttrCICDPipelineResult.String(cicdResult(string(status))))
 	if status == RunFailed {
 		x.runSpan.SetStatus(codes.Error, msg)

@@ -50,8 +50,9 @@ func (e *Engine) Fail(ctx context.Context, id, msg string) (*Run, error) {
 	if started.IsZero() {
 		started = now
 	}
-	e.ins.runStatus(ctx, final.FlowName, RunFailed)
-	e.ins.runEnded(ctx, final.FlowName, RunFailed, now.Sub(started))
+	label := flowLabel(final.FlowFile, final.FlowName)
+	e.ins.runStatus(ctx, label, RunFailed)
+	e.ins.runEnded(ctx, label, RunFailed, now.Sub(started))
 	e.cfg.Logger.WarnContext(ctx, "run failed without executing", LogKeyRunID, id, LogKeyFlow, final.FlowName, LogKeyError, msg)
 	e.report(Progress{Kind: ProgressRunFinished, RunID: id, FlowName: final.FlowName, TraceID: final.TraceID, Status: string(RunFailed), Error: msg, Duration: now.Sub(started)})
 	return final, nil

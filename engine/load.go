@@ -50,6 +50,15 @@ func LoadFlowFile(path string, tasks TaskLookup) (*Flow, error) {
 	return LoadFlow(path, src, tasks)
 }
 
+// Limits of a flow file: names become metric labels and span names, and
+// every task costs series and store records, so both are bounded.
+const (
+	// MaxNameLen bounds a flow or task name, in bytes.
+	MaxNameLen = 128
+	// MaxFlowTasks bounds the tasks of one flow.
+	MaxFlowTasks = 10000
+)
+
 // MaxFlowFileBytes bounds a flow file read by [ReadFlowFile]: the same
 // limit as an API request body, so a file that runs locally can also be
 // submitted inline.
@@ -610,7 +619,9 @@ func (l *loader) flowSection(f *Flow, v field) (ast.Node, map[string]Position) {
 	fields := l.fields(entries, "flow", flowKeys)
 	if fv, ok := fields["name"]; ok {
 		if s, ok := l.text(fv.value, "flow.name"); ok {
-			if !isTaskName(s) {
+			if len(s) > MaxNameLen {
+				l.errorf(l.pos(fv.value), "flow name %q… is %d bytes long: at most %d", s[:32], len(s), MaxNameLen)
+			} else if !isTaskName(s) {
 				l.errorf(l.pos(fv.value), "invalid flow name %q: use letters, digits, '_', '.' and '-'", s)
 			}
 			f.Name = s
@@ -816,8 +827,16 @@ func (l *loader) tasksSection(f *Flow, v field) []*taskInfo {
 		l.errorf(v.keyPos, "flow has no tasks")
 		return nil
 	}
+	if len(entries) > MaxFlowTasks {
+		l.errorf(v.keyPos, "flow has %d tasks: at most %d", len(entries), MaxFlowTasks)
+		return nil
+	}
 	var infos []*taskInfo
 	for _, e := range entries {
+		if len(e.key) > MaxNameLen {
+			l.errorf(e.keyPos, "task name %q… is %d bytes long: at most %d", e.key[:32], len(e.key), MaxNameLen)
+			continue
+		}
 		if !isTaskName(e.key) {
 			l.errorf(e.keyPos, "invalid task name %q: use letters, digits, '_', '.' and '-'", e.key)
 			continue

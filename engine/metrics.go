@@ -21,6 +21,24 @@ const (
 	MetricQueueWait      = "pyoco.queue.wait"
 )
 
+// InlineFlowFile is the [Flow.File] of a flow submitted as text (the API's
+// flow_yaml) rather than one this process loaded from its flow files.
+const InlineFlowFile = "flow_yaml"
+
+// LabelInline is the flow and task label value of every run of an inline
+// flow: any API caller can make up such names, and each distinct label value
+// is a series on every process, so they fold into this one value (the real
+// names stay on the run, its spans and the API).
+const LabelInline = "_inline"
+
+// flowLabel is the flow label value of a flow named name from file.
+func flowLabel(file, name string) string {
+	if file == InlineFlowFile {
+		return LabelInline
+	}
+	return name
+}
+
 // DurationBuckets are the histogram boundaries (seconds) of the duration
 // instruments: 5 ms to 1 h.
 var DurationBuckets = []float64{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600}
