@@ -151,6 +151,12 @@ func (x *execution) execute(ctx context.Context) (*Run, error) {
 			log.WarnContext(sctx, "store log entry", LogKeyError, err)
 		},
 	}
+	if e.cfg.Observer != nil {
+		x.sink.onEntry = func(le LogEntry) {
+			e.report(Progress{Kind: ProgressTaskLog, Time: le.Timestamp, RunID: run.ID, FlowName: run.FlowName, TraceID: run.TraceID,
+				Task: le.Task, Stream: le.Stream, Level: le.Level, Text: le.Text})
+		}
+	}
 	x.sink.setCap(int64(e.cfg.LogMaxEntries), x.storedLogEntries())
 
 	label := flowLabel(run.FlowFile, run.FlowName)

@@ -27,6 +27,9 @@ type logSink struct {
 	maxBytes   int
 	now        func() time.Time
 	onErr      func(error)
+	// onEntry, if set, sees each entry as stored (caps applied), for live
+	// display ([ProgressTaskLog]).
+	onEntry func(LogEntry)
 	// traceID fills entries written outside a recording span (tracing
 	// off): the run's trace id is known even then.
 	traceID string
@@ -67,6 +70,9 @@ func (s *logSink) write(ctx context.Context, e LogEntry) {
 	entries := []LogEntry{e}
 	if err := s.store.LogAppend(context.WithoutCancel(ctx), s.runID, entries); err != nil && s.onErr != nil {
 		s.onErr(err)
+	}
+	if s.onEntry != nil {
+		s.onEntry(entries[0])
 	}
 }
 

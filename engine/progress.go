@@ -13,6 +13,10 @@ const (
 	ProgressTaskFinished
 	ProgressRunCancelling
 	ProgressRunFinished
+	// ProgressTaskLog is one log entry of a task (its logger, stdout or
+	// stderr) as it is stored; it may come at any point between
+	// ProgressTaskStarted and ProgressTaskFinished of that task.
+	ProgressTaskLog
 )
 
 // Progress reports one step of a run to [Config.Observer].
@@ -33,6 +37,9 @@ type Progress struct {
 	Duration time.Duration
 	// RetryIn is the back-off before the next attempt (TaskRetrying).
 	RetryIn time.Duration
+	// Stream ("stdout", "stderr" or "log"), Level and Text are set for
+	// ProgressTaskLog.
+	Stream, Level, Text string
 }
 
 func (e *Engine) report(p Progress) {

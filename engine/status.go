@@ -51,3 +51,7 @@ var TaskStatuses = []TaskStatus{TaskPending, TaskRunning, TaskSucceeded, TaskFai
 func (s TaskStatus) Terminal() bool {
 	return s == TaskSucceeded || s == TaskFailed || s == TaskSkipped || s == TaskCancelled
 }
+
+// CancelledBeforeStartMsg is the error of the tasks of a run cancelled while
+// PENDING: [RunStore.RunCancel] makes them CANCELLED with it.
+const CancelledBeforeStartMsg = "cancelled before the run started"

@@ -24,8 +24,9 @@ type RunStore interface {
 	// RunFinish moves a run to a terminal status and sets EndedAt and Error.
 	// ErrConflict if it is already terminal.
 	RunFinish(ctx context.Context, p *RunFinishParams) (*Run, error)
-	// RunCancel asks for cancellation: PENDING → CANCELLED at once,
-	// RUNNING → CANCELLING, CANCELLING stays. Returns the new status;
+	// RunCancel asks for cancellation: PENDING → CANCELLED at once (its
+	// PENDING tasks too, with EndedAt p.At and Error
+	// [CancelledBeforeStartMsg]), RUNNING → CANCELLING, CANCELLING stays. Returns the new status;
 	// ErrConflict (with the run's status) if the run is already terminal.
 	RunCancel(ctx context.Context, p *RunCancelParams) (RunStatus, error)
 	// RunList returns runs newest first (by CreatedAt, then ID), without tasks.

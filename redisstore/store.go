@@ -282,7 +282,7 @@ func (s *Store) RunCancel(ctx context.Context, p *engine.RunCancelParams) (engin
 	}, s.keys.statuses()...)
 	ks = append(ks, s.keys.queued(), s.keys.queue())
 	st, err := cancelScript.Run(ctx, s.client, ks,
-		ms(orNow(p.At)), s.cfg.EventMaxLen, s.cfg.Retention.Milliseconds(), s.keys.cancelChannel()).Text()
+		ms(orNow(p.At)), s.cfg.EventMaxLen, s.cfg.Retention.Milliseconds(), s.keys.cancelChannel(), engine.CancelledBeforeStartMsg).Text()
 	if err != nil {
 		return conflictStatus(err), fmt.Errorf("cancel run %s: %w", p.RunID, interpretError(err))
 	}

@@ -63,7 +63,8 @@ func runShell(ctx context.Context, tc *engine.TaskContext, in shellInputs) (any,
 	cmd.Dir = in.Dir
 	cmd.Env = shellEnv(in.Env, tc)
 	cmd.Stdout = io.MultiWriter(orDiscard(tc.Stdout), stdout)
-	cmd.Stderr = orDiscard(tc.Stderr)
+	tail := &tailBuffer{}
+	cmd.Stderr = io.MultiWriter(orDiscard(tc.Stderr), tail)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Cancel = func() error { return killGroup(cmd.Process.Pid, syscall.SIGTERM) }
 	cmd.WaitDelay = shellWaitDelay
@@ -88,7 +89,7 @@ func runShell(ctx context.Context, tc *engine.TaskContext, in shellInputs) (any,
 		if code < 0 {
 			return nil, fmt.Errorf("shell: %s", exitErr.ProcessState)
 		}
-		return nil, fmt.Errorf("exit status %d", code)
+		return nil, exitError(code, tail.lines())
 	case errors.Is(err, exec.ErrWaitDelay):
 		// The shell exited 0 but something it started in the background still
 		// held stdout or stderr; what it wrote until then is kept.
@@ -99,6 +100,67 @@ func runShell(ctx context.Context, tc *engine.TaskContext, in shellInputs) (any,
 		return nil, fmt.Errorf("shell: %w", err)
 	}
 	return map[string]any{"exit_code": code, "stdout": stdout.String()}, nil
+}
+
+// Stderr kept for a failing shell task's error: its last stderrTailLines
+// lines, at most stderrTailBytes.
+const (
+	stderrTailLines = 10
+	stderrTailBytes = 2048
+)
+
+// exitError is a non-zero exit: "exit status N", then ": " and the last
+// stderr line, then (when there are more) the tail of stderr on the lines
+// below, so that a summary's first line says why and the whole error shows
+// what led there.
+func exitError(code int, tail []string) error {
+	msg := fmt.Sprintf("exit status %d", code)
+	if len(tail) == 0 {
+		return errors.New(msg)
+	}
+	msg += ": " + tail[len(tail)-1]
+	if len(tail) > 1 {
+		msg += "\nstderr (last " + strconv.Itoa(len(tail)) + " lines):\n" + strings.Join(tail, "\n")
+	}
+	return errors.New(msg)
+}
+
+// tailBuffer keeps the last stderrTailBytes written to it. Not safe for
+// concurrent use (exec copies one stream from one goroutine).
+type tailBuffer struct{ buf []byte }
+
+func (b *tailBuffer) Write(p []byte) (int, error) {
+	b.buf = append(b.buf, p...)
+	if over := len(b.buf) - 2*stderrTailBytes; over > 0 {
+		b.buf = append(b.buf[:0], b.buf[over:]...)
+	}
+	return len(p), nil
+}
+
+// lines returns the non-blank last lines of what was written, valid UTF-8,
+// at most stderrTailLines and stderrTailBytes in all.
+func (b *tailBuffer) lines() []string {
+	text := strings.ToValidUTF8(string(b.buf), "\uFFFD")
+	var out []string
+	size := 0
+	all := strings.Split(strings.ReplaceAll(text, "\r\n", "\n"), "\n")
+	for i := len(all) - 1; i >= 0 && len(out) < stderrTailLines; i-- {
+		l := strings.TrimRight(all[i], " \t\r")
+		if l == "" {
+			continue
+		}
+		if size+len(l) > stderrTailBytes {
+			if len(out) > 0 {
+				break
+			}
+			l = "…" + l[len(l)-stderrTailBytes:]
+			l = strings.ToValidUTF8(l, "")
+		}
+		size += len(l)
+		out = append(out, l)
+	}
+	slices.Reverse(out)
+	return out
 }
 
 // shellEnv returns pyoco's environment, then PYOCO_RUN_ID, PYOCO_TASK and

@@ -48,9 +48,14 @@ func TestShell(t *testing.T) {
 		{
 			name:       "non-zero exit fails",
 			inputs:     map[string]any{"cmd": "echo partial; echo oops >&2; exit 3"},
-			wantErr:    "exit status 3",
+			wantErr:    "exit status 3: oops",
 			wantStdout: []string{"partial"},
 			wantStderr: []string{"oops"},
+		},
+		{
+			name:    "non-zero exit carries the stderr tail",
+			inputs:  map[string]any{"cmd": "for i in $(seq 1 15); do echo line$i >&2; done; echo >&2; exit 4"},
+			wantErr: "exit status 4: line15\nstderr (last 10 lines):\nline6\nline7\nline8\nline9\nline10\nline11\nline12\nline13\nline14\nline15",
 		},
 		{
 			name:    "command not found",

@@ -211,6 +211,11 @@ func (s *Store) RunCancel(ctx context.Context, p *engine.RunCancelParams) (engin
 	case engine.RunPending:
 		s.setStatus(rec, engine.RunCancelled)
 		r.EndedAt = at
+		for _, t := range r.Tasks {
+			if t != nil && t.Status == engine.TaskPending {
+				t.Status, t.EndedAt, t.Error = engine.TaskCancelled, at, engine.CancelledBeforeStartMsg
+			}
+		}
 	case engine.RunRunning:
 		s.setStatus(rec, engine.RunCancelling)
 	case engine.RunCancelling:

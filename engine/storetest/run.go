@@ -346,7 +346,7 @@ func testRunCancel(t *testing.T, setup setupFunc) {
 	t.Run("PendingCancelledAtOnce", func(t *testing.T) {
 		t.Parallel()
 		b := setup(t)
-		r := createRun(t, b, NewTestRun("hello", "a"))
+		r := createRun(t, b, NewTestRun("hello", "a", "b", "c"))
 		at := b.now.Add(time.Second)
 		st, err := b.store.RunCancel(b.ctx, &engine.RunCancelParams{RunID: r.ID, At: at})
 		require.NoError(t, err)
@@ -355,6 +355,13 @@ func testRunCancel(t *testing.T, setup setupFunc) {
 		require.Equal(t, engine.RunCancelled, got.Status)
 		requireTimeEqual(t, at, got.EndedAt)
 		require.True(t, got.StartedAt.IsZero())
+		require.NotEmpty(t, got.Tasks)
+		for name, ts := range got.Tasks {
+			require.Equal(t, engine.TaskCancelled, ts.Status, "task %s", name)
+			require.Equal(t, engine.CancelledBeforeStartMsg, ts.Error, "task %s", name)
+			requireTimeEqual(t, at, ts.EndedAt)
+			require.True(t, ts.StartedAt.IsZero(), "task %s", name)
+		}
 	})
 
 	t.Run("RunningToCancelling", func(t *testing.T) {

@@ -3,7 +3,6 @@ package cli
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net/url"
 	"sync"
 	"time"
@@ -15,7 +14,8 @@ import (
 // text, or a flow name) and follows the run like a local run, with
 // progress lines from the run's task states and its log lines from the log
 // stream. Ctrl+C cancels the remote run and waits for it to end.
-func runRemote(ctx context.Context, e *env, server, arg string, params map[string]any, plain, asJSON bool) error {
+func runRemote(ctx context.Context, e *env, server, arg string, params map[string]any, o outputOpts) error {
+	asJSON := o.asJSON
 	cl, err := newAPIClient(server, e.getenv("PYOCO_API_TOKEN"))
 	if err != nil {
 		return err
@@ -29,7 +29,7 @@ func runRemote(ctx context.Context, e *env, server, arg string, params map[strin
 	if asJSON {
 		out = e.stderr
 	}
-	pr := &progress{w: out, cute: e.cuteOutput(plain, out)}
+	pr := &progress{w: out, cute: e.cuteOutput(o.plain, out), quiet: o.quiet}
 
 	// Log lines, as they come.
 	logCtx, stopLogs := context.WithCancel(bg)
@@ -37,9 +37,7 @@ func runRemote(ctx context.Context, e *env, server, arg string, params map[strin
 	var wg sync.WaitGroup
 	wg.Go(func() {
 		_, _ = cl.followLogs(logCtx, ans.RunID, url.Values{}, func(_ []byte, le logEntry) {
-			pr.mu.Lock()
-			defer pr.mu.Unlock()
-			fmt.Fprintf(out, "   %s | %s\n", le.Task, le.Text)
+			pr.observe(engine.Progress{Kind: engine.ProgressTaskLog, Task: le.Task, Stream: le.Stream, Level: le.Level, Text: le.Text})
 		})
 	})
 

@@ -200,7 +200,7 @@ func TestRunWithServer(t *testing.T) {
 	require.Equal(t, 0, code, errOut)
 	require.Contains(t, out, "run started flow=ok_flow")
 	require.Contains(t, out, "task SUCCEEDED task=hi")
-	require.Contains(t, out, "hi | hello-from-task")
+	require.Contains(t, out, "[hi] hello-from-task\n")
 	require.Contains(t, out, "run COMPLETED flow=ok_flow")
 
 	code, out, errOut = cliAt(t, vars, "run", "fail_flow", "--server", url, "--json")

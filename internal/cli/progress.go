@@ -17,6 +17,8 @@ type progress struct {
 	mu   sync.Mutex
 	w    io.Writer
 	cute bool
+	// quiet hides what tasks say (their log entries, stdout and stderr).
+	quiet bool
 }
 
 func fmtDur(d time.Duration) string {
@@ -47,6 +49,12 @@ func firstLine(s string) string {
 func (p *progress) observe(ev engine.Progress) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if ev.Kind == engine.ProgressTaskLog {
+		if !p.quiet {
+			p.w.Write([]byte(taskLine(ev.Task, ev.Stream, ev.Level, ev.Text)))
+		}
+		return
+	}
 	if p.cute {
 		p.cuteLine(ev)
 	} else {
@@ -121,6 +129,25 @@ func (p *progress) plainLine(ev engine.Progress) {
 	}
 }
 
+// taskLine is one thing a task said, prefixed by the task: "[task] text"
+// for stdout and info logs, "[task] stderr: text" for stderr,
+// "[task] WARN: text" for logs at other levels.
+// A text of several lines gets the prefix on each.
+func taskLine(task, stream, level, text string) string {
+	prefix := "[" + task + "] "
+	switch {
+	case stream == engine.StreamStderr:
+		prefix += "stderr: "
+	case stream == engine.StreamLog && level != "" && level != "INFO":
+		prefix += level + ": "
+	}
+	var b strings.Builder
+	for _, l := range strings.Split(strings.TrimRight(text, "\n"), "\n") {
+		b.WriteString(prefix + l + "\n")
+	}
+	return b.String()
+}
+
 // summary prints the final table of tasks and the trace id.
 func (p *progress) summary(run *engine.Run, order []string) {
 	p.mu.Lock()
@@ -140,5 +167,16 @@ func (p *progress) summary(run *engine.Run, order []string) {
 		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\n", name, t.Status, len(t.Attempts), dur, firstLine(t.Error))
 	}
 	tw.Flush()
+	// Errors longer than the table shows (a shell task's stderr tail), whole.
+	for _, name := range order {
+		t := run.Tasks[name]
+		if t == nil || !strings.Contains(t.Error, "\n") {
+			continue
+		}
+		fmt.Fprintf(p.w, "\n%s %s:\n", name, t.Status)
+		for _, l := range strings.Split(t.Error, "\n") {
+			fmt.Fprintf(p.w, "  %s\n", l)
+		}
+	}
 	fmt.Fprintf(p.w, "\nrun %s %s  trace_id %s\n", run.ID, run.Status, run.TraceID)
 }

@@ -17,6 +17,7 @@ func newRunCmd(e *env) *cobra.Command {
 	var (
 		paramFlags []string
 		plain      bool
+		quiet      bool
 		asJSON     bool
 		server     string
 		popts      pluginOptions
@@ -29,7 +30,9 @@ func newRunCmd(e *env) *cobra.Command {
 Exit status: 0 when the run COMPLETED, 1 when it FAILED, 130 when Ctrl+C
 cancelled it (a second Ctrl+C stops at once), 2 for a bad flow file or flags.
 Progress is cute on a terminal; --plain, NO_COLOR or a non-terminal output
-gives plain lines (PYOCO_PROGRESS=cute|plain forces either).
+gives plain lines (PYOCO_PROGRESS=cute|plain forces either). What tasks say
+(log messages, shell stdout and stderr) is shown as it happens, prefixed by
+the task ("[task] text"); --quiet hides it.
 
 With --server URL, the run goes to that pyoco server instead (FLOW is a flow
 file, whose text is sent, or the name of a flow the server offers) and is
@@ -42,7 +45,7 @@ same exit status; Ctrl+C cancels the remote run.`,
 				return err
 			}
 			if server != "" {
-				return runRemote(c.Context(), e, server, args[0], params, plain, asJSON)
+				return runRemote(c.Context(), e, server, args[0], params, outputOpts{plain: plain, quiet: quiet, asJSON: asJSON})
 			}
 			ctx := c.Context()
 			reg, err := newRegistry(ctx, e, popts.strict)
@@ -53,11 +56,12 @@ same exit status; Ctrl+C cancels the remote run.`,
 			if err != nil {
 				return cancelledOr(ctx, e, err)
 			}
-			return runLocal(ctx, e, flow, reg, params, plain, asJSON)
+			return runLocal(ctx, e, flow, reg, params, outputOpts{plain: plain, quiet: quiet, asJSON: asJSON})
 		},
 	}
 	c.Flags().StringArrayVarP(&paramFlags, "param", "p", nil, "set a param: key=value (JSON values keep their type); repeatable")
 	c.Flags().BoolVar(&plain, "plain", false, "plain progress lines, no emoji")
+	c.Flags().BoolVarP(&quiet, "quiet", "q", false, "do not show what tasks print and log (the run's logs keep it)")
 	c.Flags().BoolVar(&asJSON, "json", false, "print only the finished run as JSON on stdout (progress goes to stderr)")
 	c.Flags().StringVar(&server, "server", "", "submit to this pyoco server and follow the run there")
 	popts.register(c)
@@ -90,12 +94,18 @@ func cancelledOr(ctx context.Context, e *env, err error) error {
 	return exitCode(ExitCancelled)
 }
 
-func runLocal(ctx context.Context, e *env, flow *engine.Flow, reg *engine.Registry, params map[string]any, plain, asJSON bool) error {
+// outputOpts are the output flags of `pyoco run`.
+type outputOpts struct {
+	plain, quiet, asJSON bool
+}
+
+func runLocal(ctx context.Context, e *env, flow *engine.Flow, reg *engine.Registry, params map[string]any, o outputOpts) error {
+	asJSON := o.asJSON
 	out := e.stdout
 	if asJSON {
 		out = e.stderr
 	}
-	pr := &progress{w: out, cute: e.cuteOutput(plain, out)}
+	pr := &progress{w: out, cute: e.cuteOutput(o.plain, out), quiet: o.quiet}
 	for _, w := range flow.Warnings {
 		fmt.Fprintf(e.stderr, "pyoco: warning: %s\n", w.Error())
 	}

@@ -1,6 +1,7 @@
 -- cancel.lua: request a run's cancellation. PENDING becomes CANCELLED at once
 -- (ended set, retention started as in finish.lua); RUNNING becomes
--- CANCELLING. Both move the run between status indexes, record the event and
+-- CANCELLING. A PENDING run's PENDING tasks become CANCELLED (ended ARGV[1],
+-- error ARGV[5]). Both move the run between status indexes, record the event and
 -- publish the run ID on the cancel channel. A CANCELLING run stays so, with no
 -- event and no message.
 --
@@ -13,6 +14,7 @@
 --          count is decremented and its queue entry deleted: never picked up)
 -- ARGV[1]  at (Unix ms)        ARGV[2]  events stream MAXLEN (approximate)
 -- ARGV[3]  retention (ms)      ARGV[4]  cancel pub/sub channel
+-- ARGV[5]  the cancelled tasks' error
 --
 -- Returns the run's new status; the error replies "NOTFOUND run" and
 -- "CONFLICT <status>" (terminal run) change nothing.
@@ -30,6 +32,13 @@ local to, from
 if status == 'PENDING' then
   to, from = 'CANCELLED', KEYS[6]
   redis.call('HSET', KEYS[1], 'status', to, 'ended', ARGV[1])
+  local tf = redis.call('HGETALL', KEYS[2])
+  for j = 1, #tf, 2 do
+    if tf[j + 1] == 'PENDING' and string.sub(tf[j], 1, 7) == 'status:' then
+      local name = string.sub(tf[j], 8)
+      redis.call('HSET', KEYS[2], tf[j], 'CANCELLED', 'ended:' .. name, ARGV[1], 'error:' .. name, ARGV[5])
+    end
+  end
   local t = redis.call('TIME')
   local at = string.format('%d', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(ARGV[3]))
   for i = 1, 3 do
