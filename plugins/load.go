@@ -2,6 +2,7 @@ package plugins
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -298,4 +299,28 @@ func nonNil(s []string) []string {
 		return []string{}
 	}
 	return s
+}
+
+// MarshalJSON writes nil lists as [] (the API schema says array, never
+// null): GET /plugins and `pyoco plugins list --json` both encode a Report.
+func (r Report) MarshalJSON() ([]byte, error) {
+	type plain Report
+	if r.Path == nil {
+		r.Path = []string{}
+	}
+	if r.Plugins == nil {
+		r.Plugins = []PluginReport{}
+	}
+	return json.Marshal(plain(r))
+}
+
+// MarshalJSON writes nil lists as [], like [Report.MarshalJSON].
+func (p PluginReport) MarshalJSON() ([]byte, error) {
+	type plain PluginReport
+	for _, l := range []*[]string{&p.Tasks, &p.Warnings, &p.Errors} {
+		if *l == nil {
+			*l = []string{}
+		}
+	}
+	return json.Marshal(plain(p))
 }
