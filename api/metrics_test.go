@@ -158,6 +158,18 @@ func testMetricsExposition(t *testing.T, newStore storeFactory) {
 	require.True(t, strings.HasPrefix(ctype, "application/openmetrics-text"), ctype)
 	require.True(t, strings.HasSuffix(om, "# EOF\n"), "OpenMetrics ends with # EOF")
 	exemplars := parseExemplars(t, om)
+	// A counter series started at 0 (never incremented) carries no
+	// exemplar: adding 0 must not attach the current span's trace.
+	for _, line := range strings.Split(om, "\n") {
+		sample, _, ok := strings.Cut(line, " # {")
+		if !ok || strings.HasPrefix(line, "#") || !strings.Contains(sample, "_total{") {
+			continue
+		}
+		f := strings.Fields(sample)
+		v, err := strconv.ParseFloat(f[len(f)-1], 64)
+		require.NoError(t, err, line)
+		require.Greater(t, v, 0.0, "exemplar on a counter that was never incremented: %s", line)
+	}
 	for _, h := range []string{"pyoco_run_duration_seconds", "pyoco_task_duration_seconds", "pyoco_queue_wait_seconds"} {
 		require.NotEmpty(t, exemplars[h], "no exemplar on %s", h)
 		for _, ex := range exemplars[h] {

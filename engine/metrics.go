@@ -7,6 +7,7 @@ import (
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Instrument names. The Prometheus exporter turns them into the SPEC §5
@@ -103,8 +104,11 @@ func (ins *instruments) touchFlow(ctx context.Context, flow string) {
 	if _, seen := ins.seenFlows.LoadOrStore(flow, struct{}{}); seen {
 		return
 	}
+	// The zero adds go without ctx's span: an exemplar belongs only on a
+	// series that this span's run actually incremented.
+	zero := context.WithoutCancel(trace.ContextWithSpanContext(ctx, trace.SpanContext{}))
 	for _, s := range runStatuses {
-		ins.runs.Add(ctx, 0, metric.WithAttributes(LabelFlow.String(flow), LabelStatus.String(string(s))))
+		ins.runs.Add(zero, 0, metric.WithAttributes(LabelFlow.String(flow), LabelStatus.String(string(s))))
 	}
 }
 
