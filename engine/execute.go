@@ -5,8 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/pyoco/pyoco/internal/backoff"
 	"log/slog"
-	"math/rand/v2"
 	"runtime/debug"
 	"slices"
 	"sync"
@@ -65,25 +65,52 @@ const interruptedMsg = "interrupted: worker lost"
 // with [ErrConflict] (another worker took the run over, or it was finished
 // elsewhere) the execution stops without writing anything more and returns
 // an error wrapping [ErrConflict].
-func (e *Engine) Execute(ctx context.Context, id string) (*Run, error) {
+//
+// Ownership is data: the Attempt that RunStart returns is this execution's
+// fence, carried in every later write's params (RunAttempt), so a store
+// refuses the writes of an execution whose run another worker took over.
+// p.Lease, when set, is the queue delivery: the store settles it with
+// RunStart (a terminal or unknown run) or RunFinish, so a worker never
+// acknowledges it after Execute returns nil, [ErrConflict] or
+// [ErrNotFound]. On a hand-back the returned run is the run as this
+// execution knew it (its Attempt is the fence to pass to
+// [Queue.QueueRequeue]); on other errors it is nil.
+func (e *Engine) Execute(ctx context.Context, p *ExecuteParams) (*Run, error) {
 	bg := context.WithoutCancel(ctx)
-	run, err := e.store.RunStart(ctx, &RunStartParams{RunID: id, WorkerID: e.cfg.WorkerID, At: time.Now().UTC()})
-	if err != nil {
-		return nil, fmt.Errorf("start run %s: %w", id, err)
+	worker := p.WorkerID
+	if worker == "" {
+		worker = e.cfg.WorkerID
 	}
-	x := &execution{e: e, bg: bg, ctx: ctx, run: run}
+	run, err := e.store.RunStart(ctx, &RunStartParams{RunID: p.RunID, WorkerID: worker, At: time.Now().UTC(), Lease: p.Lease})
+	if err != nil {
+		return nil, fmt.Errorf("start run %s: %w", p.RunID, err)
+	}
+	x := &execution{e: e, bg: bg, ctx: ctx, run: run, lease: p.Lease, fence: run.Attempt}
 	return x.execute(ctx)
+}
+
+// ExecuteParams are the arguments of [Engine.Execute].
+type ExecuteParams struct {
+	RunID string
+	// WorkerID is recorded as the run's worker; defaults to Config.WorkerID.
+	WorkerID string
+	// Lease is the queue delivery of the run, if it came from a [Queue].
+	Lease *Lease
 }
 
 // execution is the state of one attempt of one run on this engine.
 type execution struct {
-	e    *Engine
-	bg   context.Context // for store writes: never cancelled
-	ctx  context.Context // the caller's: ends persist's waits
-	run  *Run
-	flow *Flow
-	plan *plan
-	sink *logSink
+	e   *Engine
+	bg  context.Context // for store writes: never cancelled
+	ctx context.Context // the caller's: ends persist's waits
+	run *Run
+	// lease is the run's queue delivery (nil when not from a queue); fence
+	// the run's Attempt as RunStart returned it, carried by every write.
+	lease *Lease
+	fence int
+	flow  *Flow
+	plan  *plan
+	sink  *logSink
 
 	runSpan trace.Span
 	spanCtx context.Context
@@ -724,7 +751,7 @@ func (x *execution) runTask(runCtx context.Context, i int, w *taskWorker) taskRe
 		if !retry || n >= spec.Retries {
 			return res
 		}
-		delay := backoff(spec.RetryDelay, spec.RetryMaxDelay, n)
+		delay := retryDelay(spec.RetryDelay, spec.RetryMaxDelay, n)
 		e.report(Progress{Kind: ProgressTaskRetrying, RunID: run.ID, FlowName: run.FlowName, TraceID: run.TraceID, Task: name, Attempt: attempt, Status: string(TaskFailed), Error: res.err, RetryIn: delay})
 		t := time.NewTimer(delay)
 		select {
@@ -736,8 +763,8 @@ func (x *execution) runTask(runCtx context.Context, i int, w *taskWorker) taskRe
 	}
 }
 
-// backoff is delay·2^i capped at maxDelay.
-func backoff(delay, maxDelay time.Duration, i int) time.Duration {
+// retryDelay is delay·2^i capped at maxDelay (a task's retry_delay; no jitter: the flow says it).
+func retryDelay(delay, maxDelay time.Duration, i int) time.Duration {
 	if maxDelay <= 0 {
 		maxDelay = DefaultRetryMaxDelay
 	}
@@ -1019,12 +1046,12 @@ func (x *execution) handBack(cause error) (*Run, error) {
 	x.runSpan.SetStatus(codes.Unset, "handed back")
 	x.runSpan.SetAttributes(attribute.Bool("pyoco.run.handed_back", true))
 	if x.storeLost.Load() {
-		return nil, fmt.Errorf("run %s: %w", x.run.ID, errStoreLost)
+		return x.run, fmt.Errorf("run %s: %w", x.run.ID, errStoreLost)
 	}
 	if !errors.Is(cause, ErrHandBack) {
 		cause = ErrHandBack
 	}
-	return nil, fmt.Errorf("run %s: %w", x.run.ID, cause)
+	return x.run, fmt.Errorf("run %s: %w", x.run.ID, cause)
 }
 
 // lost reports whether the execution must stop writing: the store stayed
@@ -1039,7 +1066,7 @@ func (x *execution) stopped() (*Run, error) {
 		return nil, fmt.Errorf("run %s: %w: %w", x.run.ID, errOwnerLost, ErrConflict)
 	}
 	x.runSpan.SetAttributes(attribute.Bool("pyoco.run.handed_back", true))
-	return nil, fmt.Errorf("run %s: %w", x.run.ID, errStoreLost)
+	return x.run, fmt.Errorf("run %s: %w", x.run.ID, errStoreLost)
 }
 
 func metricAttrs(kv ...attribute.KeyValue) metric.MeasurementOption {
@@ -1056,7 +1083,7 @@ func (x *execution) finish(status RunStatus, msg string) (*Run, error) {
 	end := time.Now().UTC()
 	var final *Run
 	err := x.persist(func(c context.Context) error {
-		r, err := e.store.RunFinish(c, &RunFinishParams{RunID: run.ID, Status: status, At: end, Error: msg})
+		r, err := e.store.RunFinish(c, &RunFinishParams{RunID: run.ID, Status: status, At: end, Error: msg, RunAttempt: x.fence, Lease: x.lease})
 		if errors.Is(err, ErrConflict) {
 			// Already finished elsewhere (e.g. a takeover raced us): report
 			// what is stored. A run still going was taken over: another
@@ -1074,7 +1101,7 @@ func (x *execution) finish(status RunStatus, msg string) (*Run, error) {
 	}
 	if err != nil {
 		if x.storeLost.Load() {
-			return nil, fmt.Errorf("finish run %s: %w: %w", run.ID, errStoreLost, err)
+			return x.run, fmt.Errorf("finish run %s: %w: %w", run.ID, errStoreLost, err)
 		}
 		return nil, fmt.Errorf("finish run %s: %w", run.ID, err)
 	}
@@ -1100,6 +1127,7 @@ func (x *execution) finish(status RunStatus, msg string) (*Run, error) {
 // taskUpdate writes a task change through persist. A refusal with
 // ErrConflict means the run is no longer ours: the execution stops.
 func (x *execution) taskUpdate(p *TaskUpdateParams) {
+	p.RunAttempt = x.fence
 	err := x.persist(func(c context.Context) error { return x.e.store.TaskUpdate(c, p) })
 	if errors.Is(err, ErrConflict) && x.ownerLost.CompareAndSwap(false, true) {
 		if x.stop != nil {
@@ -1124,7 +1152,7 @@ func (x *execution) persist(fn func(context.Context) error) error {
 	if x.lost() {
 		return errWriteSkipped
 	}
-	delay := 50 * time.Millisecond
+	var bo backoff.Backoff // 50ms doubling to 5s, jittered
 	warned := false
 	for {
 		err := fn(x.bg)
@@ -1151,15 +1179,10 @@ func (x *execution) persist(fn func(context.Context) error) error {
 			warned = true
 			x.e.cfg.Logger.WarnContext(x.spanCtx, "store write: store unavailable, retrying", LogKeyRunID, x.run.ID, LogKeyError, err)
 		}
-		t := time.NewTimer(min(delay/2+rand.N(delay/2+1), left))
-		select {
-		case <-t.C:
-		case <-x.ctx.Done():
-			t.Stop()
+		if !backoff.Wait(x.ctx, min(bo.Next(), left)) {
 			x.giveUp(err)
 			return err
 		}
-		delay = min(delay*2, 5*time.Second)
 	}
 }
 
