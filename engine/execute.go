@@ -86,6 +86,8 @@ func (e *Engine) Execute(ctx context.Context, p *ExecuteParams) (*Run, error) {
 		return nil, fmt.Errorf("start run %s: %w", p.RunID, err)
 	}
 	x := &execution{e: e, bg: bg, ctx: ctx, run: run, lease: p.Lease, fence: run.Attempt}
+	x.w = &writer{x: x}
+	defer x.w.close()
 	return x.execute(ctx)
 }
 
@@ -108,9 +110,12 @@ type execution struct {
 	// the run's Attempt as RunStart returned it, carried by every write.
 	lease *Lease
 	fence int
-	flow  *Flow
-	plan  *plan
-	sink  *logSink
+	// w is the execution's writer: every task change and the finish go
+	// through it.
+	w    *writer
+	flow *Flow
+	plan *plan
+	sink *logSink
 
 	runSpan trace.Span
 	spanCtx context.Context
@@ -236,7 +241,9 @@ func (x *execution) execute(ctx context.Context) (*Run, error) {
 	}
 
 	runCtx, stop := context.WithCancelCause(context.WithoutCancel(sctx))
+	x.omu.Lock()
 	x.stop = stop
+	x.omu.Unlock()
 	defer stop(nil)
 	w := &watcher{x: x, done: make(chan struct{})}
 	var watchers sync.WaitGroup
@@ -818,7 +825,7 @@ func (x *execution) runAttempt(runCtx context.Context, i int, w *taskWorker, def
 	defer span.End()
 	sc := span.SpanContext()
 	att := Attempt{Number: n, Status: TaskRunning, StartedAt: start, WorkerID: e.cfg.WorkerID, SpanID: spanIDString(sc)}
-	x.taskUpdate(&TaskUpdateParams{RunID: run.ID, Task: name, Status: TaskRunning, StartedAt: *first, Attempt: &att, ResetEnd: true})
+	x.w.start(&TaskUpdateParams{RunID: run.ID, Task: name, Status: TaskRunning, StartedAt: *first, Attempt: &att, ResetEnd: true})
 	e.report(Progress{Kind: ProgressTaskStarted, RunID: run.ID, FlowName: run.FlowName, TraceID: run.TraceID, Task: name, Attempt: n, Status: string(TaskRunning)})
 
 	var status TaskStatus
@@ -826,6 +833,12 @@ func (x *execution) runAttempt(runCtx context.Context, i int, w *taskWorker, def
 	var output json.RawMessage
 	retry = true
 	func() {
+		if x.lost() {
+			// The start could not be stored (the run was taken over, or the
+			// store is lost): the task must not run.
+			status, errMsg, retry = TaskCancelled, "cancelled: "+errWriteSkipped.Error(), false
+			return
+		}
 		if def == nil {
 			status, errMsg, retry = TaskFailed, fmt.Sprintf("unknown task %q", spec.Use), false
 			return
@@ -1040,6 +1053,9 @@ func (x *execution) handBack(cause error) (*Run, error) {
 			x.taskUpdate(&TaskUpdateParams{RunID: x.run.ID, Task: x.plan.names[i], Status: TaskPending, ResetEnd: true, Error: "interrupted: worker stopping"})
 		}
 	}
+	// The next worker must read every finished task as finished: write
+	// them before the run is handed back.
+	x.w.flush()
 	if x.ownerLost.Load() {
 		return x.stopped()
 	}
@@ -1082,14 +1098,15 @@ func (x *execution) finish(status RunStatus, msg string) (*Run, error) {
 	e, run := x.e, x.run
 	end := time.Now().UTC()
 	var final *Run
-	err := x.persist(func(c context.Context) error {
-		r, err := e.store.RunFinish(c, &RunFinishParams{RunID: run.ID, Status: status, At: end, Error: msg, RunAttempt: x.fence, Lease: x.lease})
+	fp := &RunFinishParams{RunID: run.ID, Status: status, At: end, Error: msg, RunAttempt: x.fence, Lease: x.lease}
+	err := x.w.finish(fp, func(c context.Context, r *Run, err error) error {
 		if errors.Is(err, ErrConflict) {
-			// Already finished elsewhere (e.g. a takeover raced us): report
-			// what is stored. A run still going was taken over: another
-			// worker owns it now, and this execution stops quietly.
+			// Refused: finished elsewhere (e.g. cancelled), or taken over
+			// (the fence). Report what is stored if the run is still this
+			// execution's attempt; a run another worker started since is
+			// not ours: this execution stops quietly and records nothing.
 			r, err = e.store.RunGet(c, run.ID)
-			if err == nil && !r.Status.Terminal() {
+			if err == nil && (!r.Status.Terminal() || r.Attempt != x.fence) {
 				x.ownerLost.Store(true)
 			}
 		}
@@ -1124,14 +1141,21 @@ func (x *execution) finish(status RunStatus, msg string) (*Run, error) {
 	return final, nil
 }
 
-// taskUpdate writes a task change through persist. A refusal with
-// ErrConflict means the run is no longer ours: the execution stops.
+// taskUpdate hands a task change to the execution's writer, which writes
+// it with the next write (see [writer]).
 func (x *execution) taskUpdate(p *TaskUpdateParams) {
-	p.RunAttempt = x.fence
-	err := x.persist(func(c context.Context) error { return x.e.store.TaskUpdate(c, p) })
-	if errors.Is(err, ErrConflict) && x.ownerLost.CompareAndSwap(false, true) {
-		if x.stop != nil {
-			x.stop(errOwnerLost)
+	x.w.later(p)
+}
+
+// loseOwnership stops the run after a write was refused with ErrConflict:
+// the run is no longer this execution's.
+func (x *execution) loseOwnership() {
+	if x.ownerLost.CompareAndSwap(false, true) {
+		x.omu.Lock()
+		stop := x.stop
+		x.omu.Unlock()
+		if stop != nil {
+			stop(errOwnerLost)
 		}
 	}
 }
@@ -1212,8 +1236,11 @@ func (x *execution) storeUp() {
 func (x *execution) giveUp(err error) {
 	if x.storeLost.CompareAndSwap(false, true) {
 		x.e.cfg.Logger.ErrorContext(x.spanCtx, "store unavailable for too long: handing the run back", LogKeyRunID, x.run.ID, LogKeyError, err)
-		if x.stop != nil {
-			x.stop(errStoreLost)
+		x.omu.Lock()
+		stop := x.stop
+		x.omu.Unlock()
+		if stop != nil {
+			stop(errStoreLost)
 		}
 	}
 }

@@ -24,7 +24,7 @@ import (
 type faultStore struct {
 	*memstore.Store
 	down atomic.Bool // writes fail with ErrUnavailable
-	// conflict makes TaskUpdate fail with ErrConflict (another worker owns the run).
+	// conflict makes TaskUpdate and TaskUpdateMany fail with ErrConflict (another worker owns the run).
 	conflict atomic.Bool
 	// beforeFinish, if set, runs at the start of RunFinish.
 	beforeFinish func(p *engine.RunFinishParams)
@@ -41,6 +41,16 @@ func (s *faultStore) TaskUpdate(ctx context.Context, p *engine.TaskUpdateParams)
 		return fmt.Errorf("task update: run owned by another worker: %w", engine.ErrConflict)
 	}
 	return s.Store.TaskUpdate(ctx, p)
+}
+
+func (s *faultStore) TaskUpdateMany(ctx context.Context, p *engine.TaskUpdateManyParams) error {
+	if s.down.Load() {
+		return fmt.Errorf("task update: %w", engine.ErrUnavailable)
+	}
+	if s.conflict.Load() {
+		return fmt.Errorf("task update: run owned by another worker: %w", engine.ErrConflict)
+	}
+	return s.Store.TaskUpdateMany(ctx, p)
 }
 
 func (s *faultStore) RunFinish(ctx context.Context, p *engine.RunFinishParams) (*engine.Run, error) {
