@@ -106,7 +106,7 @@ func TestMetricLabelsBounded(t *testing.T) {
 	runs, err := eng.Store().RunList(ctx, &engine.RunListParams{Limit: 10})
 	require.NoError(t, err)
 	for _, r := range runs.Runs {
-		_, err := eng.Execute(ctx, r.ID)
+		_, err := eng.Execute(ctx, &engine.ExecuteParams{RunID: r.ID})
 		require.NoError(t, err)
 	}
 	out = scrape()

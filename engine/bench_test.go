@@ -122,7 +122,7 @@ func benchExecute(b *testing.B, telemetry bool) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				final, err := eng.Execute(ctx, run.ID)
+				final, err := eng.Execute(ctx, &engine.ExecuteParams{RunID: run.ID})
 				if err != nil {
 					b.Fatal(err)
 				}

@@ -5,8 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/pyoco/pyoco/internal/backoff"
 	"log/slog"
-	"math/rand/v2"
 	"runtime/debug"
 	"slices"
 	"sync"
@@ -65,22 +65,61 @@ const interruptedMsg = "interrupted: worker lost"
 // with [ErrConflict] (another worker took the run over, or it was finished
 // elsewhere) the execution stops without writing anything more and returns
 // an error wrapping [ErrConflict].
-func (e *Engine) Execute(ctx context.Context, id string) (*Run, error) {
+//
+// Ownership is data: the Attempt that RunStart returns is this execution's
+// fence, carried in every later write's params (RunAttempt), so a store
+// refuses the writes of an execution whose run another worker took over.
+// p.Lease, when set, is the queue delivery: the store settles it with
+// RunStart (a terminal or unknown run) or RunFinish, so a worker never
+// acknowledges it after Execute returns nil, [ErrConflict] or
+// [ErrNotFound]. On a hand-back the returned run is the run as this
+// execution knew it (its Attempt is the fence to pass to
+// [Queue.QueueRequeue]); on other errors it is nil.
+func (e *Engine) Execute(ctx context.Context, p *ExecuteParams) (*Run, error) {
 	bg := context.WithoutCancel(ctx)
-	run, err := e.store.RunStart(ctx, &RunStartParams{RunID: id, WorkerID: e.cfg.WorkerID, At: time.Now().UTC()})
-	if err != nil {
-		return nil, fmt.Errorf("start run %s: %w", id, err)
+	worker := p.WorkerID
+	if worker == "" {
+		worker = e.cfg.WorkerID
 	}
-	x := &execution{e: e, bg: bg, ctx: ctx, run: run}
+	run, err := e.store.RunStart(ctx, &RunStartParams{RunID: p.RunID, WorkerID: worker, At: time.Now().UTC(), Lease: p.Lease})
+	if err != nil {
+		return nil, fmt.Errorf("start run %s: %w", p.RunID, err)
+	}
+	x := &execution{e: e, bg: bg, ctx: ctx, run: run, lease: p.Lease, fence: run.Attempt, settledFunc: p.SettledFunc}
+	x.w = &writer{x: x}
+	defer x.w.close()
 	return x.execute(ctx)
+}
+
+// ExecuteParams are the arguments of [Engine.Execute].
+type ExecuteParams struct {
+	RunID string
+	// WorkerID is recorded as the run's worker; defaults to Config.WorkerID.
+	WorkerID string
+	// Lease is the queue delivery of the run, if it came from a [Queue].
+	Lease *Lease
+	// SettledFunc, if set, is called once the store has stored this
+	// execution's finish (and so settled Lease), before Execute returns: a
+	// worker's heartbeat that then finds the lease gone knows the run ended
+	// here rather than being taken over.
+	SettledFunc func()
 }
 
 // execution is the state of one attempt of one run on this engine.
 type execution struct {
-	e    *Engine
-	bg   context.Context // for store writes: never cancelled
-	ctx  context.Context // the caller's: ends persist's waits
-	run  *Run
+	e   *Engine
+	bg  context.Context // for store writes: never cancelled
+	ctx context.Context // the caller's: ends persist's waits
+	run *Run
+	// lease is the run's queue delivery (nil when not from a queue); fence
+	// the run's Attempt as RunStart returned it, carried by every write.
+	lease *Lease
+	// settledFunc is ExecuteParams.SettledFunc.
+	settledFunc func()
+	fence       int
+	// w is the execution's writer: every task change and the finish go
+	// through it.
+	w    *writer
 	flow *Flow
 	plan *plan
 	sink *logSink
@@ -216,7 +255,9 @@ func (x *execution) execute(ctx context.Context) (*Run, error) {
 	}
 
 	runCtx, stop := context.WithCancelCause(context.WithoutCancel(sctx))
+	x.omu.Lock()
 	x.stop = stop
+	x.omu.Unlock()
 	defer stop(nil)
 	w := &watcher{x: x, done: make(chan struct{})}
 	var watchers sync.WaitGroup
@@ -742,7 +783,7 @@ func (x *execution) runTask(runCtx context.Context, i int, w *taskWorker) taskRe
 		if !retry || n >= spec.Retries {
 			return res
 		}
-		delay := backoff(spec.RetryDelay, spec.RetryMaxDelay, n)
+		delay := retryDelay(spec.RetryDelay, spec.RetryMaxDelay, n)
 		e.report(Progress{Kind: ProgressTaskRetrying, RunID: run.ID, FlowName: run.FlowName, TraceID: run.TraceID, Task: name, Attempt: attempt, Status: string(TaskFailed), Error: res.err, RetryIn: delay})
 		t := time.NewTimer(delay)
 		select {
@@ -754,8 +795,8 @@ func (x *execution) runTask(runCtx context.Context, i int, w *taskWorker) taskRe
 	}
 }
 
-// backoff is delay·2^i capped at maxDelay.
-func backoff(delay, maxDelay time.Duration, i int) time.Duration {
+// retryDelay is delay·2^i capped at maxDelay (a task's retry_delay; no jitter: the flow says it).
+func retryDelay(delay, maxDelay time.Duration, i int) time.Duration {
 	if maxDelay <= 0 {
 		maxDelay = DefaultRetryMaxDelay
 	}
@@ -809,7 +850,7 @@ func (x *execution) runAttempt(runCtx context.Context, i int, w *taskWorker, def
 	defer span.End()
 	sc := span.SpanContext()
 	att := Attempt{Number: n, Status: TaskRunning, StartedAt: start, WorkerID: e.cfg.WorkerID, SpanID: spanIDString(sc)}
-	x.taskUpdate(&TaskUpdateParams{RunID: run.ID, Task: name, Status: TaskRunning, StartedAt: *first, Attempt: &att, ResetEnd: true})
+	x.w.start(&TaskUpdateParams{RunID: run.ID, Task: name, Status: TaskRunning, StartedAt: *first, Attempt: &att, ResetEnd: true})
 	e.report(Progress{Kind: ProgressTaskStarted, RunID: run.ID, FlowName: run.FlowName, TraceID: run.TraceID, Task: name, Attempt: n, Status: string(TaskRunning)})
 
 	var status TaskStatus
@@ -817,6 +858,12 @@ func (x *execution) runAttempt(runCtx context.Context, i int, w *taskWorker, def
 	var output json.RawMessage
 	retry = true
 	func() {
+		if x.lost() {
+			// The start could not be stored (the run was taken over, or the
+			// store is lost): the task must not run.
+			status, errMsg, retry = TaskCancelled, "cancelled: "+errWriteSkipped.Error(), false
+			return
+		}
 		if def == nil {
 			status, errMsg, retry = TaskFailed, fmt.Sprintf("unknown task %q", spec.Use), false
 			return
@@ -1031,18 +1078,21 @@ func (x *execution) handBack(cause error) (*Run, error) {
 			x.taskUpdate(&TaskUpdateParams{RunID: x.run.ID, Task: x.plan.names[i], Status: TaskPending, ResetEnd: true, Error: "interrupted: worker stopping"})
 		}
 	}
+	// The next worker must read every finished task as finished: write
+	// them before the run is handed back.
+	x.w.flush()
 	if x.ownerLost.Load() {
 		return x.stopped()
 	}
 	x.runSpan.SetStatus(codes.Unset, "handed back")
 	x.runSpan.SetAttributes(attribute.Bool("pyoco.run.handed_back", true))
 	if x.storeLost.Load() {
-		return nil, fmt.Errorf("run %s: %w", x.run.ID, errStoreLost)
+		return x.run, fmt.Errorf("run %s: %w", x.run.ID, errStoreLost)
 	}
 	if !errors.Is(cause, ErrHandBack) {
 		cause = ErrHandBack
 	}
-	return nil, fmt.Errorf("run %s: %w", x.run.ID, cause)
+	return x.run, fmt.Errorf("run %s: %w", x.run.ID, cause)
 }
 
 // lost reports whether the execution must stop writing: the store stayed
@@ -1057,7 +1107,7 @@ func (x *execution) stopped() (*Run, error) {
 		return nil, fmt.Errorf("run %s: %w: %w", x.run.ID, errOwnerLost, ErrConflict)
 	}
 	x.runSpan.SetAttributes(attribute.Bool("pyoco.run.handed_back", true))
-	return nil, fmt.Errorf("run %s: %w", x.run.ID, errStoreLost)
+	return x.run, fmt.Errorf("run %s: %w", x.run.ID, errStoreLost)
 }
 
 func metricAttrs(kv ...attribute.KeyValue) metric.MeasurementOption {
@@ -1077,21 +1127,22 @@ func (x *execution) finish(status RunStatus, msg string) (*Run, error) {
 	end := time.Now().UTC()
 	var final *Run
 	elsewhere := false
-	err := x.persist(func(c context.Context) error {
-		r, err := e.store.RunFinish(c, &RunFinishParams{RunID: run.ID, Status: status, At: end, Error: msg})
+	fp := &RunFinishParams{RunID: run.ID, Status: status, At: end, Error: msg, RunAttempt: x.fence, Lease: x.lease}
+	err := x.w.finish(fp, func(c context.Context, r *Run, err error) error {
 		if errors.Is(err, ErrConflict) {
-			// Refused: the run is terminal already, or another worker
-			// owns it ("owner lost"). A run still going was taken over:
-			// this execution stops quietly. A terminal one is ours only if
-			// the stored finish is the one this call wrote (a retry after
-			// a lost reply); any other was made, and counted, elsewhere.
+			// Refused: the run is terminal already, or taken over (the
+			// fence). A run still going, or one another worker started
+			// since, is not ours: this execution stops quietly and records
+			// nothing. A terminal run of this attempt is ours only if the
+			// stored finish is the one this call wrote (a retry after a
+			// lost reply); any other was made, and counted, elsewhere.
 			r, err = e.store.RunGet(c, run.ID)
 			switch {
 			case err != nil:
-			case !r.Status.Terminal():
+			case !r.Status.Terminal() || r.Attempt != x.fence:
 				x.ownerLost.Store(true)
 			default:
-				elsewhere = !finishedBy(r, run.Attempt, status, msg, end)
+				elsewhere = !finishedBy(r, x.fence, status, msg, end)
 			}
 		}
 		final = r
@@ -1102,9 +1153,12 @@ func (x *execution) finish(status RunStatus, msg string) (*Run, error) {
 	}
 	if err != nil {
 		if x.storeLost.Load() {
-			return nil, fmt.Errorf("finish run %s: %w: %w", run.ID, errStoreLost, err)
+			return x.run, fmt.Errorf("finish run %s: %w: %w", run.ID, errStoreLost, err)
 		}
 		return nil, fmt.Errorf("finish run %s: %w", run.ID, err)
+	}
+	if x.settledFunc != nil {
+		x.settledFunc()
 	}
 	started := run.StartedAt
 	if started.IsZero() {
@@ -1141,13 +1195,21 @@ func finishedBy(r *Run, attempt int, status RunStatus, msg string, end time.Time
 		d > -time.Millisecond && d < time.Millisecond
 }
 
-// taskUpdate writes a task change through persist. A refusal with
-// ErrConflict means the run is no longer ours: the execution stops.
+// taskUpdate hands a task change to the execution's writer, which writes
+// it with the next write (see [writer]).
 func (x *execution) taskUpdate(p *TaskUpdateParams) {
-	err := x.persist(func(c context.Context) error { return x.e.store.TaskUpdate(c, p) })
-	if errors.Is(err, ErrConflict) && x.ownerLost.CompareAndSwap(false, true) {
-		if x.stop != nil {
-			x.stop(errOwnerLost)
+	x.w.later(p)
+}
+
+// loseOwnership stops the run after a write was refused with ErrConflict:
+// the run is no longer this execution's.
+func (x *execution) loseOwnership() {
+	if x.ownerLost.CompareAndSwap(false, true) {
+		x.omu.Lock()
+		stop := x.stop
+		x.omu.Unlock()
+		if stop != nil {
+			stop(errOwnerLost)
 		}
 	}
 }
@@ -1168,7 +1230,7 @@ func (x *execution) persist(fn func(context.Context) error) error {
 	if x.lost() {
 		return errWriteSkipped
 	}
-	delay := 50 * time.Millisecond
+	var bo backoff.Backoff // 50ms doubling to 5s, jittered
 	warned := false
 	for {
 		err := fn(x.bg)
@@ -1195,15 +1257,10 @@ func (x *execution) persist(fn func(context.Context) error) error {
 			warned = true
 			x.e.cfg.Logger.WarnContext(x.spanCtx, "store write: store unavailable, retrying", LogKeyRunID, x.run.ID, LogKeyError, err)
 		}
-		t := time.NewTimer(min(delay/2+rand.N(delay/2+1), left))
-		select {
-		case <-t.C:
-		case <-x.ctx.Done():
-			t.Stop()
+		if !backoff.Wait(x.ctx, min(bo.Next(), left)) {
 			x.giveUp(err)
 			return err
 		}
-		delay = min(delay*2, 5*time.Second)
 	}
 }
 
@@ -1233,8 +1290,11 @@ func (x *execution) storeUp() {
 func (x *execution) giveUp(err error) {
 	if x.storeLost.CompareAndSwap(false, true) {
 		x.e.cfg.Logger.ErrorContext(x.spanCtx, "store unavailable for too long: handing the run back", LogKeyRunID, x.run.ID, LogKeyError, err)
-		if x.stop != nil {
-			x.stop(errStoreLost)
+		x.omu.Lock()
+		stop := x.stop
+		x.omu.Unlock()
+		if stop != nil {
+			stop(errStoreLost)
 		}
 	}
 }

@@ -98,7 +98,7 @@ func (b *testBundle) submit(t *testing.T, src string, params map[string]any) *en
 func (b *testBundle) run(t *testing.T, src string) *engine.Run {
 	t.Helper()
 	run := b.submit(t, src, nil)
-	final, err := b.eng.Execute(context.Background(), run.ID)
+	final, err := b.eng.Execute(context.Background(), &engine.ExecuteParams{RunID: run.ID})
 	require.NoError(t, err)
 	return final
 }
@@ -408,7 +408,7 @@ tasks:
 			run := b.submit(t, src, nil)
 			ctx, cancel := context.WithCancelCause(context.Background())
 			time.AfterFunc(time.Second, func() { cancel(engine.ErrRunCancelled) })
-			final, err := b.eng.Execute(ctx, run.ID)
+			final, err := b.eng.Execute(ctx, &engine.ExecuteParams{RunID: run.ID})
 			require.NoError(t, err)
 			check(t, b, final)
 		})
@@ -424,7 +424,7 @@ tasks:
 					panic(fmt.Sprint(st, err))
 				}
 			})
-			final, err := b.eng.Execute(context.Background(), run.ID)
+			final, err := b.eng.Execute(context.Background(), &engine.ExecuteParams{RunID: run.ID})
 			require.NoError(t, err)
 			check(t, b, final)
 			_, err = b.eng.Cancel(context.Background(), run.ID)
@@ -438,7 +438,7 @@ tasks:
 		st, err := b.eng.Cancel(context.Background(), run.ID)
 		require.NoError(t, err)
 		require.Equal(t, engine.RunCancelled, st)
-		_, err = b.eng.Execute(context.Background(), run.ID)
+		_, err = b.eng.Execute(context.Background(), &engine.ExecuteParams{RunID: run.ID})
 		require.ErrorIs(t, err, engine.ErrConflict)
 	})
 }
@@ -466,7 +466,7 @@ tasks:
 	require.NoError(t, b.store.TaskUpdate(ctx, &engine.TaskUpdateParams{RunID: run.ID, Task: "b", Status: engine.TaskRunning,
 		StartedAt: now, Attempt: &engine.Attempt{Number: 1, Status: engine.TaskRunning, StartedAt: now}}))
 
-	final, err := b.eng.Execute(ctx, run.ID)
+	final, err := b.eng.Execute(ctx, &engine.ExecuteParams{RunID: run.ID})
 	require.NoError(t, err)
 	require.Equal(t, engine.RunCompleted, final.Status, final.Error)
 	require.Equal(t, 2, final.Attempt)
@@ -489,7 +489,7 @@ tasks:
 `, nil)
 		ctx, cancel := context.WithCancelCause(context.Background())
 		time.AfterFunc(time.Second, func() { cancel(engine.ErrHandBack) })
-		_, err := b.eng.Execute(ctx, run.ID)
+		_, err := b.eng.Execute(ctx, &engine.ExecuteParams{RunID: run.ID})
 		require.ErrorIs(t, err, engine.ErrHandBack)
 		stored, err := b.store.RunGet(context.Background(), run.ID)
 		require.NoError(t, err)
@@ -497,7 +497,7 @@ tasks:
 		require.Equal(t, engine.TaskSucceeded, stored.Tasks["first"].Status)
 		require.Equal(t, engine.TaskPending, stored.Tasks["nap"].Status)
 
-		final, err := b.eng.Execute(context.Background(), run.ID)
+		final, err := b.eng.Execute(context.Background(), &engine.ExecuteParams{RunID: run.ID})
 		require.NoError(t, err)
 		require.Equal(t, engine.RunCompleted, final.Status)
 		require.Equal(t, 1, b.calls["first"])

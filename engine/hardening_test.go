@@ -24,7 +24,7 @@ import (
 type faultStore struct {
 	*memstore.Store
 	down atomic.Bool // writes fail with ErrUnavailable
-	// conflict makes TaskUpdate fail with ErrConflict (another worker owns the run).
+	// conflict makes TaskUpdate and TaskUpdateMany fail with ErrConflict (another worker owns the run).
 	conflict atomic.Bool
 	// beforeFinish, if set, runs at the start of RunFinish.
 	beforeFinish func(p *engine.RunFinishParams)
@@ -43,6 +43,16 @@ func (s *faultStore) TaskUpdate(ctx context.Context, p *engine.TaskUpdateParams)
 		return fmt.Errorf("task update: run owned by another worker: %w", engine.ErrConflict)
 	}
 	return s.Store.TaskUpdate(ctx, p)
+}
+
+func (s *faultStore) TaskUpdateMany(ctx context.Context, p *engine.TaskUpdateManyParams) error {
+	if s.down.Load() {
+		return fmt.Errorf("task update: %w", engine.ErrUnavailable)
+	}
+	if s.conflict.Load() {
+		return fmt.Errorf("task update: run owned by another worker: %w", engine.ErrConflict)
+	}
+	return s.Store.TaskUpdateMany(ctx, p)
 }
 
 func (s *faultStore) RunFinish(ctx context.Context, p *engine.RunFinishParams) (*engine.Run, error) {
@@ -198,7 +208,7 @@ func TestExecuteStubbornTask(t *testing.T) {
 				addStubborn(t, b.reg)
 				run := b.submit(t, "version: 1\n"+tc.flow, nil)
 				start := time.Now()
-				final, err := b.eng.Execute(context.Background(), run.ID)
+				final, err := b.eng.Execute(context.Background(), &engine.ExecuteParams{RunID: run.ID})
 				require.NoError(t, err)
 				require.Equal(t, tc.elapsed, time.Since(start))
 				require.Equal(t, tc.run, final.Status)
@@ -233,7 +243,7 @@ func TestExecuteStoreOutage(t *testing.T) {
 			b := setupFault(t, nil)
 			run := b.submit(t, "version: 1\nflow: {name: out, graph: \"d >> a >> c\"}\ntasks:\n  d: {use: test/down}\n  a: {use: test/count}\n  c: {use: test/count}\n")
 			start := time.Now()
-			_, err := b.eng.Execute(context.Background(), run.ID)
+			_, err := b.eng.Execute(context.Background(), &engine.ExecuteParams{RunID: run.ID})
 			require.ErrorIs(t, err, engine.ErrHandBack)
 			require.LessOrEqual(t, time.Since(start), 15*time.Minute+10*time.Second, "one budget for the execution, not one per write")
 			require.GreaterOrEqual(t, time.Since(start), 15*time.Minute)
@@ -251,7 +261,7 @@ func TestExecuteStoreOutage(t *testing.T) {
 			// Two 10-minute outages: 20 minutes in all, over the budget.
 			run := b.submit(t, "version: 1\nflow: {name: out2, graph: \"d1 >> d2 >> c\"}\ntasks:\n  d1: {use: test/down, inputs: {for: 10m}}\n  d2: {use: test/down, inputs: {for: 10m}}\n  c: {use: test/count}\n")
 			start := time.Now()
-			_, err := b.eng.Execute(context.Background(), run.ID)
+			_, err := b.eng.Execute(context.Background(), &engine.ExecuteParams{RunID: run.ID})
 			require.ErrorIs(t, err, engine.ErrHandBack)
 			require.Less(t, time.Since(start), 16*time.Minute)
 			require.Zero(t, b.calls.Load())
@@ -262,7 +272,7 @@ func TestExecuteStoreOutage(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
 			b := setupFault(t, nil)
 			run := b.submit(t, "version: 1\nflow: {name: out3, graph: \"d >> c\"}\ntasks:\n  d: {use: test/down, inputs: {for: 1m}}\n  c: {use: test/count}\n")
-			final, err := b.eng.Execute(context.Background(), run.ID)
+			final, err := b.eng.Execute(context.Background(), &engine.ExecuteParams{RunID: run.ID})
 			require.NoError(t, err)
 			require.Equal(t, engine.RunCompleted, final.Status)
 			require.Equal(t, int32(1), b.calls.Load())
@@ -276,7 +286,7 @@ func TestExecuteStoreOutage(t *testing.T) {
 			ctx, cancel := context.WithCancelCause(context.Background())
 			time.AfterFunc(time.Minute, func() { cancel(engine.ErrHandBack) })
 			start := time.Now()
-			_, err := b.eng.Execute(ctx, run.ID)
+			_, err := b.eng.Execute(ctx, &engine.ExecuteParams{RunID: run.ID})
 			require.ErrorIs(t, err, engine.ErrHandBack)
 			require.Less(t, time.Since(start), time.Minute+10*time.Second)
 		})
@@ -289,7 +299,7 @@ func TestExecuteFinishStoreError(t *testing.T) {
 	b := setupFault(t, nil)
 	b.store.finishErr = fmt.Errorf("finish: %w", engine.ErrNotFound)
 	run := b.submit(t, "version: 1\nflow: {name: fin}\ntasks:\n  a: {use: noop}\n")
-	_, err := b.eng.Execute(context.Background(), run.ID)
+	_, err := b.eng.Execute(context.Background(), &engine.ExecuteParams{RunID: run.ID})
 	require.ErrorIs(t, err, engine.ErrNotFound)
 	require.Contains(t, err.Error(), "finish run "+run.ID)
 }
@@ -306,7 +316,7 @@ func TestExecuteLateCancel(t *testing.T) {
 			time.Sleep(time.Second) // the watcher, were it still running, would act now
 		}
 		run := b.submit(t, "version: 1\nflow: {name: late}\ntasks:\n  a: {use: noop}\n")
-		final, err := b.eng.Execute(ctx, run.ID)
+		final, err := b.eng.Execute(ctx, &engine.ExecuteParams{RunID: run.ID})
 		require.NoError(t, err)
 		require.Equal(t, engine.RunCompleted, final.Status)
 		ev, err := b.store.EventList(context.Background(), &engine.EventListParams{})
@@ -328,7 +338,7 @@ func TestExecuteOwnershipLost(t *testing.T) {
 	t.Parallel()
 	b := setupFault(t, nil)
 	run := b.submit(t, "version: 1\nflow: {name: own, graph: \"take >> after\"}\ntasks:\n  take: {use: test/takeover}\n  after: {use: test/count}\n")
-	_, err := b.eng.Execute(context.Background(), run.ID)
+	_, err := b.eng.Execute(context.Background(), &engine.ExecuteParams{RunID: run.ID})
 	require.ErrorIs(t, err, engine.ErrConflict)
 	require.Zero(t, b.calls.Load(), "nothing runs after the run was lost")
 	require.Zero(t, b.store.finishes.Load(), "a lost run is not finished here")
@@ -346,7 +356,7 @@ func TestExecuteFinishConflict(t *testing.T) {
 		_, _ = b.store.Store.RunFinish(context.Background(), &engine.RunFinishParams{RunID: p.RunID, Status: engine.RunFailed, Error: "failed elsewhere"})
 	}
 	run := b.submit(t, "version: 1\nflow: {name: conf}\ntasks:\n  a: {use: noop}\n")
-	final, err := b.eng.Execute(context.Background(), run.ID)
+	final, err := b.eng.Execute(context.Background(), &engine.ExecuteParams{RunID: run.ID})
 	require.NoError(t, err)
 	require.Equal(t, engine.RunFailed, final.Status)
 	var last engine.Progress
@@ -366,7 +376,7 @@ func TestExecuteFinishOwnerLost(t *testing.T) {
 	b := setupFault(t, nil)
 	b.store.finishErr = fmt.Errorf("finish: owner lost: the run was taken over (attempt 2): %w", engine.ErrConflict)
 	run := b.submit(t, "version: 1\nflow: {name: lost}\ntasks:\n  a: {use: noop}\n")
-	_, err := b.eng.Execute(context.Background(), run.ID)
+	_, err := b.eng.Execute(context.Background(), &engine.ExecuteParams{RunID: run.ID})
 	require.ErrorIs(t, err, engine.ErrConflict)
 	for _, p := range b.reports() {
 		require.NotEqual(t, engine.ProgressRunFinished, p.Kind, "a run taken over is not reported finished here")
@@ -449,7 +459,7 @@ tasks:
 		StartedAt: t0, EndedAt: t0, Error: "cancelled: run handed back",
 		Attempt: &engine.Attempt{Number: 1, Status: engine.TaskCancelled, StartedAt: t0, EndedAt: t0}}))
 
-	final, err := b.eng.Execute(ctx, run.ID)
+	final, err := b.eng.Execute(ctx, &engine.ExecuteParams{RunID: run.ID})
 	require.NoError(t, err)
 	require.Equal(t, engine.RunCompleted, final.Status, final.Error)
 	require.Equal(t, started.StartedAt, final.StartedAt, "a takeover keeps the run's start")
@@ -477,7 +487,7 @@ func TestExecuteResumeAfterStopFailure(t *testing.T) {
 	lostWorker(t, b.store, run.ID)
 	now := time.Now().UTC()
 	require.NoError(t, b.store.TaskUpdate(ctx, &engine.TaskUpdateParams{RunID: run.ID, Task: "a", Status: engine.TaskFailed, StartedAt: now, EndedAt: now, Error: "broken"}))
-	final, err := b.eng.Execute(ctx, run.ID)
+	final, err := b.eng.Execute(ctx, &engine.ExecuteParams{RunID: run.ID})
 	require.NoError(t, err)
 	require.Equal(t, engine.RunFailed, final.Status)
 	require.Equal(t, "task a failed: broken", final.Error)
@@ -496,7 +506,7 @@ func TestExecuteBrokenSnapshot(t *testing.T) {
 			Status: engine.RunPending, TraceID: engine.NewTraceID().String(),
 			Tasks: map[string]*engine.TaskState{"a": {Name: "a", Use: "nosuchtask", Status: engine.TaskPending}, "b": {Name: "b", Use: "noop", Status: engine.TaskPending}}}
 		require.NoError(t, b.store.RunCreate(context.Background(), run))
-		final, err := b.eng.Execute(context.Background(), run.ID)
+		final, err := b.eng.Execute(context.Background(), &engine.ExecuteParams{RunID: run.ID})
 		require.NoError(t, err)
 		require.Equal(t, engine.RunFailed, final.Status)
 		require.Contains(t, final.Error, "load flow snapshot")
@@ -512,7 +522,7 @@ func TestExecuteBrokenSnapshot(t *testing.T) {
 		require.NoError(t, b.store.TaskUpdate(ctx, &engine.TaskUpdateParams{RunID: run.ID, Task: "a", Status: engine.TaskSucceeded, StartedAt: now, EndedAt: now, Output: json.RawMessage(`{broken`)}))
 		require.NoError(t, b.store.TaskUpdate(ctx, &engine.TaskUpdateParams{RunID: run.ID, Task: "b", Status: engine.TaskRunning, StartedAt: now,
 			Attempt: &engine.Attempt{Number: 1, Status: engine.TaskRunning, StartedAt: now}}))
-		final, err := b.eng.Execute(ctx, run.ID)
+		final, err := b.eng.Execute(ctx, &engine.ExecuteParams{RunID: run.ID})
 		require.NoError(t, err)
 		require.Equal(t, engine.RunFailed, final.Status)
 		require.Contains(t, final.Error, "decode stored output of a")
@@ -532,7 +542,7 @@ func TestExecuteLogCapPerRun(t *testing.T) {
 	lostWorker(t, b.store, run.ID)
 	// The lost worker had stored two entries.
 	require.NoError(t, b.store.LogAppend(ctx, run.ID, []engine.LogEntry{{Task: "talk", Text: "one"}, {Task: "talk", Text: "two"}}))
-	final, err := b.eng.Execute(ctx, run.ID)
+	final, err := b.eng.Execute(ctx, &engine.ExecuteParams{RunID: run.ID})
 	require.NoError(t, err)
 	require.Equal(t, engine.RunCompleted, final.Status)
 	logs, err := b.store.LogList(ctx, &engine.LogListParams{RunID: run.ID})
@@ -581,7 +591,7 @@ func TestExecuteUnsampledParent(t *testing.T) {
 		run, err := b.eng.Submit(context.Background(), &engine.SubmitParams{Flow: f, TraceParent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-" + tc.flags})
 		require.NoError(t, err)
 		require.Equal(t, tc.flags == "00", run.ParentUnsampled)
-		final, err := b.eng.Execute(context.Background(), run.ID)
+		final, err := b.eng.Execute(context.Background(), &engine.ExecuteParams{RunID: run.ID})
 		require.NoError(t, err)
 		require.Equal(t, engine.RunCompleted, final.Status)
 		require.Len(t, rec.Ended()[before:], tc.spans, "flags %s", tc.flags)
@@ -650,7 +660,7 @@ func TestExecuteResumeAfterTimeout(t *testing.T) {
 		run := b.submit(t, "version: 1\nflow: {name: late, timeout: 1s, graph: \"a >> b\"}\ntasks:\n  a: {use: test/record}\n  b: {use: test/record}\n", nil)
 		lostWorker(t, b.store, run.ID)
 		time.Sleep(2 * time.Second)
-		final, err := b.eng.Execute(context.Background(), run.ID)
+		final, err := b.eng.Execute(context.Background(), &engine.ExecuteParams{RunID: run.ID})
 		require.NoError(t, err)
 		require.Equal(t, engine.RunFailed, final.Status)
 		require.Equal(t, "run timed out after 1s", final.Error)

@@ -2,7 +2,6 @@ package engine
 
 import (
 	"context"
-	"sync/atomic"
 	"time"
 )
 
@@ -33,8 +32,9 @@ type Queue interface {
 	// QueueRequeue acknowledges a handed-back run's lease and queues the run
 	// again for any worker (its next delivery counts from 1); a terminal run
 	// is only acknowledged. The memory store puts it at the front, Redis at
-	// the end of the stream.
-	QueueRequeue(ctx context.Context, l *Lease) error
+	// the end of the stream. When p.RunAttempt is set and differs from the
+	// run's Attempt the run was taken over: ErrConflict, nothing changes.
+	QueueRequeue(ctx context.Context, p *QueueRequeueParams) error
 }
 
 // QueueBatchPopper is an optional [Queue] capability: QueuePopBatch is
@@ -45,52 +45,20 @@ type QueueBatchPopper interface {
 	QueuePopBatch(ctx context.Context, p *QueuePopParams, max int) ([]*Lease, error)
 }
 
-// ContextWithLease returns a copy of ctx that carries l, the delivery of the
-// run about to be executed with it ([Engine.Execute]). A [Queue] store may
-// use it to settle the delivery in the same step as the run's own change:
-// RunStart of a terminal or unknown run, and RunFinish, then acknowledge
-// the delivery themselves and say so with [MarkLeaseSettled], so the worker
-// needs no separate [Queue.QueueAck].
-func ContextWithLease(ctx context.Context, l *Lease) context.Context {
-	return context.WithValue(ctx, leaseKey{}, &leaseValue{lease: l})
-}
-
-// LeaseFromContext returns the lease ctx carries ([ContextWithLease]), or
-// nil.
-func LeaseFromContext(ctx context.Context) *Lease {
-	if v, ok := ctx.Value(leaseKey{}).(*leaseValue); ok {
-		return v.lease
-	}
-	return nil
-}
-
-// MarkLeaseSettled records that the store acknowledged the delivery of the
-// lease ctx carries (a no-op without one). Safe for concurrent use.
-func MarkLeaseSettled(ctx context.Context) {
-	if v, ok := ctx.Value(leaseKey{}).(*leaseValue); ok {
-		v.settled.Store(true)
-	}
-}
-
-// LeaseSettled reports whether [MarkLeaseSettled] was called with ctx (or a
-// context derived from it).
-func LeaseSettled(ctx context.Context) bool {
-	v, ok := ctx.Value(leaseKey{}).(*leaseValue)
-	return ok && v.settled.Load()
-}
-
-type leaseKey struct{}
-
-type leaseValue struct {
-	lease   *Lease
-	settled atomic.Bool
-}
-
 // QueuePopParams are the arguments of [Queue.QueuePop].
 type QueuePopParams struct {
 	WorkerID string
 	// Block bounds the wait; 0 waits until ctx ends.
 	Block time.Duration
+}
+
+// QueueRequeueParams are the arguments of [Queue.QueueRequeue].
+type QueueRequeueParams struct {
+	Lease *Lease
+	// RunAttempt is the fence of the execution that hands the run back (the
+	// run's Attempt as its RunStart returned it), or 0 for a run this
+	// worker never started.
+	RunAttempt int
 }
 
 // QueueReclaimParams are the arguments of [Queue.QueueReclaim].

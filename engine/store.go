@@ -21,8 +21,10 @@ type RunStore interface {
 	// Attempt, sets WorkerID and returns the run with its tasks. ErrConflict
 	// if the run is terminal; ErrNotFound if unknown.
 	RunStart(ctx context.Context, p *RunStartParams) (*Run, error)
-	// RunFinish moves a run to a terminal status and sets EndedAt and Error.
-	// ErrConflict if it is already terminal.
+	// RunFinish applies p.Tasks (in order), then moves the run to a
+	// terminal status and sets EndedAt and Error, in one atomic step.
+	// ErrConflict if it is already terminal, or if p.RunAttempt is set and
+	// differs from the run's Attempt ("owner lost": nothing changes).
 	RunFinish(ctx context.Context, p *RunFinishParams) (*Run, error)
 	// RunCancel asks for cancellation: PENDING → CANCELLED at once (its
 	// PENDING tasks too, with EndedAt p.At and Error
@@ -32,8 +34,14 @@ type RunStore interface {
 	// RunList returns runs newest first (by CreatedAt, then ID), without tasks.
 	RunList(ctx context.Context, p *RunListParams) (*RunPage, error)
 	// TaskUpdate changes one task of a run. ErrNotFound if the run or task is
-	// unknown; ErrConflict if the run is terminal.
+	// unknown; ErrConflict if the run is terminal, or if p.RunAttempt is set
+	// and differs from the run's Attempt ("owner lost": nothing changes).
 	TaskUpdate(ctx context.Context, p *TaskUpdateParams) error
+	// TaskUpdateMany applies several task changes of one run, in order, in
+	// one atomic step, fenced by p.RunAttempt as TaskUpdate is. A change of
+	// an unknown task is skipped, except the last one's (ErrNotFound,
+	// leaving the earlier ones applied).
+	TaskUpdateMany(ctx context.Context, p *TaskUpdateManyParams) error
 }
 
 // LogStore keeps each run's log entries.
@@ -71,6 +79,11 @@ type RunStartParams struct {
 	RunID    string
 	WorkerID string
 	At       time.Time
+	// Lease, when set, is the delivery of the run by a [Queue] store. That
+	// store acknowledges it in the same step when the run is terminal or
+	// unknown (RunStart then fails with ErrConflict or ErrNotFound), so the
+	// worker needs no [Queue.QueueAck].
+	Lease *Lease
 }
 
 // RunFinishParams are the arguments of [RunStore.RunFinish].
@@ -79,6 +92,19 @@ type RunFinishParams struct {
 	Status RunStatus // COMPLETED, FAILED or CANCELLED
 	At     time.Time
 	Error  string
+	// RunAttempt is the fence: the run's Attempt as the writer's RunStart
+	// returned it. When it is set (not 0) and the stored Attempt differs,
+	// another worker took the run over since: the finish is refused with
+	// ErrConflict and changes nothing. 0 writes unfenced (API-side writes).
+	RunAttempt int
+	// Lease, when set, is the delivery being finished: a [Queue] store
+	// acknowledges it in the same step, whatever the outcome but an "owner
+	// lost" refusal (the new owner holds the entry).
+	Lease *Lease
+	// Tasks are task changes written in the same step, before the status
+	// change (their RunID and RunAttempt are ignored). One of a task that
+	// does not exist is skipped.
+	Tasks []*TaskUpdateParams
 }
 
 // RunCancelParams are the arguments of [RunStore.RunCancel].
@@ -122,6 +148,17 @@ type TaskUpdateParams struct {
 	OutputTruncated bool
 	// ResetEnd clears EndedAt (a task that is retried after a takeover).
 	ResetEnd bool
+	// RunAttempt is the writer's fence, as in [RunFinishParams].
+	RunAttempt int
+}
+
+// TaskUpdateManyParams are the arguments of [RunStore.TaskUpdateMany].
+type TaskUpdateManyParams struct {
+	RunID string
+	// RunAttempt is the writer's fence, as in [RunFinishParams].
+	RunAttempt int
+	// Tasks are applied in order; their RunID and RunAttempt are ignored.
+	Tasks []*TaskUpdateParams
 }
 
 // LogListParams filter [LogStore.LogList].

@@ -118,7 +118,7 @@ func TestExecuteTraceParent(t *testing.T) {
 	run, err := b.eng.Submit(context.Background(), &engine.SubmitParams{Flow: f, TraceParent: tp})
 	require.NoError(t, err)
 	require.Equal(t, "4bf92f3577b34da6a3ce929d0e0e4736", run.TraceID)
-	_, err = b.eng.Execute(context.Background(), run.ID)
+	_, err = b.eng.Execute(context.Background(), &engine.ExecuteParams{RunID: run.ID})
 	require.NoError(t, err)
 	for _, s := range b.spans.Ended() {
 		if s.Name() == "run traced" {

@@ -78,7 +78,7 @@ tasks:
 	}
 	done := make(chan result, 1)
 	go func() {
-		r, err := eng.Execute(ctx, run.ID)
+		r, err := eng.Execute(ctx, &engine.ExecuteParams{RunID: run.ID})
 		done <- result{r, err}
 	}()
 

@@ -78,8 +78,8 @@ func (s *Store) QueuePop(ctx context.Context, p *engine.QueuePopParams) (*engine
 // cancel, a finish) delete its entry, so it is never delivered; a run that
 // ends in the instant between the read and its start is refused by
 // [Store.RunStart] (ErrConflict), which acknowledges the entry when the
-// lease comes with the context ([engine.ContextWithLease]). A worker that
-// does not pass it acknowledges the lease with [Store.QueueAck].
+// lease comes in its params. A worker that does not pass it acknowledges
+// the lease with [Store.QueueAck].
 func (s *Store) QueuePopBatch(ctx context.Context, p *engine.QueuePopParams, n int) ([]*engine.Lease, error) {
 	if n < 1 {
 		n = 1
@@ -134,22 +134,14 @@ func (s *Store) QueuePopBatch(ctx context.Context, p *engine.QueuePopParams, n i
 }
 
 // QueueAck acknowledges the lease's entry and deletes it from the stream
-// (XACK + XDEL, atomically). Acknowledging twice does nothing. The run's
-// deferred task changes ([Store.TaskUpdate]) are written first; if that
-// fails the error wraps [engine.ErrUnavailable] and nothing is
-// acknowledged (retry). A lease this Store started ([Store.RunStart]) whose
-// run another worker took over since is refused with an error wrapping
-// [engine.ErrConflict] ("owner lost"): the entry is the new owner's.
+// (XACK + XDEL, atomically). Acknowledging twice does nothing. A worker
+// needs it only for leases it did not execute: RunStart and RunFinish
+// settle the lease passed in their params in the same script.
 func (s *Store) QueueAck(ctx context.Context, l *engine.Lease) error {
-	if err := s.handBackFlush(ctx, l.RunID); err != nil {
-		return fmt.Errorf("ack run %s: %w", l.RunID, err)
-	}
-	err := queueAckScript.Run(ctx, s.client, []string{s.keys.queue(), s.keys.run(l.RunID)}, queueGroup, l.ID, s.owned.get(l)).Err()
+	err := queueAckScript.Run(ctx, s.client, []string{s.keys.queue(), s.keys.run(l.RunID)}, queueGroup, l.ID, "").Err()
 	if err != nil {
-		err = interpretError(err)
-		return fmt.Errorf("ack run %s: %w", l.RunID, err)
+		return fmt.Errorf("ack run %s: %w", l.RunID, interpretError(err))
 	}
-	s.owned.forget(l)
 	return nil
 }
 
@@ -210,22 +202,17 @@ func (s *Store) QueueHeartbeat(ctx context.Context, workerID string, leases []*e
 
 // QueueRequeue hands a run back: its entry is acknowledged and deleted and,
 // unless the run is terminal, a new entry is added at the end of the
-// stream, for any worker (delivery count 1 again). The run's deferred task
-// changes ([Store.TaskUpdate]) are written first, so the next worker never
-// runs a finished task again; if that fails the error wraps
-// [engine.ErrUnavailable] and nothing is handed back (retry). A lease whose
-// run another worker took over since this Store started it is refused with
-// an error wrapping [engine.ErrConflict] ("owner lost").
-func (s *Store) QueueRequeue(ctx context.Context, l *engine.Lease) error {
-	if err := s.handBackFlush(ctx, l.RunID); err != nil {
-		return fmt.Errorf("requeue run %s: %w", l.RunID, err)
-	}
-	err := queueRequeueScript.Run(ctx, s.client, []string{s.keys.queue(), s.keys.run(l.RunID)}, queueGroup, l.ID, s.owned.get(l)).Err()
+// stream, for any worker (delivery count 1 again). When p.RunAttempt is set
+// and the run's attempt differs (another worker took the run over since)
+// it is refused with an error wrapping [engine.ErrConflict] ("owner lost")
+// and changes nothing.
+func (s *Store) QueueRequeue(ctx context.Context, p *engine.QueueRequeueParams) error {
+	l := p.Lease
+	err := queueRequeueScript.Run(ctx, s.client, []string{s.keys.queue(), s.keys.run(l.RunID)}, queueGroup, l.ID, fenceArg(p.RunAttempt)).Err()
 	if err != nil && !errors.Is(err, redis.Nil) {
 		err = interpretError(err)
 		return fmt.Errorf("requeue run %s: %w", l.RunID, err)
 	}
-	s.owned.forget(l)
 	return nil
 }
 
@@ -247,7 +234,7 @@ func (s *Store) QueueHeartbeatLost(ctx context.Context, workerID string, leases 
 	args = append(args, queueGroup, workerID)
 	for _, l := range leases {
 		ks = append(ks, s.keys.run(l.RunID))
-		args = append(args, l.ID, s.owned.get(l))
+		args = append(args, l.ID, "")
 	}
 	pos, err := queueHeartbeatLostScript.Run(ctx, s.client, ks, args...).Int64Slice()
 	if isNoGroup(err) {

@@ -11,7 +11,7 @@ import (
 	"github.com/pyoco/pyoco/redisstore"
 )
 
-// TestLeaseSettledByScripts checks that a lease passed with the context is
+// TestLeaseSettledByScripts checks that a lease passed in the params is
 // acknowledged by finish.lua (a finished run) and by start.lua (a run that
 // ended between its delivery and its start), so no entry stays pending.
 func TestLeaseSettledByScripts(t *testing.T) {
@@ -36,14 +36,11 @@ func TestLeaseSettledByScripts(t *testing.T) {
 			l, err := s.QueuePop(ctx, &engine.QueuePopParams{WorkerID: "w1", Block: 2 * time.Second})
 			require.NoError(t, err)
 			require.NotNil(t, l)
-			lctx := engine.ContextWithLease(ctx, l)
-			_, err = s.RunStart(lctx, &engine.RunStartParams{RunID: r.ID, WorkerID: "w1"})
+			st, err := s.RunStart(ctx, &engine.RunStartParams{RunID: r.ID, WorkerID: "w1", Lease: l})
 			require.NoError(t, err)
-			require.False(t, engine.LeaseSettled(lctx))
 			require.EqualValues(t, 1, pending())
-			_, err = s.RunFinish(lctx, &engine.RunFinishParams{RunID: r.ID, Status: engine.RunCompleted})
+			_, err = s.RunFinish(ctx, &engine.RunFinishParams{RunID: r.ID, Status: engine.RunCompleted, Lease: l, RunAttempt: st.Attempt})
 			require.NoError(t, err)
-			require.True(t, engine.LeaseSettled(lctx))
 			require.EqualValues(t, 0, pending())
 			n, err := c.XLen(ctx, queue).Result()
 			require.NoError(t, err)
@@ -58,17 +55,9 @@ func TestLeaseSettledByScripts(t *testing.T) {
 			_, err = s.RunCancel(ctx, &engine.RunCancelParams{RunID: r2.ID})
 			require.NoError(t, err)
 			require.EqualValues(t, 1, pending())
-			lctx2 := engine.ContextWithLease(ctx, l2)
-			_, err = s.RunStart(lctx2, &engine.RunStartParams{RunID: r2.ID, WorkerID: "w1"})
+			_, err = s.RunStart(ctx, &engine.RunStartParams{RunID: r2.ID, WorkerID: "w1", Lease: l2})
 			require.ErrorIs(t, err, engine.ErrConflict)
-			require.True(t, engine.LeaseSettled(lctx2))
 			require.EqualValues(t, 0, pending())
-
-			// A lease of another run is not used.
-			r3 := storetest.NewTestRun("hello", "a")
-			require.NoError(t, s.RunCreate(ctx, r3))
-			_, err = s.RunStart(lctx2, &engine.RunStartParams{RunID: r3.ID, WorkerID: "w1"})
-			require.NoError(t, err)
 		})
 	}
 }
@@ -125,55 +114,46 @@ func TestCancelNotifyFreshRun(t *testing.T) {
 	}
 }
 
-// TestTaskUpdateDeferred checks the worker path of TaskUpdate (the lease in
-// the context): a terminal task change is deferred, yet this Store's RunGet
-// sees it, another Store sees it shortly, and RunFinish writes the pending
-// ones in its own script; a task start is written at once.
-func TestTaskUpdateDeferred(t *testing.T) {
+// TestTaskChangesInOneScript checks TaskUpdateMany and the tasks that
+// RunFinish carries: applied in order in one script, one of an unknown task
+// skipped (but for TaskUpdateMany's last change, NOTFOUND), visible to
+// another Store at once.
+func TestTaskChangesInOneScript(t *testing.T) {
 	t.Parallel()
 	for _, be := range backends {
 		t.Run(be.name, func(t *testing.T) {
 			t.Parallel()
 			ctx := t.Context()
-			c1, c2 := be.client(t), be.client(t)
-			s, ns := newStore(t, c1, nil)
-			other, err := redisstore.New(c2, &redisstore.Config{Namespace: ns})
+			s, ns := newStore(t, be.client(t), nil)
+			other, err := redisstore.New(be.client(t), &redisstore.Config{Namespace: ns})
 			require.NoError(t, err)
 			now := time.Now().UTC().Truncate(time.Millisecond)
 
 			r := storetest.NewTestRun("hello", "a", "b", "c")
 			require.NoError(t, s.RunCreate(ctx, r))
-			l, err := s.QueuePop(ctx, &engine.QueuePopParams{WorkerID: "w1", Block: 2 * time.Second})
+			st, err := s.RunStart(ctx, &engine.RunStartParams{RunID: r.ID, WorkerID: "w1"})
 			require.NoError(t, err)
-			lctx := engine.ContextWithLease(ctx, l)
-			_, err = s.RunStart(lctx, &engine.RunStartParams{RunID: r.ID, WorkerID: "w1"})
-			require.NoError(t, err)
-
-			// A start is written at once.
 			att := &engine.Attempt{Number: 1, Status: engine.TaskRunning, StartedAt: now}
-			require.NoError(t, s.TaskUpdate(lctx, &engine.TaskUpdateParams{RunID: r.ID, Task: "a", Status: engine.TaskRunning, StartedAt: now, Attempt: att, ResetEnd: true}))
+			require.NoError(t, s.TaskUpdateMany(ctx, &engine.TaskUpdateManyParams{RunID: r.ID, RunAttempt: st.Attempt, Tasks: []*engine.TaskUpdateParams{
+				{Task: "a", Status: engine.TaskRunning, StartedAt: now, Attempt: att, ResetEnd: true},
+				{Task: "nope", Status: engine.TaskFailed},
+				{Task: "a", Status: engine.TaskSucceeded, EndedAt: now, Output: []byte(`{"x":1}`)},
+				{Task: "b", Status: engine.TaskSkipped, EndedAt: now, Error: "skip"},
+			}}))
 			got, err := other.RunGet(ctx, r.ID)
-			require.NoError(t, err)
-			require.Equal(t, engine.TaskRunning, got.Tasks["a"].Status)
-
-			// An end is deferred, but this Store reads it back, and the
-			// timer writes it for everyone.
-			require.NoError(t, s.TaskUpdate(lctx, &engine.TaskUpdateParams{RunID: r.ID, Task: "a", Status: engine.TaskSucceeded, EndedAt: now, Output: []byte(`{"x":1}`)}))
-			got, err = s.RunGet(ctx, r.ID)
 			require.NoError(t, err)
 			require.Equal(t, engine.TaskSucceeded, got.Tasks["a"].Status)
 			require.JSONEq(t, `{"x":1}`, string(got.Tasks["a"].Output))
-			require.NoError(t, s.TaskUpdate(lctx, &engine.TaskUpdateParams{RunID: r.ID, Task: "b", Status: engine.TaskSkipped, EndedAt: now, Error: "skip"}))
-			require.Eventually(t, func() bool {
-				got, err := other.RunGet(ctx, r.ID)
-				require.NoError(t, err)
-				return got.Tasks["b"].Status == engine.TaskSkipped
-			}, 5*time.Second, 5*time.Millisecond)
+			require.Len(t, got.Tasks["a"].Attempts, 1)
+			require.Equal(t, engine.TaskSkipped, got.Tasks["b"].Status)
+			require.NotContains(t, got.Tasks, "nope")
+			err = s.TaskUpdateMany(ctx, &engine.TaskUpdateManyParams{RunID: r.ID, Tasks: []*engine.TaskUpdateParams{{Task: "nope", Status: engine.TaskFailed}}})
+			require.ErrorIs(t, err, engine.ErrNotFound)
 
-			// Deferred ends (one of an unknown task, skipped) go with RunFinish.
-			require.NoError(t, s.TaskUpdate(lctx, &engine.TaskUpdateParams{RunID: r.ID, Task: "c", Status: engine.TaskFailed, EndedAt: now, Error: "boom"}))
-			require.NoError(t, s.TaskUpdate(lctx, &engine.TaskUpdateParams{RunID: r.ID, Task: "nope", Status: engine.TaskFailed, EndedAt: now}))
-			fin, err := s.RunFinish(lctx, &engine.RunFinishParams{RunID: r.ID, Status: engine.RunFailed, Error: "c failed"})
+			fin, err := s.RunFinish(ctx, &engine.RunFinishParams{RunID: r.ID, Status: engine.RunFailed, Error: "c failed", RunAttempt: st.Attempt, Tasks: []*engine.TaskUpdateParams{
+				{Task: "c", Status: engine.TaskFailed, EndedAt: now, Error: "boom"},
+				{Task: "nope", Status: engine.TaskFailed, EndedAt: now},
+			}})
 			require.NoError(t, err)
 			require.Equal(t, engine.TaskFailed, fin.Tasks["c"].Status)
 			require.Equal(t, "boom", fin.Tasks["c"].Error)
@@ -183,11 +163,9 @@ func TestTaskUpdateDeferred(t *testing.T) {
 			require.Equal(t, engine.RunFailed, got.Status)
 			require.Equal(t, engine.TaskFailed, got.Tasks["c"].Status)
 
-			// Without the lease (or of another run) nothing is deferred:
-			// errors come back at once.
 			err = s.TaskUpdate(ctx, &engine.TaskUpdateParams{RunID: r.ID, Task: "a", Status: engine.TaskSucceeded})
 			require.ErrorIs(t, err, engine.ErrConflict)
-			err = s.TaskUpdate(lctx, &engine.TaskUpdateParams{RunID: "other", Task: "a", Status: engine.TaskSucceeded})
+			err = s.TaskUpdate(ctx, &engine.TaskUpdateParams{RunID: "other", Task: "a", Status: engine.TaskSucceeded})
 			require.ErrorIs(t, err, engine.ErrNotFound)
 		})
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -37,8 +38,9 @@ const (
 // [engine.Pinger]) and [engine.IdempotencyStore]. Create it with [New]. It
 // is safe for concurrent use and needs no Close: it uses the client's pool,
 // plus one pub/sub connection and goroutine only while RunCancelNotify
-// channels are open (and 200ms after), and short-lived timers for deferred
-// task changes (see [Store.TaskUpdate]).
+// channels are open (and 200ms after). It keeps no state about the
+// deliveries it serves: ownership comes in each write's params (the
+// RunAttempt fence, the Lease to settle).
 //
 // Every change of a run's status, its index entries and its event happens in
 // one Lua script, so it is atomic on a single Redis and on Redis Cluster
@@ -64,10 +66,6 @@ type Store struct {
 	// hub shares one cancel subscription among RunCancelNotify waiters
 	// (notify.go).
 	hub cancelHub
-	// deferred holds task changes TaskUpdate deferred (deferred.go).
-	deferred deferredTasks
-	// owned holds the fence of each delivery this Store started (owner.go).
-	owned owners
 }
 
 // New returns a Store that keeps its state in client's Redis, under
@@ -150,7 +148,6 @@ func (s *Store) RunCreate(ctx context.Context, run *engine.Run) error {
 // RunGet returns the run with its tasks, read in one consistent snapshot, or
 // an error wrapping [engine.ErrNotFound].
 func (s *Store) RunGet(ctx context.Context, id string) (*engine.Run, error) {
-	_ = s.deferred.flushRun(ctx, s, id) // kept on failure: the read shows the stored state
 	v, err := getScript.Run(ctx, s.client, []string{s.keys.run(id), s.keys.tasks(id)}).Result()
 	if err != nil {
 		return nil, fmt.Errorf("get run %s: %w", id, interpretError(err))
@@ -166,39 +163,34 @@ func (s *Store) RunGet(ctx context.Context, id string) (*engine.Run, error) {
 // StartedAt p.At, moving between the status indexes and recording a RUNNING
 // event; a RUNNING or CANCELLING run (a takeover) keeps its status and
 // StartedAt and records no event. Either way Attempt is incremented and
-// WorkerID set. A zero p.At means now. It returns the run with its tasks; an
-// error wrapping [engine.ErrConflict] if the run is terminal,
-// [engine.ErrNotFound] if unknown. When ctx carries the lease that delivered
-// the run ([engine.ContextWithLease]), the queue entry of a terminal or
-// unknown run is acknowledged in the same script and the lease marked
-// settled ([engine.MarkLeaseSettled]), and the Store remembers the attempt
-// number as the delivery's fence: once another worker has started the run
-// again (a takeover increments Attempt), this delivery's TaskUpdate,
-// RunFinish, QueueAck and QueueRequeue are refused with an error wrapping
-// [engine.ErrConflict] ("owner lost") and change nothing. Writes without a
-// lease in their context (API-side ones) are not fenced.
+// WorkerID set. A zero p.At means now. It returns the run with its tasks;
+// its Attempt is the fence the caller passes in its later writes'
+// RunAttempt. It returns an error wrapping [engine.ErrConflict] if the run
+// is terminal, [engine.ErrNotFound] if unknown; then p.Lease, if set, is
+// acknowledged in the same script.
 func (s *Store) RunStart(ctx context.Context, p *engine.RunStartParams) (*engine.Run, error) {
+	t0 := time.Now()
+	v, err := s.runStartCmd(ctx, s.client, p).Result()
+	return s.runStartResult(p, t0, v, err)
+}
+
+// runStartCmd queues (or, on a client, runs) start.lua for p.
+func (s *Store) runStartCmd(ctx context.Context, c redis.Scripter, p *engine.RunStartParams) *redis.Cmd {
 	ks := []string{
 		s.keys.run(p.RunID), s.keys.tasks(p.RunID), s.keys.events(),
 		s.keys.status(engine.RunPending), s.keys.status(engine.RunRunning),
 		s.keys.queued(), s.keys.queue(),
 	}
-	entry := leaseEntry(ctx, p.RunID)
-	t0 := time.Now()
-	v, err := startScript.Run(ctx, s.client, ks, p.WorkerID, ms(orNow(p.At)), s.cfg.EventMaxLen, queueGroup, entry).Result()
+	return startScript.Run(ctx, c, ks, p.WorkerID, ms(orNow(p.At)), s.cfg.EventMaxLen, queueGroup, leaseID(p.Lease))
+}
+
+func (s *Store) runStartResult(p *engine.RunStartParams, t0 time.Time, v any, err error) (*engine.Run, error) {
 	if err != nil {
-		err = interpretError(err)
-		if entry != "" && (errors.Is(err, engine.ErrConflict) || errors.Is(err, engine.ErrNotFound)) {
-			engine.MarkLeaseSettled(ctx)
-		}
-		return nil, fmt.Errorf("start run %s: %w", p.RunID, err)
+		return nil, fmt.Errorf("start run %s: %w", p.RunID, interpretError(err))
 	}
 	r, err := parseRunWithTasks(v)
 	if err != nil {
 		return nil, fmt.Errorf("start run %s: %w", p.RunID, err)
-	}
-	if l := runLease(ctx, p.RunID); l != nil {
-		s.owned.set(l, r.Attempt)
 	}
 	if r.Status == engine.RunRunning {
 		s.hub.started(r.ID, t0)
@@ -206,30 +198,45 @@ func (s *Store) RunStart(ctx context.Context, p *engine.RunStartParams) (*engine
 	return r, nil
 }
 
-// leaseEntry returns the queue entry ID of the lease ctx carries if it
-// delivered runID, else "".
-func leaseEntry(ctx context.Context, runID string) string {
-	if l := engine.LeaseFromContext(ctx); l != nil && l.RunID == runID {
-		return l.ID
+// leaseID is l's entry ID, or "" for none.
+func leaseID(l *engine.Lease) string {
+	if l == nil {
+		return ""
 	}
-	return ""
+	return l.ID
+}
+
+// fenceArg is a RunAttempt fence as a script argument ("" for none).
+func fenceArg(attempt int) string {
+	if attempt == 0 {
+		return ""
+	}
+	return strconv.Itoa(attempt)
 }
 
 // RunFinish moves a non-terminal run (PENDING included) to p.Status
 // (COMPLETED, FAILED or CANCELLED), sets EndedAt to p.At (zero means now) and
 // Error to p.Error, moves it between status indexes, records the event and
 // starts its retention: after [Config.Retention] the run, its tasks and logs
-// expire and the indexes forget it. It returns the run with its tasks; an
-// error wrapping [engine.ErrConflict] if the run is already terminal,
-// [engine.ErrNotFound] if unknown, and a plain error if p.Status is not
-// terminal. When ctx carries the lease that delivered the run
-// ([engine.ContextWithLease]), its queue entry is acknowledged in the same
-// script, whatever the outcome, and the lease marked settled; but when
-// another worker took the run over since this delivery's RunStart, nothing
-// changes and the error wraps [engine.ErrConflict] ("owner lost"; the lease
-// is marked settled too, so the caller does not acknowledge the entry the
-// new owner holds).
+// expire and the indexes forget it. p.Tasks are written first, in the same
+// script (one of an unknown task is skipped). It returns the run with its
+// tasks; an error wrapping [engine.ErrConflict] if the run is already
+// terminal, [engine.ErrNotFound] if unknown, and a plain error if p.Status
+// is not terminal. p.Lease, if set, is acknowledged in the same script,
+// whatever the outcome; but when p.RunAttempt is set and differs from the
+// run's attempt (another worker took the run over), nothing changes, not
+// even the entry (the new owner holds it), and the error wraps
+// [engine.ErrConflict] ("owner lost").
 func (s *Store) RunFinish(ctx context.Context, p *engine.RunFinishParams) (*engine.Run, error) {
+	cmd, err := s.runFinishCmd(ctx, s.client, p)
+	if err != nil {
+		return nil, err
+	}
+	return s.runFinishResult(p, cmd.Val(), cmd.Err())
+}
+
+// runFinishCmd queues (or, on a client, runs) finish.lua for p.
+func (s *Store) runFinishCmd(ctx context.Context, c redis.Scripter, p *engine.RunFinishParams) (*redis.Cmd, error) {
 	if !p.Status.Terminal() {
 		return nil, fmt.Errorf("finish run %s: status %q is not terminal", p.RunID, p.Status)
 	}
@@ -237,30 +244,20 @@ func (s *Store) RunFinish(ctx context.Context, p *engine.RunFinishParams) (*engi
 		s.keys.run(p.RunID), s.keys.tasks(p.RunID), s.keys.logs(p.RunID), s.keys.events(), s.keys.expiry(),
 	}, s.keys.statuses()...)
 	ks = append(ks, s.keys.queued(), s.keys.queue())
-	entry := leaseEntry(ctx, p.RunID)
-	l := runLease(ctx, p.RunID)
-	fence := s.owned.get(l)
-	args := []any{string(p.Status), ms(orNow(p.At)), p.Error, s.cfg.EventMaxLen, s.cfg.Retention.Milliseconds(), queueGroup, entry, fence}
-	b := s.takeFor(p.RunID, fence)
-	if b != nil {
-		args = append(append(args, b.n), b.args...)
-	}
-	v, err := finishScript.Run(ctx, s.client, ks, args...).Result()
-	if err != nil {
-		err = interpretError(err)
-	}
-	s.deferred.done(p.RunID, b, keepBatch(err))
-	if err == nil || errors.Is(err, engine.ErrNotFound) {
-		s.owned.forget(l) // settled; a refused delivery stays fenced
-	}
-	if err != nil {
-		if entry != "" && (errors.Is(err, engine.ErrConflict) || errors.Is(err, engine.ErrNotFound)) {
-			engine.MarkLeaseSettled(ctx)
+	args := []any{string(p.Status), ms(orNow(p.At)), p.Error, s.cfg.EventMaxLen, s.cfg.Retention.Milliseconds(), queueGroup, leaseID(p.Lease), fenceArg(p.RunAttempt), len(p.Tasks)}
+	for _, t := range p.Tasks {
+		g, err := taskUpdateGroup(t)
+		if err != nil {
+			return nil, fmt.Errorf("finish run %s: task %s: %w", p.RunID, t.Task, err)
 		}
-		return nil, fmt.Errorf("finish run %s: %w", p.RunID, err)
+		args = append(args, g...)
 	}
-	if entry != "" {
-		engine.MarkLeaseSettled(ctx)
+	return finishScript.Run(ctx, c, ks, args...), nil
+}
+
+func (s *Store) runFinishResult(p *engine.RunFinishParams, v any, err error) (*engine.Run, error) {
+	if err != nil {
+		return nil, fmt.Errorf("finish run %s: %w", p.RunID, interpretError(err))
 	}
 	r, err := parseRunWithTasks(v)
 	if err != nil {
@@ -373,40 +370,46 @@ func (s *Store) RunList(ctx context.Context, p *engine.RunListParams) (*engine.R
 // describes, in one script. ResetEnd is applied before EndedAt, so both
 // together set EndedAt; an Attempt is inserted or replaced by Number. It
 // returns an error wrapping [engine.ErrNotFound] if the run or task is
-// unknown, [engine.ErrConflict] if the run is terminal or, for a worker's
-// write (the lease in ctx), was taken over by another worker since this
-// delivery's RunStart ("owner lost", see [Store.RunStart]). It records no
-// event.
-//
-// When ctx carries the lease of the run ([engine.ContextWithLease], as a
-// worker executes it) a change to a terminal task status is deferred: it
-// returns nil at once and is written with the run's next write from this
-// Store (a task change, RunFinish, or a RunGet, in the same script;
-// QueueAck, QueueRequeue and Flush write them first) or after
-// taskFlushDelay (100µs), whichever comes first. A task's start (RUNNING,
-// with its attempt) is always written before TaskUpdate returns, so a
-// task's side effects never precede the record of its attempt; a worker that
-// dies with a deferred SUCCEEDED loses it, and the task runs again in the
-// next attempt, as it would had the worker died just before the write.
+// unknown, [engine.ErrConflict] if the run is terminal or, when
+// p.RunAttempt is set, if the run's attempt differs ("owner lost": another
+// worker took the run over). It records no event.
 func (s *Store) TaskUpdate(ctx context.Context, p *engine.TaskUpdateParams) error {
-	group, err := taskUpdateGroup(p)
+	err := s.TaskUpdateMany(ctx, &engine.TaskUpdateManyParams{RunID: p.RunID, RunAttempt: p.RunAttempt, Tasks: []*engine.TaskUpdateParams{p}})
 	if err != nil {
-		return fmt.Errorf("update task %s of run %s: %w", p.Task, p.RunID, err)
+		return fmt.Errorf("task %s: %w", p.Task, err)
 	}
-	fence := s.fence(ctx, p.RunID)
-	if p.Status.Terminal() && leaseEntry(ctx, p.RunID) != "" {
-		s.deferred.add(s, p.RunID, fence, group)
-		return nil
-	}
-	b := s.takeFor(p.RunID, fence)
-	n, groups := 1, group
-	if b != nil {
-		n, groups = b.n+1, append(append(make([]any, 0, len(b.args)+len(group)), b.args...), group...)
-	}
-	err = s.writeTasks(ctx, p.RunID, fence, n, groups)
-	s.deferred.done(p.RunID, b, keepBatch(err))
+	return nil
+}
+
+// TaskUpdateMany applies p.Tasks to the run in order, in one script, each as
+// [Store.TaskUpdate] does, fenced by p.RunAttempt. A change of an unknown
+// task is skipped, except the last one's (an error wrapping
+// [engine.ErrNotFound], leaving the earlier ones applied).
+func (s *Store) TaskUpdateMany(ctx context.Context, p *engine.TaskUpdateManyParams) error {
+	cmd, err := s.taskUpdateManyCmd(ctx, s.client, p)
 	if err != nil {
-		return fmt.Errorf("update task %s of run %s: %w", p.Task, p.RunID, err)
+		return err
+	}
+	return taskUpdateManyResult(p, cmd.Err())
+}
+
+// taskUpdateManyCmd queues (or, on a client, runs) task_update.lua for p.
+func (s *Store) taskUpdateManyCmd(ctx context.Context, c redis.Scripter, p *engine.TaskUpdateManyParams) (*redis.Cmd, error) {
+	args := make([]any, 0, 2+8*len(p.Tasks))
+	args = append(args, fenceArg(p.RunAttempt), len(p.Tasks))
+	for _, t := range p.Tasks {
+		g, err := taskUpdateGroup(t)
+		if err != nil {
+			return nil, fmt.Errorf("update task %s of run %s: %w", t.Task, p.RunID, err)
+		}
+		args = append(args, g...)
+	}
+	return taskUpdateScript.Run(ctx, c, []string{s.keys.run(p.RunID), s.keys.tasks(p.RunID)}, args...), nil
+}
+
+func taskUpdateManyResult(p *engine.TaskUpdateManyParams, err error) error {
+	if err != nil {
+		return fmt.Errorf("update tasks of run %s: %w", p.RunID, interpretError(err))
 	}
 	return nil
 }

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/pyoco/pyoco/internal/backoff"
 	"io"
 	"log/slog"
 	"math/rand/v2"
@@ -316,6 +317,7 @@ type outage struct {
 	attrs []any
 	since time.Time
 	fails int
+	bo    backoff.Backoff
 }
 
 // failed records a failure and returns how long to wait before trying
@@ -326,7 +328,8 @@ func (o *outage) failed(ctx context.Context, log *slog.Logger, err error) time.D
 		log.WarnContext(ctx, "webhooks: "+o.what+" failing; retrying with back-off", append(o.attrs, engine.LogKeyError, err)...)
 	}
 	o.fails++
-	return backoff(o.fails, 100*time.Millisecond, 5*time.Second)
+	o.bo.Min, o.bo.Max = 100*time.Millisecond, 5*time.Second
+	return o.bo.Next()
 }
 
 // ok records a success.
@@ -335,17 +338,8 @@ func (o *outage) ok(ctx context.Context, log *slog.Logger) {
 		log.InfoContext(ctx, "webhooks: "+o.what+" works again", append(o.attrs, "failures", o.fails,
 			"after", time.Since(o.since).Round(time.Millisecond).String())...)
 		o.fails = 0
+		o.bo.Reset()
 	}
-}
-
-// backoff is the wait after n failures: first doubling from base up to
-// top, less up to a fifth at random.
-func backoff(n int, base, top time.Duration) time.Duration {
-	w := top
-	if n < 20 {
-		w = min(base<<(n-1), top)
-	}
-	return w - time.Duration(rand.Int64N(int64(w)/5+1))
 }
 
 // readLoop turns events into deliveries to ep, acknowledging each event
@@ -616,11 +610,12 @@ func (d *Dispatcher) attempt(ctx context.Context, dl *engine.WebhookDelivery, cl
 // waits for the claim's lease to lapse and is sent again.
 func (d *Dispatcher) update(ctx context.Context, dl *engine.WebhookDelivery, disable string) {
 	var err error
-	for i := 1; ; i++ {
+	bo := backoff.Backoff{Min: 100 * time.Millisecond, Max: 2 * time.Second}
+	for {
 		err = d.store.WebhookDeliveryUpdate(ctx, &engine.WebhookDeliveryUpdateParams{Delivery: dl, Retention: d.cfg.Retention,
 			DisableEndpoint: disable})
 		if err == nil || errors.Is(err, engine.ErrConflict) || ctx.Err() != nil ||
-			!sleep(ctx, backoff(i, 100*time.Millisecond, 2*time.Second)) {
+			!bo.Sleep(ctx) {
 			break
 		}
 	}

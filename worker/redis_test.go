@@ -163,7 +163,7 @@ func TestRedisOwnerLost(t *testing.T) {
 	ls, err := storeB.QueueReclaim(ctx, &engine.QueueReclaimParams{WorkerID: "B", MinIdle: 0, Count: 10})
 	require.NoError(t, err)
 	require.Len(t, ls, 1)
-	started, err := storeB.RunStart(engine.ContextWithLease(ctx, ls[0]), &engine.RunStartParams{RunID: r.ID, WorkerID: "B", At: time.Now().UTC()})
+	started, err := storeB.RunStart(ctx, &engine.RunStartParams{RunID: r.ID, WorkerID: "B", At: time.Now().UTC(), Lease: ls[0]})
 	require.NoError(t, err)
 	require.Equal(t, 2, started.Attempt)
 

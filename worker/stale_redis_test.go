@@ -49,7 +49,7 @@ func TestRedisStaleFinishCountsNothing(t *testing.T) {
 	done := make(chan error, 1)
 	release := sync.OnceFunc(func() { close(b.release) })
 	go func() {
-		_, err := engA.Execute(engine.ContextWithLease(ctx, la), la.RunID)
+		_, err := engA.Execute(ctx, &engine.ExecuteParams{RunID: la.RunID, Lease: la})
 		done <- err
 	}()
 	defer func() {
@@ -65,21 +65,24 @@ func TestRedisStaleFinishCountsNothing(t *testing.T) {
 	ls, err := storeB.QueueReclaim(ctx, &engine.QueueReclaimParams{WorkerID: "B", MinIdle: 0, Count: 10})
 	require.NoError(t, err)
 	require.Len(t, ls, 1)
-	cb := engine.ContextWithLease(ctx, ls[0])
-	started, err := storeB.RunStart(cb, &engine.RunStartParams{RunID: r.ID, WorkerID: "B", At: time.Now().UTC()})
+	cb := ctx
+	started, err := storeB.RunStart(cb, &engine.RunStartParams{RunID: r.ID, WorkerID: "B", At: time.Now().UTC(), Lease: ls[0]})
 	require.NoError(t, err)
 	require.Equal(t, 2, started.Attempt)
 	now := time.Now().UTC()
-	require.NoError(t, storeB.TaskUpdate(cb, &engine.TaskUpdateParams{RunID: r.ID, Task: "w", Status: engine.TaskRunning, StartedAt: now}))
-	require.NoError(t, storeB.TaskUpdate(cb, &engine.TaskUpdateParams{RunID: r.ID, Task: "w", Status: engine.TaskSucceeded, EndedAt: now, Output: []byte(`"B"`)}))
-	_, err = storeB.RunFinish(cb, &engine.RunFinishParams{RunID: r.ID, Status: engine.RunCompleted, At: now})
+	require.NoError(t, storeB.TaskUpdate(cb, &engine.TaskUpdateParams{RunID: r.ID, Task: "w", Status: engine.TaskRunning, StartedAt: now, RunAttempt: 2}))
+	require.NoError(t, storeB.TaskUpdate(cb, &engine.TaskUpdateParams{RunID: r.ID, Task: "w", Status: engine.TaskSucceeded, EndedAt: now, Output: []byte(`"B"`), RunAttempt: 2}))
+	_, err = storeB.RunFinish(cb, &engine.RunFinishParams{RunID: r.ID, Status: engine.RunCompleted, At: now, RunAttempt: 2, Lease: ls[0]})
 	require.NoError(t, err)
 
 	// A's task returns; its finish meets the fence.
 	release()
 	err = <-done
 	done = nil
-	require.NoError(t, err, "A reports the run finished elsewhere")
+	if err != nil {
+		// Taken over since: A's execution stops with ErrConflict.
+		require.ErrorIs(t, err, engine.ErrConflict, "A stops: the run is B's")
+	}
 	got, err := storeB.RunGet(ctx, r.ID)
 	require.NoError(t, err)
 	require.Equal(t, engine.RunCompleted, got.Status)

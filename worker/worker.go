@@ -4,9 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/pyoco/pyoco/internal/backoff"
 	"io"
 	"log/slog"
-	"math/rand/v2"
 	"os"
 	"slices"
 	"sync"
@@ -28,13 +28,6 @@ const (
 // takes runs for all the slots, as many at once as there are free slots
 // ([engine.QueueBatchPopper]), and hands them to the slots.
 const popBlock = 500 * time.Millisecond
-
-// Back-off while the store is unavailable: from backoffMin doubling to
-// backoffMax, with jitter.
-const (
-	backoffMin = 50 * time.Millisecond
-	backoffMax = 5 * time.Second
-)
 
 // Config tunes a [Worker]. The zero value (or nil) means every default.
 type Config struct {
@@ -145,10 +138,9 @@ type holding struct {
 	// lost is set when the heartbeat learnt that this worker no longer
 	// holds the lease: the run is stopped, never acknowledged nor requeued.
 	lost bool
-	// settledFunc reports whether the store acknowledged the lease as it
-	// finished the run here ([engine.LeaseSettled]); nil until the run
-	// executes.
-	settledFunc func() bool
+	// settled is set when the store acknowledged the lease as it finished
+	// the run here ([engine.ExecuteParams.SettledFunc]).
+	settled bool
 	// ended is set when the execution returned (the lease is being
 	// acknowledged, requeued or released).
 	ended bool
@@ -158,7 +150,7 @@ type holding struct {
 // ended here: the heartbeat then finds the lease gone without a takeover.
 // w.mu must be held.
 func (h *holding) finishedHere() bool {
-	return h.ended || h.settledFunc != nil && h.settledFunc()
+	return h.ended || h.settled
 }
 
 // heartbeatLoser is an optional [engine.Queue] capability (the Redis store
@@ -289,10 +281,10 @@ func (w *Worker) Stop(ctx context.Context) error {
 	for {
 		select {
 		case l := <-w.reclaimed:
-			w.requeue(bg, l)
+			w.requeue(bg, l, 0)
 			continue
 		case l := <-w.taken:
-			w.requeue(bg, l)
+			w.requeue(bg, l, 0)
 			continue
 		default:
 		}
@@ -354,7 +346,7 @@ func (w *Worker) slot(takeCtx, base context.Context) {
 		}
 		if takeCtx.Err() != nil {
 			// Stopping: never start it (reclaimed or taken alike).
-			w.requeue(base, l)
+			w.requeue(base, l, 0)
 			return
 		}
 		if w.beforeExecute != nil {
@@ -370,7 +362,7 @@ func (w *Worker) slot(takeCtx, base context.Context) {
 // queued for an idle worker starts within milliseconds) or no slot is free.
 func (w *Worker) take(takeCtx, base context.Context) {
 	batch, _ := w.q.(engine.QueueBatchPopper)
-	var bo backoff
+	var bo backoff.Backoff
 	for takeCtx.Err() == nil {
 		w.mu.Lock()
 		free := w.cfg.Concurrency - len(w.held)
@@ -398,16 +390,16 @@ func (w *Worker) take(takeCtx, base context.Context) {
 				return
 			}
 			w.storeFailed(takeCtx, "take a run", err)
-			bo.sleep(takeCtx)
+			bo.Sleep(takeCtx)
 			continue
 		}
 		w.storeOK(takeCtx)
-		bo.reset()
+		bo.Reset()
 		for _, l := range leases {
 			w.hold(l)
 			if takeCtx.Err() != nil {
 				// Stopping: never start it.
-				w.requeue(base, l)
+				w.requeue(base, l, 0)
 				continue
 			}
 			w.taken <- l // never blocks: runs waiting in taken are held, and at most free were taken
@@ -432,18 +424,17 @@ func (w *Worker) release(l *engine.Lease) {
 	}
 }
 
-// execute runs one held lease to its end and acknowledges it, or hands it
-// back. Its context is independent of the caller's cancellation: only Stop
-// (hand back) and the store's cancel requests stop a run. The context
-// carries the lease ([engine.ContextWithLease]), so a store can acknowledge
-// it as it finishes the run; the worker then skips its own ack.
+// execute runs one held lease to its end, or hands it back. Its context is
+// independent of the caller's cancellation: only Stop (hand back) and the
+// store's cancel requests stop a run. The lease goes to the engine in
+// [engine.ExecuteParams]: the store settles it as it starts a terminal run
+// or finishes the run, so the worker sends no ack of its own.
 func (w *Worker) execute(base context.Context, l *engine.Lease) {
-	runCtx, stop := context.WithCancelCause(engine.ContextWithLease(base, l))
+	runCtx, stop := context.WithCancelCause(base)
 	defer stop(nil)
 	w.mu.Lock()
 	if h := w.held[l.ID]; h != nil {
 		h.stop = stop
-		h.settledFunc = func() bool { return engine.LeaseSettled(runCtx) }
 	}
 	handingBack, lost := w.handingBack, w.isLost(l)
 	w.mu.Unlock()
@@ -454,36 +445,39 @@ func (w *Worker) execute(base context.Context, l *engine.Lease) {
 		return
 	case handingBack:
 		// Stop's hand-back ran before the stop func was registered.
-		w.requeue(base, l)
+		w.requeue(base, l, 0)
 		return
 	}
 
-	var bo backoff
+	var bo backoff.Backoff
 	for {
-		_, err := w.eng.Execute(runCtx, l.RunID)
+		run, err := w.eng.Execute(runCtx, &engine.ExecuteParams{RunID: l.RunID, WorkerID: w.cfg.ID, Lease: l,
+			SettledFunc: func() { w.settled(l) }})
 		if !errors.Is(err, engine.ErrUnavailable) || runCtx.Err() != nil {
 			w.ended(l) // not executed again: the switch settles the lease
 		}
+		fence := 0
+		if run != nil {
+			fence = run.Attempt
+		}
 		switch {
 		case err == nil, errors.Is(err, engine.ErrConflict), errors.Is(err, engine.ErrNotFound):
-			// Finished (here, or already before: a terminal run's entry).
-			if engine.LeaseSettled(runCtx) {
-				w.release(l)
-			} else {
-				w.ack(base, l)
-			}
+			// Finished (here, or already before: a terminal run's entry),
+			// or taken over: the store settled the lease (or it is the new
+			// owner's).
+			w.release(l)
 			return
 		case errors.Is(err, engine.ErrHandBack):
-			w.requeue(base, l)
+			w.requeue(base, l, fence)
 			return
 		case errors.Is(err, engine.ErrUnavailable) && runCtx.Err() == nil:
 			// Starting (or finishing) failed while the store is down:
 			// keep the lease (heart-beaten) and try again.
 			w.storeFailed(base, "execute run", err)
-			bo.sleep(runCtx)
+			bo.Sleep(runCtx)
 			continue
 		case runCtx.Err() != nil && errors.Is(context.Cause(runCtx), engine.ErrHandBack):
-			w.requeue(base, l)
+			w.requeue(base, l, fence)
 			return
 		default:
 			// Anything else (a broken run hash…): leave the lease to expire,
@@ -506,19 +500,21 @@ func (w *Worker) ack(ctx context.Context, l *engine.Lease) {
 	w.retry(ctx, "acknowledge run", func(ctx context.Context) error { return w.q.QueueAck(ctx, l) })
 }
 
-// requeue hands l back for another worker.
-func (w *Worker) requeue(ctx context.Context, l *engine.Lease) {
+// requeue hands l back for another worker; fence is the run's Attempt as
+// this worker's execution started it, 0 if it never did.
+func (w *Worker) requeue(ctx context.Context, l *engine.Lease, fence int) {
 	defer w.release(l)
 	if w.lost(l) {
 		return // another worker's now
 	}
-	w.retry(ctx, "hand run back", func(ctx context.Context) error { return w.q.QueueRequeue(ctx, l) })
+	p := &engine.QueueRequeueParams{Lease: l, RunAttempt: fence}
+	w.retry(ctx, "hand run back", func(ctx context.Context) error { return w.q.QueueRequeue(ctx, p) })
 }
 
 // retry calls fn until it succeeds, fails with an error other than
 // ErrUnavailable (logged), or a minute passes.
 func (w *Worker) retry(ctx context.Context, what string, fn func(context.Context) error) {
-	var bo backoff
+	var bo backoff.Backoff
 	deadline := time.Now().Add(time.Minute)
 	for {
 		err := fn(ctx)
@@ -531,7 +527,7 @@ func (w *Worker) retry(ctx context.Context, what string, fn func(context.Context
 			return
 		}
 		w.storeFailed(ctx, what, err)
-		bo.sleep(ctx)
+		bo.Sleep(ctx)
 	}
 }
 
@@ -615,6 +611,15 @@ func (w *Worker) loseLeases(ctx context.Context, lost []*engine.Lease) {
 			stop(errOwnerLost)
 		}
 	}
+}
+
+// settled notes that the store settled l as it finished the run here.
+func (w *Worker) settled(l *engine.Lease) {
+	w.mu.Lock()
+	if h := w.held[l.ID]; h != nil && h.lease == l {
+		h.settled = true
+	}
+	w.mu.Unlock()
 }
 
 // ended notes that the execution of l returned.
@@ -715,25 +720,5 @@ func (w *Worker) storeFailed(ctx context.Context, what string, err error) {
 func (w *Worker) storeOK(ctx context.Context) {
 	if w.down.CompareAndSwap(true, false) {
 		w.log.InfoContext(ctx, "store available again")
-	}
-}
-
-// backoff sleeps with jitter, from backoffMin doubling to backoffMax.
-type backoff struct{ d time.Duration }
-
-func (b *backoff) reset() { b.d = 0 }
-
-func (b *backoff) sleep(ctx context.Context) {
-	if b.d == 0 {
-		b.d = backoffMin
-	} else {
-		b.d = min(b.d*2, backoffMax)
-	}
-	d := b.d/2 + rand.N(b.d/2+1)
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-	case <-ctx.Done():
 	}
 }

@@ -417,7 +417,7 @@ func wideRuns(ctx context.Context, eng *engine.Engine, reg *engine.Registry) []*
 		if err != nil {
 			log.Fatal(err)
 		}
-		r, err := eng.Execute(ctx, run.ID)
+		r, err := eng.Execute(ctx, &engine.ExecuteParams{RunID: run.ID})
 		if err != nil {
 			log.Fatal(err)
 		}

@@ -132,7 +132,8 @@ func (s *Store) RunGet(ctx context.Context, id string) (*engine.Run, error) {
 // (a takeover) keeps its status and StartedAt and records no event. Either
 // way Attempt is incremented and WorkerID set. A zero p.At means now. It
 // returns a copy of the run with its tasks; an error wrapping
-// [engine.ErrConflict] if the run is terminal, [engine.ErrNotFound] if unknown.
+// [engine.ErrConflict] if the run is terminal, [engine.ErrNotFound] if
+// unknown, and then acknowledges p.Lease (if set) in the same step.
 func (s *Store) RunStart(ctx context.Context, p *engine.RunStartParams) (*engine.Run, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -142,10 +143,12 @@ func (s *Store) RunStart(ctx context.Context, p *engine.RunStartParams) (*engine
 	defer s.mu.Unlock()
 	rec, ok := s.runs[p.RunID]
 	if !ok {
+		s.settle(p.Lease)
 		return nil, fmt.Errorf("start run %s: %w", p.RunID, engine.ErrNotFound)
 	}
 	r := rec.run
 	if r.Status.Terminal() {
+		s.settle(p.Lease)
 		return nil, fmt.Errorf("start run %s: run is %s: %w", p.RunID, r.Status, engine.ErrConflict)
 	}
 	if r.Status == engine.RunPending {
@@ -161,9 +164,14 @@ func (s *Store) RunStart(ctx context.Context, p *engine.RunStartParams) (*engine
 // RunFinish moves a non-terminal run to p.Status (COMPLETED, FAILED or
 // CANCELLED), sets EndedAt to p.At (zero means now) and Error to p.Error, and
 // records an event. Any run that is not terminal may finish, PENDING included.
-// It returns a copy of the run with its tasks; an error wrapping
+// p.Tasks are applied first, in the same step (one of an unknown task is
+// skipped). It returns a copy of the run with its tasks; an error wrapping
 // [engine.ErrConflict] if the run is already terminal, [engine.ErrNotFound]
-// if unknown, and a plain error if p.Status is not terminal.
+// if unknown, and a plain error if p.Status is not terminal. p.Lease (if
+// set) is acknowledged in the same step, whatever the outcome, except when
+// p.RunAttempt is set and differs from the run's Attempt: then the run was
+// taken over and the error wraps [engine.ErrConflict] ("owner lost"),
+// changing nothing.
 func (s *Store) RunFinish(ctx context.Context, p *engine.RunFinishParams) (*engine.Run, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -175,12 +183,23 @@ func (s *Store) RunFinish(ctx context.Context, p *engine.RunFinishParams) (*engi
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	rec, ok := s.runs[p.RunID]
+	if ok {
+		if err := fenced(rec, p.RunAttempt); err != nil {
+			return nil, fmt.Errorf("finish run %s: %w", p.RunID, err)
+		}
+	}
+	s.settle(p.Lease)
 	if !ok {
 		return nil, fmt.Errorf("finish run %s: %w", p.RunID, engine.ErrNotFound)
 	}
 	r := rec.run
 	if r.Status.Terminal() {
 		return nil, fmt.Errorf("finish run %s: run is %s: %w", p.RunID, r.Status, engine.ErrConflict)
+	}
+	for _, t := range p.Tasks {
+		if ts, ok := r.Tasks[t.Task]; ok {
+			applyTask(ts, t)
+		}
 	}
 	s.setStatus(rec, p.Status)
 	r.EndedAt = at
@@ -320,7 +339,8 @@ func (s *Store) RunList(ctx context.Context, p *engine.RunListParams) (*engine.R
 // describes. ResetEnd is applied before EndedAt, so both together set
 // EndedAt. Attempts stay sorted by Number. It returns an error wrapping
 // [engine.ErrNotFound] if the run or task is unknown, [engine.ErrConflict]
-// if the run is terminal. It records no event.
+// if the run is terminal or, when p.RunAttempt is set and differs from the
+// run's Attempt, taken over ("owner lost"). It records no event.
 func (s *Store) TaskUpdate(ctx context.Context, p *engine.TaskUpdateParams) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -331,6 +351,9 @@ func (s *Store) TaskUpdate(ctx context.Context, p *engine.TaskUpdateParams) erro
 	if !ok {
 		return fmt.Errorf("update task %s of run %s: %w", p.Task, p.RunID, engine.ErrNotFound)
 	}
+	if err := fenced(rec, p.RunAttempt); err != nil {
+		return fmt.Errorf("update task %s of run %s: %w", p.Task, p.RunID, err)
+	}
 	if rec.run.Status.Terminal() {
 		return fmt.Errorf("update task %s of run %s: run is %s: %w", p.Task, p.RunID, rec.run.Status, engine.ErrConflict)
 	}
@@ -338,6 +361,55 @@ func (s *Store) TaskUpdate(ctx context.Context, p *engine.TaskUpdateParams) erro
 	if !ok {
 		return fmt.Errorf("update task %s of run %s: task: %w", p.Task, p.RunID, engine.ErrNotFound)
 	}
+	applyTask(t, p)
+	return nil
+}
+
+// TaskUpdateMany applies p.Tasks to the run in order, in one step, as
+// [Store.TaskUpdate] each, fenced by p.RunAttempt. A change of an unknown
+// task is skipped, except the last one's: an error wrapping
+// [engine.ErrNotFound], leaving the earlier ones applied.
+func (s *Store) TaskUpdateMany(ctx context.Context, p *engine.TaskUpdateManyParams) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	rec, ok := s.runs[p.RunID]
+	if !ok {
+		return fmt.Errorf("update tasks of run %s: %w", p.RunID, engine.ErrNotFound)
+	}
+	if err := fenced(rec, p.RunAttempt); err != nil {
+		return fmt.Errorf("update tasks of run %s: %w", p.RunID, err)
+	}
+	if rec.run.Status.Terminal() {
+		return fmt.Errorf("update tasks of run %s: run is %s: %w", p.RunID, rec.run.Status, engine.ErrConflict)
+	}
+	for i, u := range p.Tasks {
+		t, ok := rec.run.Tasks[u.Task]
+		if !ok {
+			if i == len(p.Tasks)-1 {
+				return fmt.Errorf("update task %s of run %s: task: %w", u.Task, p.RunID, engine.ErrNotFound)
+			}
+			continue
+		}
+		applyTask(t, u)
+	}
+	return nil
+}
+
+// fenced returns an error wrapping [engine.ErrConflict] if attempt is set
+// and is not the run's Attempt: another worker took the run over since the
+// writer's RunStart. The caller holds s.mu.
+func fenced(rec *runRecord, attempt int) error {
+	if attempt != 0 && rec.run.Attempt != attempt {
+		return fmt.Errorf("owner lost: the run was taken over (attempt %d): %w", rec.run.Attempt, engine.ErrConflict)
+	}
+	return nil
+}
+
+// applyTask applies the change p to t.
+func applyTask(t *engine.TaskState, p *engine.TaskUpdateParams) {
 	t.Status = p.Status
 	t.Error = p.Error
 	if !p.StartedAt.IsZero() {
@@ -361,7 +433,6 @@ func (s *Store) TaskUpdate(ctx context.Context, p *engine.TaskUpdateParams) erro
 			t.Attempts = slices.Insert(t.Attempts, i, *a)
 		}
 	}
-	return nil
 }
 
 // LogAppend appends entries to a run's logs (terminal runs included),

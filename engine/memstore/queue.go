@@ -149,6 +149,14 @@ func (s *Store) QueueAck(ctx context.Context, l *engine.Lease) error {
 	return nil
 }
 
+// settle forgets l's pending entry (nil: nothing), as QueueAck does. The
+// caller holds s.mu.
+func (s *Store) settle(l *engine.Lease) {
+	if l != nil {
+		delete(s.q.pending, l.ID)
+	}
+}
+
 // QueueReclaim hands p.WorkerID up to p.Count pending entries that nobody
 // renewed for p.MinIdle, oldest first, each with Deliveries incremented.
 // Entries of terminal or vanished runs are dropped instead.
@@ -204,13 +212,21 @@ func (s *Store) QueueHeartbeat(ctx context.Context, workerID string, leases []*e
 }
 
 // QueueRequeue acknowledges the lease and queues its run again, at the
-// front, for any worker; the new delivery counts from 1.
-func (s *Store) QueueRequeue(ctx context.Context, l *engine.Lease) error {
+// front, for any worker; the new delivery counts from 1. When p.RunAttempt
+// is set and differs from the run's Attempt the run was taken over: an
+// error wrapping [engine.ErrConflict], nothing changes.
+func (s *Store) QueueRequeue(ctx context.Context, p *engine.QueueRequeueParams) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	l := p.Lease
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if rec, ok := s.runs[l.RunID]; ok {
+		if err := fenced(rec, p.RunAttempt); err != nil {
+			return fmt.Errorf("requeue run %s: %w", l.RunID, err)
+		}
+	}
 	delete(s.q.pending, l.ID)
 	if s.live(l.RunID) {
 		s.push(l.RunID, true)

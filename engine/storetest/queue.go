@@ -266,7 +266,7 @@ func RunQueue(t *testing.T, newStore func(t *testing.T) engine.Store) {
 		r := createRun(t, b, NewTestRun("hello", "a"))
 		l := pop(t, b, q, "w1")
 		startRun(t, b, r.ID, "w1", b.now)
-		require.NoError(t, q.QueueRequeue(b.ctx, l))
+		require.NoError(t, q.QueueRequeue(b.ctx, &engine.QueueRequeueParams{Lease: l}))
 		l2 := pop(t, b, q, "w2")
 		require.Equal(t, r.ID, l2.RunID)
 		require.Equal(t, 1, l2.Deliveries)
@@ -275,6 +275,85 @@ func RunQueue(t *testing.T, newStore func(t *testing.T) engine.Store) {
 		require.NoError(t, err)
 		require.Len(t, got, 1, "only the new delivery is pending")
 		require.Equal(t, l2.ID, got[0].ID)
+	})
+
+	t.Run("Fencing", func(t *testing.T) {
+		// Worker A's run is taken over by B (reclaimed, started again):
+		// every write carrying A's fence (RunAttempt 1) is refused with
+		// ErrConflict and changes nothing; B's writes go through; a
+		// refused finish does not settle B's delivery.
+		t.Parallel()
+		b, q := setup(t)
+		r := createRun(t, b, NewTestRun("hello", "a", "b"))
+		la := pop(t, b, q, "A")
+		ra, err := b.store.RunStart(b.ctx, &engine.RunStartParams{RunID: r.ID, WorkerID: "A", At: b.now, Lease: la})
+		require.NoError(t, err)
+		fa := ra.Attempt
+		require.NoError(t, b.store.TaskUpdate(b.ctx, &engine.TaskUpdateParams{RunID: r.ID, Task: "a", Status: engine.TaskRunning, StartedAt: b.now, RunAttempt: fa}))
+
+		lbs, err := q.QueueReclaim(b.ctx, &engine.QueueReclaimParams{WorkerID: "B", Count: 10})
+		require.NoError(t, err)
+		require.Len(t, lbs, 1)
+		lb := lbs[0]
+		rb, err := b.store.RunStart(b.ctx, &engine.RunStartParams{RunID: r.ID, WorkerID: "B", At: b.now, Lease: lb})
+		require.NoError(t, err)
+		fb := rb.Attempt
+		require.Equal(t, fa+1, fb)
+
+		// A, unaware, goes on: all refused.
+		err = b.store.TaskUpdate(b.ctx, &engine.TaskUpdateParams{RunID: r.ID, Task: "b", Status: engine.TaskRunning, StartedAt: b.now, RunAttempt: fa})
+		require.ErrorIs(t, err, engine.ErrConflict)
+		err = b.store.TaskUpdateMany(b.ctx, &engine.TaskUpdateManyParams{RunID: r.ID, RunAttempt: fa, Tasks: []*engine.TaskUpdateParams{
+			{Task: "a", Status: engine.TaskSucceeded, EndedAt: b.now},
+		}})
+		require.ErrorIs(t, err, engine.ErrConflict)
+		_, err = b.store.RunFinish(b.ctx, &engine.RunFinishParams{RunID: r.ID, Status: engine.RunFailed, Error: "A's verdict", RunAttempt: fa, Lease: la,
+			Tasks: []*engine.TaskUpdateParams{{Task: "a", Status: engine.TaskFailed, EndedAt: b.now}}})
+		require.ErrorIs(t, err, engine.ErrConflict)
+		require.ErrorIs(t, q.QueueRequeue(b.ctx, &engine.QueueRequeueParams{Lease: la, RunAttempt: fa}), engine.ErrConflict)
+
+		got, err := b.store.RunGet(b.ctx, r.ID)
+		require.NoError(t, err)
+		require.Equal(t, engine.RunRunning, got.Status)
+		require.Equal(t, "B", got.WorkerID)
+		require.Empty(t, got.Error)
+		require.Equal(t, engine.TaskRunning, got.Tasks["a"].Status, "A's end not written")
+		require.Equal(t, engine.TaskPending, got.Tasks["b"].Status)
+		requireEmpty(t, b, q) // not requeued by A
+
+		// B's delivery is still pending: reclaimable by a third worker.
+		lcs, err := q.QueueReclaim(b.ctx, &engine.QueueReclaimParams{WorkerID: "C", Count: 10})
+		require.NoError(t, err)
+		require.Len(t, lcs, 1, "A's refused finish must not settle B's delivery")
+		require.Equal(t, lb.ID, lcs[0].ID)
+
+		// B (whose fence is still current: C has not started it) finishes,
+		// writing its task ends in the same step.
+		require.NoError(t, b.store.TaskUpdateMany(b.ctx, &engine.TaskUpdateManyParams{RunID: r.ID, RunAttempt: fb, Tasks: []*engine.TaskUpdateParams{
+			{Task: "a", Status: engine.TaskSucceeded, EndedAt: b.now, Output: []byte(`"B"`)},
+			{Task: "b", Status: engine.TaskRunning, StartedAt: b.now},
+		}}))
+		fin, err := b.store.RunFinish(b.ctx, &engine.RunFinishParams{RunID: r.ID, Status: engine.RunCompleted, RunAttempt: fb, Lease: lb,
+			Tasks: []*engine.TaskUpdateParams{{Task: "b", Status: engine.TaskSucceeded, EndedAt: b.now, Output: []byte(`"B"`)}}})
+		require.NoError(t, err)
+		require.Equal(t, engine.RunCompleted, fin.Status)
+		for _, task := range []string{"a", "b"} {
+			require.Equal(t, engine.TaskSucceeded, fin.Tasks[task].Status)
+			require.JSONEq(t, `"B"`, string(fin.Tasks[task].Output))
+		}
+		// The finish settled the delivery.
+		time.Sleep(20 * time.Millisecond)
+		lds, err := q.QueueReclaim(b.ctx, &engine.QueueReclaimParams{WorkerID: "D", Count: 10})
+		require.NoError(t, err)
+		require.Empty(t, lds)
+
+		// Unfenced (API-side) writes are not refused for the fence.
+		r2 := createRun(t, b, NewTestRun("hello", "a"))
+		startRun(t, b, r2.ID, "A", b.now)
+		startRun(t, b, r2.ID, "B", b.now)
+		require.NoError(t, b.store.TaskUpdate(b.ctx, &engine.TaskUpdateParams{RunID: r2.ID, Task: "a", Status: engine.TaskSucceeded}))
+		_, err = b.store.RunFinish(b.ctx, &engine.RunFinishParams{RunID: r2.ID, Status: engine.RunCompleted})
+		require.NoError(t, err)
 	})
 
 	t.Run("QueueDepth", func(t *testing.T) {

@@ -148,7 +148,7 @@ func runLocal(ctx context.Context, e *env, flow *engine.Flow, reg *engine.Regist
 		}
 		pr.observe(engine.Progress{Kind: engine.ProgressRunFinished, RunID: final.ID, FlowName: final.FlowName, TraceID: final.TraceID,
 			Status: string(final.Status), Error: "cancelled before it started"})
-	} else if final, err = eng.Execute(ctx, run.ID); err != nil {
+	} else if final, err = eng.Execute(ctx, &engine.ExecuteParams{RunID: run.ID}); err != nil {
 		return cancelledOr(ctx, e, err)
 	}
 	pr.summary(final, flow.Order)

@@ -397,7 +397,6 @@ func runServer(ctx context.Context, e *env, o *serverOptions) error {
 		sctx, cancel := context.WithTimeout(bg, o.shutdownTimeout)
 		defer cancel()
 		stopWorkers(sctx)
-		flushStore(bg, log, store)
 	}()
 	if disp != nil {
 		if err := disp.Start(bg); err != nil {
@@ -442,7 +441,6 @@ func runServer(ctx context.Context, e *env, o *serverOptions) error {
 	}
 	<-served
 	stopping.Wait()
-	flushStore(bg, log, store)
 	log.Info("server stopped")
 	return nil
 }

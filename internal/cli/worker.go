@@ -210,22 +210,7 @@ func runWorker(ctx context.Context, e *env, o *workerOptions) error {
 	if err := w.Stop(sctx); err != nil {
 		log.Warn("runs handed back to other workers", engine.LogKeyError, err)
 	}
-	flushStore(bg, log, store)
 	return nil
-}
-
-// flushStore writes the task changes a store deferred (the Redis store's
-// Flush), before the process closes its client and exits.
-func flushStore(ctx context.Context, log *slog.Logger, store any) {
-	f, ok := store.(interface{ Flush(context.Context) error })
-	if !ok {
-		return
-	}
-	fctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	if err := f.Flush(fctx); err != nil {
-		log.Warn("flush deferred task changes", engine.LogKeyError, err)
-	}
 }
 
 // redactRedis hides a password in a Redis URL for logs.

@@ -61,7 +61,7 @@ func TestFlow(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	final, err := eng.Execute(ctx, run.ID)
+	final, err := eng.Execute(ctx, &engine.ExecuteParams{RunID: run.ID})
 	if err != nil {
 		t.Fatal(err)
 	}

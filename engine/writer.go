@@ -1,0 +1,138 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+)
+
+// taskEndDelay bounds how long a task change that need not be stored
+// before anything else happens (a task's end, a skip, a reset) waits in the
+// execution's writer for the next write it can ride with: the next task's
+// start, or the run's finish. The engine issues that write within
+// microseconds when one follows, so nearly every end shares its round trip
+// (a single-task run costs one finish script that writes its task's end
+// with the status change); a worker that dies loses an end only within
+// this delay plus one round trip, and the takeover runs that task again in
+// a new attempt, exactly as if the worker had died just before the write.
+const taskEndDelay = time.Millisecond
+
+// writer is one execution's only way to the store for task changes and
+// the finish (River's BatchCompleter is the model): it owns their batching
+// and, through [execution.persist], the single retry and outage policy.
+//
+//   - A task's start (RUNNING, with its attempt record) is written before
+//     [writer.start] returns, so a task's side effects never precede the
+//     record of its attempt, together with every change held before it, in
+//     one [RunStore.TaskUpdateMany]: no task starts before its upstream
+//     tasks' ends are stored.
+//   - Every other change is held ([writer.later]) and written with the
+//     next start, with the finish (in [RunFinishParams.Tasks]), or on its
+//     own after taskEndDelay, whichever comes first.
+//   - [writer.close] writes what is left and waits for the delayed write:
+//     it replaces the Redis store's former Flush on shutdown.
+//
+// Changes reach the store in the order they were made: mu serialises the
+// writes and each takes every change held so far.
+type writer struct {
+	x *execution
+
+	mu sync.Mutex // held while writing; orders the writes
+
+	hmu     sync.Mutex
+	held    []*TaskUpdateParams
+	timer   *time.Timer
+	pending sync.WaitGroup // the delayed write, while armed or running
+	closed  bool
+}
+
+// take returns the held changes and disarms the delayed write (hmu held by
+// the caller).
+func (w *writer) take() []*TaskUpdateParams {
+	h := w.held
+	w.held = nil
+	if w.timer != nil && w.timer.Stop() {
+		w.pending.Done()
+	}
+	w.timer = nil
+	return h
+}
+
+// later holds p until the next write, or taskEndDelay; after close it is
+// written at once.
+func (w *writer) later(p *TaskUpdateParams) {
+	w.hmu.Lock()
+	w.held = append(w.held, p)
+	closed := w.closed
+	if !closed && w.timer == nil {
+		w.pending.Add(1)
+		w.timer = time.AfterFunc(taskEndDelay, func() {
+			defer w.pending.Done()
+			w.write(nil)
+		})
+	}
+	w.hmu.Unlock()
+	if closed {
+		w.write(nil)
+	}
+}
+
+// start writes p (a task's start) with every held change, before returning.
+func (w *writer) start(p *TaskUpdateParams) {
+	w.write(p)
+}
+
+// flush writes every held change now.
+func (w *writer) flush() {
+	w.write(nil)
+}
+
+// write stores the held changes, then p (if not nil), in one
+// TaskUpdateMany through persist. A refusal with ErrConflict means the run
+// is no longer this execution's: it stops (see execution.ownerLost).
+func (w *writer) write(p *TaskUpdateParams) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.hmu.Lock()
+	tasks := w.take()
+	w.hmu.Unlock()
+	if p != nil {
+		tasks = append(tasks, p)
+	}
+	if len(tasks) == 0 {
+		return
+	}
+	x := w.x
+	params := &TaskUpdateManyParams{RunID: x.run.ID, RunAttempt: x.fence, Tasks: tasks}
+	err := x.persist(func(c context.Context) error { return x.e.store.TaskUpdateMany(c, params) })
+	if errors.Is(err, ErrConflict) {
+		x.loseOwnership()
+	}
+}
+
+// finish moves the run to a terminal status with every held change in the
+// same store call, through persist. fn is called with the stored run or
+// the refusal (see execution.finish).
+func (w *writer) finish(p *RunFinishParams, fn func(c context.Context, r *Run, err error) error) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.hmu.Lock()
+	p.Tasks = append(w.take(), p.Tasks...)
+	w.hmu.Unlock()
+	x := w.x
+	return x.persist(func(c context.Context) error {
+		r, err := x.e.store.RunFinish(c, p)
+		return fn(c, r, err)
+	})
+}
+
+// close writes the held changes and waits for a delayed write in flight;
+// later changes are written at once.
+func (w *writer) close() {
+	w.hmu.Lock()
+	w.closed = true
+	w.hmu.Unlock()
+	w.write(nil)
+	w.pending.Wait()
+}
