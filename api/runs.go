@@ -22,8 +22,6 @@ import (
 const (
 	maxTags           = 64
 	maxIdempotencyKey = 255
-	// inlineFlowFile names an inline flow_yaml in error positions.
-	inlineFlowFile = engine.InlineFlowFile
 	// idemWait bounds how long a retried submit waits for the run of a
 	// concurrent first request with the same Idempotency-Key to appear.
 	idemWait = 2 * time.Second
@@ -75,12 +73,9 @@ func decodeBody(r *http.Request, v any) error {
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
-		var mbe *http.MaxBytesError
 		var se *json.SyntaxError
 		var te *json.UnmarshalTypeError
 		switch {
-		case errors.As(err, &mbe):
-			return err
 		case errors.Is(err, io.EOF):
 			return errBadRequest("request body is empty: want a JSON object")
 		case errors.As(err, &se):
@@ -97,10 +92,6 @@ func decodeBody(r *http.Request, v any) error {
 	}
 	var extra json.RawMessage
 	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			return err
-		}
 		return errBadRequest("request body: want exactly one JSON object, found more after it")
 	}
 	return nil
@@ -188,7 +179,7 @@ func (s *Server) requestFlow(req *runCreateRequest) (*engine.Flow, error) {
 		if strings.TrimSpace(*req.FlowYAML) == "" {
 			return nil, errBadRequest("flow_yaml: must not be empty")
 		}
-		return engine.LoadFlow(inlineFlowFile, []byte(*req.FlowYAML), s.eng.Registry())
+		return engine.LoadFlow(engine.InlineFlowFile, []byte(*req.FlowYAML), s.eng.Registry())
 	}
 	return nil, errBadRequest("give flow_name (a flow of GET /flows) or flow_yaml (a flow file's text)")
 }

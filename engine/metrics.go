@@ -7,7 +7,6 @@ import (
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
-	"go.opentelemetry.io/otel/trace"
 )
 
 // Instrument names. The Prometheus exporter turns them into the SPEC §5
@@ -97,18 +96,17 @@ var taskOutcomes = []TaskStatus{TaskSucceeded, TaskFailed, TaskCancelled}
 // appears with its first increment hides that increment from rate() and
 // increase() (they need two samples), so without this a dashboard would
 // never show a worker's first FAILED run of a flow.
-func (ins *instruments) touchFlow(ctx context.Context, flow string) {
+func (ins *instruments) touchFlow(flow string) {
 	if _, seen := ins.seenFlows.Load(flow); seen {
 		return // the common case: a read, no allocation of a stored value
 	}
 	if _, seen := ins.seenFlows.LoadOrStore(flow, struct{}{}); seen {
 		return
 	}
-	// The zero adds go without ctx's span: an exemplar belongs only on a
-	// series that this span's run actually incremented.
-	zero := context.WithoutCancel(trace.ContextWithSpanContext(ctx, trace.SpanContext{}))
+	// The zero adds go without ctx's span (as touchTasks's): an exemplar
+	// belongs only on a series that this span's run actually incremented.
 	for _, s := range runStatuses {
-		ins.runs.Add(zero, 0, metric.WithAttributes(LabelFlow.String(flow), LabelStatus.String(string(s))))
+		ins.runs.Add(context.Background(), 0, metric.WithAttributes(LabelFlow.String(flow), LabelStatus.String(string(s))))
 	}
 }
 
@@ -123,7 +121,7 @@ func (ins *instruments) touchTasks(ctx context.Context, p *plan) {
 }
 
 func (ins *instruments) runStatus(ctx context.Context, flow string, s RunStatus) {
-	ins.touchFlow(ctx, flow)
+	ins.touchFlow(flow)
 	ins.runs.Add(ctx, 1, metric.WithAttributes(LabelFlow.String(flow), LabelStatus.String(string(s))))
 }
 
