@@ -3,6 +3,7 @@ module github.com/pyoco/pyoco
 go 1.26.8
 
 require (
+	github.com/expr-lang/expr v1.17.8
 	github.com/goccy/go-yaml v1.19.2
 	github.com/prometheus/client_golang v1.25.0
 	github.com/prometheus/client_model v0.6.3

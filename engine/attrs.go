@@ -12,6 +12,8 @@ const (
 	AttrTaskName    = attribute.Key("pyoco.task.name")
 	AttrTaskUse     = attribute.Key("pyoco.task.use")
 	AttrTaskAttempt = attribute.Key("pyoco.task.attempt")
+	// AttrTaskIndex is the index of a foreach iteration (from 0).
+	AttrTaskIndex = attribute.Key("pyoco.task.index")
 	AttrTaskStatus  = attribute.Key("pyoco.task.status")
 	AttrWorkerID    = attribute.Key("pyoco.worker.id")
 

@@ -148,7 +148,18 @@ type taskResult struct {
 	i      int
 	status TaskStatus
 	err    string
+	// out is an iteration's decoded output (a task's goes to x.outputs).
+	out any
 }
+
+// next says what follows an attempt.
+type next int
+
+const (
+	nextDone  next = iota // the unit reached its final state
+	nextRetry             // the attempt failed and may be retried
+	nextRound             // until does not hold yet: run another round
+)
 
 func (x *execution) execute(ctx context.Context) (*Run, error) {
 	e, run := x.e, x.run
@@ -635,7 +646,7 @@ func (s *scheduler) check(i int) {
 	if spec.Trigger == TriggerAny && n > 0 {
 		switch {
 		case s.nOK[i] > 0:
-			s.queue(i)
+			s.admit(i)
 		case s.nDone[i] == n:
 			s.skip(i, "skipped: no upstream task succeeded")
 		}
@@ -643,7 +654,7 @@ func (s *scheduler) check(i int) {
 	}
 	switch {
 	case s.nOK[i] == n:
-		s.queue(i)
+		s.admit(i)
 	case s.nDone[i] > s.nOK[i]:
 		for _, u := range x.plan.up[i] {
 			if st := x.status[u]; st.Terminal() && st != TaskSucceeded {
@@ -652,6 +663,63 @@ func (s *scheduler) check(i int) {
 			}
 		}
 	}
+}
+
+// admit queues task i, whose trigger is satisfied, unless its switch did
+// not take its branch or its when is false (then it is SKIPPED), or its
+// switch has not ended yet (then it waits: the switch is upstream, so its
+// end checks i again).
+func (s *scheduler) admit(i int) {
+	x := s.x
+	spec := x.plan.specs[i]
+	if spec.Branch != "" {
+		sw := x.plan.index[spec.Branch]
+		st := x.status[sw]
+		if !st.Terminal() {
+			return
+		}
+		if st != TaskSucceeded {
+			s.skip(i, fmt.Sprintf("skipped: switch %s %s", spec.Branch, st))
+			return
+		}
+		x.mu.Lock()
+		dec, _ := x.outputs[spec.Branch].(map[string]any)
+		x.mu.Unlock()
+		taken, _ := dec["tasks"].([]any)
+		if !slices.Contains(taken, any(spec.Name)) {
+			s.skip(i, fmt.Sprintf("skipped: switch %s took %s", spec.Branch, describeCase(dec, len(x.plan.specs[sw].Switch.Default) > 0)))
+			return
+		}
+	}
+	if spec.When != nil {
+		ok, err := spec.When.evalBool(x.exprScope(nil, nil))
+		switch {
+		case err != nil:
+			x.status[i], x.errs[i] = TaskFailed, "when: "+err.Error()
+			x.endTask(i, TaskFailed, x.errs[i])
+			s.settled(i)
+			if spec.FailPolicy != FailIsolate {
+				x.stop(errFailStop)
+			}
+			return
+		case !ok:
+			s.skip(i, "skipped: when "+quoteExpr(spec.When.Text)+" is false")
+			return
+		}
+	}
+	s.queue(i)
+}
+
+// describeCase says which case a switch's decision (its output) took.
+func describeCase(dec map[string]any, hasDefault bool) string {
+	c, _ := dec["case"].(string)
+	if dec["default"] == true {
+		if !hasDefault {
+			return fmt.Sprintf("no case (value %q)", c)
+		}
+		return "the default"
+	}
+	return fmt.Sprintf("case %q", c)
 }
 
 func (s *scheduler) queue(i int) {
@@ -701,11 +769,12 @@ func (x *execution) schedule(runCtx context.Context) {
 	for {
 		if runCtx.Err() == nil {
 			// Skips travel down the graph: skipping appends to recheck.
-			for k := 0; k < len(s.recheck); k++ {
+			// A when that fails to evaluate can stop the run.
+			for k := 0; k < len(s.recheck) && runCtx.Err() == nil; k++ {
 				s.check(s.recheck[k])
 			}
 			s.recheck = s.recheck[:0]
-			for running < maxPar && len(s.ready) > 0 {
+			for running < maxPar && len(s.ready) > 0 && runCtx.Err() == nil {
 				i := s.ready.pop()
 				x.status[i] = TaskRunning
 				running++
@@ -766,33 +835,124 @@ func (w *taskWorker) stop() {
 	}
 }
 
-// runTask runs every attempt of task i and returns its final state.
+// unit is what runs attempts: a task, or one iteration of a foreach task.
+type unit struct {
+	i   int    // the task's index in the plan
+	row string // its row in the run's tasks: the task's name, or name[index]
+	// it is set for an iteration.
+	it *Iteration
+}
+
+// runTask runs task i to its final state: every attempt of a plain task
+// (or switch), every iteration of a foreach task.
 func (x *execution) runTask(runCtx context.Context, i int, w *taskWorker) taskResult {
-	e, run, spec := x.e, x.run, x.plan.specs[i]
-	name := spec.Name
-	prior := 0
+	if x.plan.specs[i].Foreach != nil {
+		return x.runForeach(runCtx, i, w)
+	}
+	res := x.runUnit(runCtx, &unit{i: i, row: x.plan.names[i]}, w)
+	return res
+}
+
+// runUnit runs every attempt of u (retries, until rounds) and returns its
+// final state.
+func (x *execution) runUnit(runCtx context.Context, u *unit, w *taskWorker) taskResult {
+	e, run, spec := x.e, x.run, x.plan.specs[u.i]
+	prior, rounds := 0, 0
 	var first time.Time
-	if st := run.Tasks[name]; st != nil {
+	if st := x.stored(u.row); st != nil {
 		prior = len(st.Attempts)
 		first = st.StartedAt // a takeover keeps the first attempt's start
+		for _, a := range st.Attempts {
+			if a.Status == TaskSucceeded {
+				rounds++ // an until round that ended before the takeover
+			}
+		}
 	}
-	def, _ := e.reg.Lookup(spec.Use)
-	for n := 0; ; n++ {
+	def := x.defOf(spec)
+	for n, tries := 0, 0; ; n++ {
 		attempt := prior + n + 1
-		res, retry := x.runAttempt(runCtx, i, w, def, attempt, n >= spec.Retries, &first)
-		if !retry || n >= spec.Retries {
+		lastRound := spec.Until == nil || rounds+1 >= spec.Repeat.Max
+		res, next := x.runAttempt(runCtx, u, w, def, attempt, tries >= spec.Retries, lastRound, &first)
+		var delay time.Duration
+		switch next {
+		case nextRetry:
+			if tries >= spec.Retries {
+				return res
+			}
+			delay = retryDelay(spec.RetryDelay, spec.RetryMaxDelay, tries)
+			tries++
+			e.report(Progress{Kind: ProgressTaskRetrying, RunID: run.ID, FlowName: run.FlowName, TraceID: run.TraceID, Task: u.row, Attempt: attempt, Status: string(TaskFailed), Error: res.err, RetryIn: delay})
+		case nextRound:
+			rounds++
+			tries = 0
+			delay = spec.Repeat.Interval
+		default:
 			return res
 		}
-		delay := retryDelay(spec.RetryDelay, spec.RetryMaxDelay, n)
-		e.report(Progress{Kind: ProgressTaskRetrying, RunID: run.ID, FlowName: run.FlowName, TraceID: run.TraceID, Task: name, Attempt: attempt, Status: string(TaskFailed), Error: res.err, RetryIn: delay})
 		t := time.NewTimer(delay)
 		select {
 		case <-t.C:
 		case <-runCtx.Done():
 			t.Stop()
-			return x.endTask(i, TaskCancelled, "cancelled while waiting to retry: "+res.err)
+			msg := "cancelled while waiting to retry: " + res.err
+			if next == nextRound {
+				msg = "cancelled while waiting for the next round"
+			}
+			return x.endUnit(u, TaskCancelled, msg)
 		}
 	}
+}
+
+// stored is the state of a task row when this execution started (nil if none).
+func (x *execution) stored(row string) *TaskState {
+	return x.run.Tasks[row]
+}
+
+// defOf is the implementation of spec: the registry's, or a switch's.
+func (x *execution) defOf(spec *TaskSpec) *TaskDef {
+	if spec.Switch != nil {
+		return &TaskDef{Name: UseSwitch, Run: func(context.Context, *TaskContext, map[string]any) (any, error) {
+			return x.decide(spec)
+		}}
+	}
+	def, _ := x.e.reg.Lookup(spec.Use)
+	return def
+}
+
+// decide evaluates a switch: its output, the recorded decision that the
+// tasks of its branches (and a run taken over later) follow.
+func (x *execution) decide(spec *TaskSpec) (any, error) {
+	sw := spec.Switch
+	v, err := sw.Expr.eval(x.exprScope(nil, nil))
+	if err != nil {
+		return nil, &noRetryError{"switch: " + err.Error()}
+	}
+	key, err := caseKey(v)
+	if err != nil {
+		return nil, &noRetryError{fmt.Sprintf("switch: expression %s %v", quoteExpr(sw.Expr.Text), err)}
+	}
+	_, matched := sw.Cases[key]
+	tasks := sw.Taken(key)
+	if tasks == nil {
+		tasks = []string{}
+	}
+	return map[string]any{"value": v, "case": key, "default": !matched, "tasks": tasks}, nil
+}
+
+// exprScope is what an expression sees now: the run's params, the outputs
+// so far, and the iteration and round output when given.
+func (x *execution) exprScope(it *Iteration, output any) *exprScope {
+	x.mu.Lock()
+	outs := make(map[string]any, len(x.outputs))
+	for k, v := range x.outputs {
+		outs[k] = v
+	}
+	x.mu.Unlock()
+	s := &exprScope{params: x.run.Params, outputs: outs, output: output}
+	if it != nil {
+		s.item, s.index = it.Item, it.Index
+	}
+	return s
 }
 
 // retryDelay is delay·2^i capped at maxDelay (a task's retry_delay; no jitter: the flow says it).
@@ -830,33 +990,42 @@ type attemptOutcome struct {
 	late error
 }
 
-// runAttempt runs attempt number n of task i and records it. last says
-// whether the task has no retries left. retry reports whether a failure may
-// be retried.
-func (x *execution) runAttempt(runCtx context.Context, i int, w *taskWorker, def *TaskDef, n int, last bool, first *time.Time) (res taskResult, retry bool) {
-	e, run, spec := x.e, x.run, x.plan.specs[i]
-	name := spec.Name
+// runAttempt runs attempt number n of u and records it. last says whether
+// the unit has no retries left, lastRound whether no until round is left.
+func (x *execution) runAttempt(runCtx context.Context, u *unit, w *taskWorker, def *TaskDef, n int, last, lastRound bool, first *time.Time) (res taskResult, nx next) {
+	e, run, spec := x.e, x.run, x.plan.specs[u.i]
+	i, name := u.i, u.row
+	use := ""
+	if u.it != nil {
+		use = spec.Use // an iteration's row is created by its first write
+	}
 	start := time.Now().UTC()
 	if first.IsZero() {
 		*first = start
 	}
-	ctx, span := e.tracer.Start(runCtx, "task "+name, trace.WithAttributes(
+	attrs := []attribute.KeyValue{
 		AttrRunID.String(run.ID), AttrFlowName.String(run.FlowName),
-		AttrTaskName.String(name), AttrTaskUse.String(spec.Use), AttrTaskAttempt.Int(n),
+		AttrTaskName.String(spec.Name), AttrTaskUse.String(spec.Use), AttrTaskAttempt.Int(n),
 		AttrWorkerID.String(e.cfg.WorkerID),
 		AttrCICDPipelineName.String(run.FlowName), AttrCICDPipelineRunID.String(run.ID),
 		AttrCICDPipelineTaskName.String(name),
-	))
+	}
+	if u.it != nil {
+		attrs = append(attrs, AttrTaskIndex.Int(u.it.Index))
+	}
+	ctx, span := e.tracer.Start(runCtx, "task "+name, trace.WithAttributes(attrs...))
 	defer span.End()
 	sc := span.SpanContext()
 	att := Attempt{Number: n, Status: TaskRunning, StartedAt: start, WorkerID: e.cfg.WorkerID, SpanID: spanIDString(sc)}
-	x.w.start(&TaskUpdateParams{RunID: run.ID, Task: name, Status: TaskRunning, StartedAt: *first, Attempt: &att, ResetEnd: true})
+	x.w.start(&TaskUpdateParams{RunID: run.ID, Task: name, Use: use, Status: TaskRunning, StartedAt: *first, Attempt: &att, ResetEnd: true})
 	e.report(Progress{Kind: ProgressTaskStarted, RunID: run.ID, FlowName: run.FlowName, TraceID: run.TraceID, Task: name, Attempt: n, Status: string(TaskRunning)})
 
 	var status TaskStatus
 	var errMsg string
 	var output json.RawMessage
-	retry = true
+	var decoded any
+	again := false
+	retry := true
 	func() {
 		if x.lost() {
 			// The start could not be stored (the run was taken over, or the
@@ -871,7 +1040,7 @@ func (x *execution) runAttempt(runCtx context.Context, i int, w *taskWorker, def
 		inputs := map[string]any{}
 		if len(spec.Inputs) > 0 {
 			x.mu.Lock()
-			scope := &RefScope{Outputs: x.outputs, Params: run.Params, Env: e.cfg.LookupEnv}
+			scope := &RefScope{Outputs: x.outputs, Params: run.Params, Env: e.cfg.LookupEnv, Iteration: u.it}
 			resolved, err := ResolveInputs(spec.Inputs, scope)
 			x.mu.Unlock()
 			if err == nil {
@@ -944,10 +1113,22 @@ func (x *execution) runAttempt(runCtx context.Context, i int, w *taskWorker, def
 		case o.late != nil && errors.Is(o.late, ErrTaskTimeout):
 			status, errMsg = TaskFailed, fmt.Sprintf("task timed out after %s", spec.Timeout)
 		case o.err == nil:
-			status, output = TaskSucceeded, o.raw
-			x.mu.Lock()
-			x.outputs[name] = o.out
-			x.mu.Unlock()
+			status, output, decoded = TaskSucceeded, o.raw, o.out
+			if spec.Until == nil {
+				break
+			}
+			done, err := spec.Until.evalBool(x.exprScope(u.it, o.out))
+			switch {
+			case err != nil:
+				status, errMsg, retry = TaskFailed, "until: "+err.Error(), false
+			case done:
+			case !lastRound:
+				again = true
+			default:
+				// The attempt succeeded; the task fails.
+				att.Status, att.EndedAt = TaskSucceeded, time.Now().UTC()
+				status, errMsg, retry = TaskFailed, fmt.Sprintf("until %s still false after %d rounds (repeat.max)", quoteExpr(spec.Until.Text), spec.Repeat.Max), false
+			}
 		case errors.As(o.err, &nr), errors.As(o.err, &ie):
 			status, errMsg, retry = TaskFailed, o.err.Error(), false
 		default:
@@ -956,27 +1137,41 @@ func (x *execution) runAttempt(runCtx context.Context, i int, w *taskWorker, def
 	}()
 
 	end := time.Now().UTC()
-	att.Status, att.EndedAt, att.Error = status, end, errMsg
+	if att.EndedAt.IsZero() {
+		att.Status, att.EndedAt, att.Error = status, end, errMsg
+	}
 	dur := end.Sub(start)
-	span.SetAttributes(AttrTaskStatus.String(string(status)), AttrCICDTaskRunResult.String(cicdResult(string(status))))
-	if status == TaskFailed {
+	span.SetAttributes(AttrTaskStatus.String(string(att.Status)), AttrCICDTaskRunResult.String(cicdResult(string(att.Status))))
+	if att.Status == TaskFailed {
 		span.SetStatus(codes.Error, errMsg)
 		span.RecordError(errors.New(errMsg))
 	}
-	opt := x.plan.attemptOpt(i, status)
+	opt := x.plan.attemptOpt(i, att.Status)
 	e.ins.taskDuration.Record(ctx, dur.Seconds(), opt)
 	e.ins.tasks.Add(ctx, 1, opt)
 
-	final := status != TaskFailed || !retry || last
-	upd := &TaskUpdateParams{RunID: run.ID, Task: name, Status: TaskRunning, Attempt: &att, Error: errMsg}
+	final := !again && (status != TaskFailed || !retry || last)
+	upd := &TaskUpdateParams{RunID: run.ID, Task: name, Use: use, Status: TaskRunning, Attempt: &att, Error: errMsg}
 	if final {
 		upd.Status, upd.EndedAt, upd.Output = status, end, output
+		if status == TaskSucceeded && u.it == nil {
+			x.mu.Lock()
+			x.outputs[name] = decoded
+			x.mu.Unlock()
+		}
 	}
 	x.taskUpdate(upd)
 	if final {
 		e.report(Progress{Kind: ProgressTaskFinished, RunID: run.ID, FlowName: run.FlowName, TraceID: run.TraceID, Task: name, Attempt: n, Status: string(status), Error: errMsg, Duration: dur})
 	}
-	return taskResult{i: i, status: status, err: errMsg}, status == TaskFailed && retry
+	res = taskResult{i: i, status: status, err: errMsg, out: decoded}
+	switch {
+	case again:
+		return res, nextRound
+	case status == TaskFailed && retry:
+		return res, nextRetry
+	}
+	return res, nextDone
 }
 
 // normalizeInputs gives tasks their inputs as JSON values (numbers are
@@ -1047,6 +1242,16 @@ func (x *execution) endTask(i int, status TaskStatus, msg string) taskResult {
 	x.taskUpdate(&TaskUpdateParams{RunID: x.run.ID, Task: name, Status: status, EndedAt: now, Error: msg})
 	x.e.report(Progress{Kind: ProgressTaskFinished, RunID: x.run.ID, FlowName: x.run.FlowName, TraceID: x.run.TraceID, Task: name, Status: string(status), Error: msg})
 	return taskResult{i: i, status: status, err: msg}
+}
+
+// endUnit records a final state for u, which is not running an attempt.
+func (x *execution) endUnit(u *unit, status TaskStatus, msg string) taskResult {
+	if u.it == nil {
+		return x.endTask(u.i, status, msg)
+	}
+	x.taskUpdate(&TaskUpdateParams{RunID: x.run.ID, Task: u.row, Use: x.plan.specs[u.i].Use, Status: status, EndedAt: time.Now().UTC(), Error: msg})
+	x.e.report(Progress{Kind: ProgressTaskFinished, RunID: x.run.ID, FlowName: x.run.FlowName, TraceID: x.run.TraceID, Task: u.row, Status: string(status), Error: msg})
+	return taskResult{i: u.i, status: status, err: msg}
 }
 
 // cancelRemaining marks CANCELLED every task that has not finished.
@@ -1297,4 +1502,146 @@ func (x *execution) giveUp(err error) {
 			stop(errStoreLost)
 		}
 	}
+}
+
+// runForeach runs the iterations of foreach task i, each a unit with its
+// own row ("name[index]"), attempts and span, at most ForeachParallel (or
+// the flow's max_parallel) at once. Iterations that succeeded before a
+// takeover are not run again. The task's output is the list of the
+// iterations' outputs, in order. A failed iteration with fail_policy stop
+// cancels the iterations still running and fails the task; with isolate the
+// others go on, and the task fails at the end.
+func (x *execution) runForeach(runCtx context.Context, i int, w *taskWorker) taskResult {
+	e, run, spec := x.e, x.run, x.plan.specs[i]
+	name := spec.Name
+	v, err := spec.Foreach.eval(x.exprScope(nil, nil))
+	if err != nil {
+		return x.endTask(i, TaskFailed, "foreach: "+err.Error())
+	}
+	items, ok := normalizeJSON(v).([]any)
+	switch {
+	case !ok:
+		return x.endTask(i, TaskFailed, fmt.Sprintf("foreach: expression %s gave %s, not a list", quoteExpr(spec.Foreach.Text), jsonKind(normalizeJSON(v))))
+	case len(items) > MaxForeachItems:
+		return x.endTask(i, TaskFailed, fmt.Sprintf("foreach: expression %s gave %d items: at most %d", quoteExpr(spec.Foreach.Text), len(items), MaxForeachItems))
+	}
+	start := time.Now().UTC()
+	if st := x.stored(name); st != nil && !st.StartedAt.IsZero() {
+		start = st.StartedAt
+	}
+	x.taskUpdate(&TaskUpdateParams{RunID: run.ID, Task: name, Status: TaskRunning, StartedAt: start, ResetEnd: true})
+	e.report(Progress{Kind: ProgressTaskStarted, RunID: run.ID, FlowName: run.FlowName, TraceID: run.TraceID, Task: name, Status: string(TaskRunning)})
+
+	outs := make([]any, len(items))
+	errs := make([]string, len(items))
+	var todo []int
+	for k := range items {
+		st := x.stored(IterationName(name, k))
+		switch {
+		case st == nil:
+			todo = append(todo, k)
+		case st.Status == TaskSucceeded:
+			if len(st.Output) > 0 {
+				if err := json.Unmarshal(st.Output, &outs[k]); err != nil {
+					return x.endTask(i, TaskFailed, fmt.Sprintf("decode stored output of %s: %v", st.Name, err))
+				}
+			}
+		case st.Status == TaskFailed || st.Status == TaskSkipped:
+			errs[k] = st.Error
+		default:
+			// Left RUNNING (or CANCELLED) by a lost worker: run it again.
+			x.closeAttempts(st)
+			todo = append(todo, k)
+		}
+	}
+
+	par := spec.ForeachParallel
+	if par <= 0 {
+		par = x.flow.MaxParallel
+	}
+	if par <= 0 {
+		par = DefaultMaxParallel
+	}
+	par = min(par, max(len(todo), 1))
+	ictx, stopIters := context.WithCancelCause(runCtx)
+	defer stopIters(nil)
+	next := make(chan int)
+	var (
+		wg      sync.WaitGroup
+		mu      sync.Mutex
+		results = make([]taskResult, len(items))
+	)
+	for slot := range par {
+		wg.Go(func() {
+			iw := w
+			if slot > 0 {
+				iw = &taskWorker{}
+				defer iw.stop()
+			}
+			for k := range next {
+				u := &unit{i: i, row: IterationName(name, k), it: &Iteration{Index: k, Item: items[k]}}
+				r := x.runUnit(ictx, u, iw)
+				mu.Lock()
+				results[k] = r
+				mu.Unlock()
+				if r.status == TaskFailed && spec.FailPolicy != FailIsolate {
+					stopIters(fmt.Errorf("iteration %s failed", u.row))
+				}
+			}
+		})
+	}
+feed:
+	for _, k := range todo {
+		select {
+		case next <- k:
+		case <-ictx.Done():
+			break feed
+		}
+	}
+	close(next)
+	wg.Wait()
+
+	failed := -1
+	for _, k := range todo {
+		r := results[k]
+		switch r.status {
+		case TaskSucceeded:
+			outs[k] = r.out
+		case "":
+			// Never started: the iterations were stopped.
+		default:
+			errs[k] = r.err
+		}
+	}
+	for k, msg := range errs {
+		if msg != "" && failed < 0 && x.iterFailed(results[k], x.stored(IterationName(name, k))) {
+			failed = k
+		}
+	}
+	if failed >= 0 {
+		return x.endTask(i, TaskFailed, fmt.Sprintf("iteration %s failed: %s", IterationName(name, failed), errs[failed]))
+	}
+	if runCtx.Err() != nil {
+		return x.endTask(i, TaskCancelled, "cancelled: "+context.Cause(runCtx).Error())
+	}
+	raw, out, err := encodeOutput(outs, e.cfg.OutputMaxBytes)
+	if err != nil {
+		return x.endTask(i, TaskFailed, "foreach: the list of outputs: "+err.Error())
+	}
+	end := time.Now().UTC()
+	x.mu.Lock()
+	x.outputs[name] = out
+	x.mu.Unlock()
+	x.taskUpdate(&TaskUpdateParams{RunID: run.ID, Task: name, Status: TaskSucceeded, EndedAt: end, Output: raw})
+	e.report(Progress{Kind: ProgressTaskFinished, RunID: run.ID, FlowName: run.FlowName, TraceID: run.TraceID, Task: name, Status: string(TaskSucceeded), Duration: end.Sub(start)})
+	return taskResult{i: i, status: TaskSucceeded}
+}
+
+// iterFailed reports whether an iteration ended FAILED, in this execution
+// (r) or before it (st).
+func (x *execution) iterFailed(r taskResult, st *TaskState) bool {
+	if r.status != "" {
+		return r.status == TaskFailed
+	}
+	return st != nil && st.Status == TaskFailed
 }

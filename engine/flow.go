@@ -1,6 +1,10 @@
 package engine
 
-import "time"
+import (
+	"strconv"
+	"strings"
+	"time"
+)
 
 // Flow is a loaded, validated flow file (flow.yaml version 1). Build one with
 // [LoadFlow]; a Flow is immutable once loaded and safe to share between runs.
@@ -65,10 +69,90 @@ type TaskSpec struct {
 	Timeout    time.Duration
 	FailPolicy FailPolicy
 	Trigger    Trigger
-	// Upstream is the union of graph edges and depends_on, sorted.
+	// Upstream is the union of graph edges and depends_on (and, for a
+	// task on a switch's branch, the switch), sorted.
 	Upstream []string
+
+	// When, if set, is evaluated when the task could start: false makes it
+	// SKIPPED (docs/flows.md, "when").
+	When *Expr
+	// Switch, if set, makes the task a switch: it runs no implementation but
+	// picks the branches to run (Use is "switch").
+	Switch *Switch
+	// Branch is the switch whose branches list this task ("" if none): it
+	// runs only if that switch took a case that lists it.
+	Branch string
+	// Foreach, if set, runs the task once per item of the list it gives,
+	// at most ForeachParallel at once (0: the flow's max_parallel).
+	Foreach         *Expr
+	ForeachParallel int
+	// Until, if set, re-runs the task (each round an attempt) until it holds
+	// over the round's output, at most Repeat.Max rounds.
+	Until  *Expr
+	Repeat Repeat
 	// Pos is where the task is declared.
 	Pos Position
+}
+
+// Switch is a switch task: Expr's value, as a case key (see
+// docs/flows.md), picks the case whose tasks run; the others are SKIPPED.
+type Switch struct {
+	Expr *Expr
+	// Cases by key, in file order in CaseKeys.
+	Cases    map[string][]string
+	CaseKeys []string
+	// Default runs when no case matches (may be empty).
+	Default []string
+}
+
+// Taken returns the tasks of case key ("" for the default).
+func (s *Switch) Taken(key string) []string {
+	if tasks, ok := s.Cases[key]; ok {
+		return tasks
+	}
+	return s.Default
+}
+
+// Repeat bounds an until loop.
+type Repeat struct {
+	// Max is the number of rounds at most (at least 1).
+	Max int
+	// Interval is the wait between rounds.
+	Interval time.Duration
+}
+
+// Limits of control flow.
+const (
+	// MaxForeachItems bounds the list a foreach runs over.
+	MaxForeachItems = 10000
+	// MaxRepeat bounds repeat.max.
+	MaxRepeat = 10000
+	// UseSwitch is the Use of a switch task.
+	UseSwitch = "switch"
+)
+
+// IterationName is the task row of iteration index of foreach task name:
+// "name[index]".
+func IterationName(name string, index int) string {
+	return name + "[" + strconv.Itoa(index) + "]"
+}
+
+// IterationOf reports the foreach task and index of an iteration row
+// ("name[3]" gives "name", 3); ok is false for any other task name. Task
+// names cannot hold '[', so this is unambiguous.
+func IterationOf(row string) (name string, index int, ok bool) {
+	if !strings.HasSuffix(row, "]") {
+		return "", 0, false
+	}
+	open := strings.LastIndexByte(row, '[')
+	if open <= 0 {
+		return "", 0, false
+	}
+	n, err := strconv.Atoi(row[open+1 : len(row)-1])
+	if err != nil || n < 0 || strconv.Itoa(n) != row[open+1:len(row)-1] {
+		return "", 0, false
+	}
+	return row[:open], n, true
 }
 
 // Downstream returns, for each task, the tasks that depend on it, in file order.

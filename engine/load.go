@@ -36,7 +36,9 @@ const (
 var (
 	topKeys  = []string{"version", "flow", "tasks"}
 	flowKeys = []string{"name", "description", "defaults", "graph", "max_parallel", "timeout"}
-	taskKeys = []string{"use", "inputs", "retries", "retry_delay", "retry_max_delay", "timeout", "fail_policy", "trigger", "depends_on"}
+	taskKeys = []string{"use", "inputs", "retries", "retry_delay", "retry_max_delay", "timeout", "fail_policy", "trigger", "depends_on",
+		"when", "switch", "cases", "default", "foreach", "max_parallel", "until", "repeat"}
+	repeatKeys = []string{"max", "interval"}
 )
 
 // LoadFlowFile reads the flow file at path and loads it with [LoadFlow].
@@ -149,6 +151,19 @@ type taskInfo struct {
 	triggerPos Position
 	triggerSet bool
 	depends    []posString
+	// exprs are the task's expressions and what they may read.
+	exprs []*exprUse
+	// cases are the task names a switch's cases and default list.
+	cases []posString
+	// ctxItem is where the inputs first use $ctx.item or $ctx.index.
+	ctxItem *posString
+}
+
+// exprUse is one expression of a task and the loop variables it may read.
+type exprUse struct {
+	key          string // when, switch, foreach, until
+	x            *Expr
+	item, output bool
 }
 
 func (l *loader) pos(n ast.Node) Position {
@@ -875,7 +890,7 @@ func (l *loader) task(e mapEntry) *taskInfo {
 				}
 			}
 		}
-	} else {
+	} else if _, ok := fields["switch"]; !ok {
 		l.errorf(e.keyPos, "task %s has no use (say which task implementation runs it)", e.key)
 	}
 	if fv, ok := fields["inputs"]; ok {
@@ -939,7 +954,165 @@ func (l *loader) task(e mapEntry) *taskInfo {
 	if fv, ok := fields["depends_on"]; ok {
 		ti.depends = l.dependsOn(fv.value)
 	}
+	l.controlFlow(ti, fields)
 	return ti
+}
+
+// controlFlow reads a task's when, switch (cases, default), foreach
+// (max_parallel) and until (repeat).
+func (l *loader) controlFlow(ti *taskInfo, fields map[string]field) {
+	spec := ti.spec
+	name := spec.Name
+	_, foreach := fields["foreach"]
+	if fv, ok := fields["when"]; ok {
+		if x := l.expr(fv.value, "when", exprBool); x != nil {
+			spec.When = x
+			ti.exprs = append(ti.exprs, &exprUse{key: "when", x: x})
+		}
+	}
+	if fv, ok := fields["foreach"]; ok {
+		if x := l.expr(fv.value, "foreach", exprAny); x != nil {
+			spec.Foreach = x
+			ti.exprs = append(ti.exprs, &exprUse{key: "foreach", x: x})
+		}
+	}
+	if fv, ok := fields["max_parallel"]; ok {
+		if !foreach {
+			l.errorf(fv.keyPos, "task %s: max_parallel is a foreach setting (the task has no foreach)", name)
+		} else if n, ok := l.integer(fv.value, "max_parallel", 1, 1000); ok {
+			spec.ForeachParallel = n
+		}
+	}
+	uf, until := fields["until"]
+	rf, repeat := fields["repeat"]
+	switch {
+	case until && !repeat:
+		l.errorf(uf.keyPos, "task %s: until needs repeat: {max: N} (how many rounds at most)", name)
+	case repeat && !until:
+		l.errorf(rf.keyPos, "task %s: repeat needs until: <expression> (when to stop)", name)
+	}
+	if until {
+		if x := l.expr(uf.value, "until", exprBool); x != nil {
+			spec.Until = x
+			ti.exprs = append(ti.exprs, &exprUse{key: "until", x: x, item: foreach, output: true})
+		}
+	}
+	if repeat {
+		if entries, ok := l.mapping(rf.value, "repeat of task "+name); ok {
+			rfields := l.fields(entries, "repeat of task "+name, repeatKeys)
+			if mv, ok := rfields["max"]; ok {
+				if n, ok := l.integer(mv.value, "repeat.max", 1, MaxRepeat); ok {
+					spec.Repeat.Max = n
+				}
+			} else {
+				l.errorf(rf.keyPos, "task %s: repeat has no max (how many rounds at most)", name)
+			}
+			if iv, ok := rfields["interval"]; ok {
+				if d, ok := l.duration(iv.value, "repeat.interval"); ok {
+					spec.Repeat.Interval = d
+				}
+			}
+		}
+	}
+
+	sf, isSwitch := fields["switch"]
+	for _, k := range []string{"cases", "default"} {
+		if fv, ok := fields[k]; ok && !isSwitch {
+			l.errorf(fv.keyPos, "task %s: %s belongs to a switch (the task has no switch)", name, k)
+		}
+	}
+	if !isSwitch {
+		return
+	}
+	for _, k := range []string{"use", "inputs", "foreach", "until", "retries"} {
+		if fv, ok := fields[k]; ok {
+			l.errorf(fv.keyPos, "task %s: a switch task cannot have %s (it runs no implementation)", name, k)
+		}
+	}
+	sw := &Switch{Cases: map[string][]string{}}
+	spec.Switch, spec.Use = sw, UseSwitch
+	if x := l.expr(sf.value, "switch", exprAny); x != nil {
+		sw.Expr = x
+		ti.exprs = append(ti.exprs, &exprUse{key: "switch", x: x})
+	}
+	cf, ok := fields["cases"]
+	if !ok {
+		l.errorf(sf.keyPos, "task %s: switch needs cases: {<value>: [task, ...]}", name)
+	} else if entries, ok := l.mapping(cf.value, "cases of switch "+name); ok {
+		if len(entries) == 0 {
+			l.errorf(cf.keyPos, "task %s: switch has no cases", name)
+		}
+		for _, e := range entries {
+			tasks := l.dependsOn(e.value)
+			sw.CaseKeys = append(sw.CaseKeys, e.key)
+			sw.Cases[e.key] = names(tasks)
+			ti.cases = append(ti.cases, tasks...)
+		}
+	}
+	if df, ok := fields["default"]; ok {
+		tasks := l.dependsOn(df.value)
+		sw.Default = names(tasks)
+		ti.cases = append(ti.cases, tasks...)
+	}
+}
+
+func names(ps []posString) []string {
+	out := make([]string, 0, len(ps))
+	for _, p := range ps {
+		if !slices.Contains(out, p.s) {
+			out = append(out, p.s)
+		}
+	}
+	return out
+}
+
+// expr compiles the expression of key at v. A YAML boolean or number is
+// taken as its text (`when: false`).
+func (l *loader) expr(v ast.Node, key string, kind exprKind) *Expr {
+	n, release := l.deref(v)
+	defer release()
+	if n == nil {
+		return nil
+	}
+	pos := l.pos(n)
+	text, ok := l.scalarText(n)
+	if !ok {
+		if b, isBool := n.(*ast.BoolNode); isBool {
+			text, ok = b.GetToken().Value, true
+		}
+	}
+	if !ok {
+		l.errorf(pos, "%s must be an expression (a string), got %s", key, nodeKind(n))
+		return nil
+	}
+	if strings.TrimSpace(text) == "" {
+		l.errorf(pos, "%s is empty: want an expression", key)
+		return nil
+	}
+	x, err := compileExpr(text, kind)
+	if err != nil {
+		var ee *exprError
+		errors.As(err, &ee)
+		at, where := pos, ""
+		_, literal := n.(*ast.LiteralNode)
+		switch {
+		case ee.Line == 1 && ee.Col > 0 && !literal:
+			if tk := n.GetToken(); tk != nil && (tk.Type == token.DoubleQuoteType || tk.Type == token.SingleQuoteType) {
+				at.Col++
+			}
+			at.Col += ee.Col - 1
+		case ee.Line > 0:
+			where = fmt.Sprintf(" (expression line %d, column %d)", ee.Line, ee.Col)
+		}
+		what := "bad expression"
+		if strings.Contains(ee.Msg, "expected bool") {
+			what = "expression must give a boolean"
+		}
+		l.errorf(at, "%s: %s%s: %s", key, what, where, firstLine(ee.Msg))
+		return nil
+	}
+	x.Pos = pos
+	return x
 }
 
 // dependsOn reads a list of task names (a single name is accepted too).
@@ -1023,6 +1196,23 @@ func (l *loader) link(f *Flow, infos []*taskInfo, graphNode ast.Node, defaultsPo
 			}
 		}
 	}
+	// A switch runs before the tasks of its branches.
+	for _, ti := range infos {
+		sw := ti.spec.Name
+		for _, c := range ti.cases {
+			switch b := byName[c.s]; {
+			case c.s == sw:
+				l.errorf(c.pos, "switch %s lists itself as a branch", sw)
+			case b == nil:
+				l.errorf(c.pos, "switch %s: a case names unknown task %q", sw, c.s)
+			case b.spec.Branch != "" && b.spec.Branch != sw:
+				l.errorf(c.pos, "task %s is on the branches of two switches (%s and %s)", c.s, b.spec.Branch, sw)
+			default:
+				b.spec.Branch = sw
+				upstream[c.s][sw] = true
+			}
+		}
+	}
 	for _, ti := range infos {
 		name := ti.spec.Name
 		ti.spec.Upstream = sortedKeys(upstream[name])
@@ -1040,6 +1230,9 @@ func (l *loader) link(f *Flow, infos []*taskInfo, graphNode ast.Node, defaultsPo
 	anc := newAncestry(infos)
 	for _, ti := range infos {
 		name := ti.spec.Name
+		for _, eu := range ti.exprs {
+			l.checkExpr(ti, eu, byName, anc, f, usedParams)
+		}
 		for _, ps := range ti.strings {
 			for _, sp := range scanRefs(ps.s) {
 				if sp.err != nil {
@@ -1048,6 +1241,10 @@ func (l *loader) link(f *Flow, infos []*taskInfo, graphNode ast.Node, defaultsPo
 				}
 				r := sp.ref
 				switch r.Kind {
+				case RefItem, RefIndex:
+					if ti.spec.Foreach == nil {
+						l.errorf(ps.pos, "task %s references %s but has no foreach ($ctx.item and $ctx.index are set in a foreach's iterations)", name, r.Text)
+					}
 				case RefNode:
 					switch {
 					case r.Name == name:
@@ -1085,6 +1282,40 @@ func (l *loader) link(f *Flow, infos []*taskInfo, graphNode ast.Node, defaultsPo
 	for _, k := range sortedKeys(defaultsPos) {
 		if !usedParams[k] {
 			l.warnf(defaultsPos[k], "param %q has a default but is never referenced ($ctx.params.%s)", k, k)
+		}
+	}
+}
+
+// checkExpr checks what an expression of a task reads: tasks it depends on,
+// loop variables where they are set, params with a default.
+func (l *loader) checkExpr(ti *taskInfo, eu *exprUse, byName map[string]*taskInfo, anc *ancestry, f *Flow, usedParams map[string]bool) {
+	name, x := ti.spec.Name, eu.x
+	for _, v := range []string{ExprItem, ExprIndex} {
+		if x.vars[v] && !eu.item {
+			if ti.spec.Foreach != nil {
+				l.errorf(x.Pos, "task %s: %s cannot read %s: it is evaluated before the iterations (item and index are set in until, and as $ctx.item/$ctx.index in inputs)", name, eu.key, v)
+			} else {
+				l.errorf(x.Pos, "task %s: %s reads %s, but the task has no foreach", name, eu.key, v)
+			}
+		}
+	}
+	if x.vars[ExprOutput] && !eu.output {
+		l.errorf(x.Pos, "task %s: %s reads output, which is set only in until (the output of the round that just ended)", name, eu.key)
+	}
+	for _, n := range x.nodes {
+		switch {
+		case n == name:
+			l.errorf(x.Pos, "task %s: %s reads its own node.%s (in until, the round's output is `output`)", name, eu.key, n)
+		case byName[n] == nil:
+			l.errorf(x.Pos, "task %s: %s reads node.%s: no task %q", name, eu.key, n, n)
+		case !anc.dependsOn(name, n):
+			l.errorf(x.Pos, "task %s: %s reads node.%s but the task does not depend on %s", name, eu.key, n, n)
+		}
+	}
+	for _, p := range x.params {
+		usedParams[p] = true
+		if _, ok := f.Defaults[p]; !ok {
+			l.warnf(x.Pos, "task %s: %s reads param %q, which has no default: it must be given at run time", name, eu.key, p)
 		}
 	}
 }

@@ -146,9 +146,20 @@ func TestLoadFlowBadFixtures(t *testing.T) {
 			`unknown_keys.yaml:4:3: unknown key "nmae" in flow (did you mean "name"?)`,
 			`unknown_keys.yaml:5:3: unknown key "when" in flow (known: name, description, defaults, graph, max_parallel, timeout)`,
 			`unknown_keys.yaml:9:5: unknown key "retires" in task a (did you mean "retries"?)`,
-			`unknown_keys.yaml:10:5: unknown key "foreach" in task a`,
+			`unknown_keys.yaml:10:5: unknown key "swich" in task a (did you mean "switch"?)`,
 			`unknown_keys.yaml:11:1: unknown key "extra" in the flow file`,
 		},
+		"control_flow": {
+			`control_flow.yaml:6:34: when: bad expression: unexpected token EOF`,
+			`control_flow.yaml:7:24: when: expression must give a boolean: expected bool, but got int`,
+			`control_flow.yaml:8:25: when: bad expression: unknown name zz`,
+			`control_flow.yaml:10:24: task e: when reads node.a but the task does not depend on a`,
+			`control_flow.yaml:13:27: task h: foreach cannot read item`,
+			`control_flow.yaml:14:30: task i references ${ctx.index} but has no foreach`,
+			`control_flow.yaml:24:19: switch p: a case names unknown task "nope"`,
+			`control_flow.yaml:27:39: task q is on the branches of two switches (p and s)`,
+		},
+		"switch_cycle": {"switch_cycle.yaml:6:3: cycle: pick -> b -> c -> pick"},
 		"unknown_use": {
 			`unknown_use.yaml:4:12: task a: unknown use "nosuch"`,
 			`unknown_use.yaml:6:10: task b: unknown use "examples/nosuch"`,
@@ -295,6 +306,33 @@ func TestLoadFlowGood(t *testing.T) {
 		require.Equal(t, engine.TriggerAny, f.Tasks["lonely"].Trigger)
 		require.Empty(t, f.Tasks["lonely"].Upstream)
 		require.Empty(t, f.Graph)
+	})
+
+	t.Run("control_flow", func(t *testing.T) {
+		t.Parallel()
+		f, err := engine.LoadFlowFile("testdata/flows/good/control_flow.yaml", reg)
+		require.NoError(t, err)
+		require.Empty(t, f.Warnings)
+		pick := f.Tasks["pick"]
+		require.Equal(t, engine.UseSwitch, pick.Use)
+		require.Equal(t, "params.mode", pick.Switch.Expr.Text)
+		require.Equal(t, engine.Position{File: "testdata/flows/good/control_flow.yaml", Line: 9, Col: 13}, pick.Switch.Expr.Pos)
+		require.Equal(t, []string{"fast", "slow"}, pick.Switch.CaseKeys)
+		require.Equal(t, map[string][]string{"fast": {"quick"}, "slow": {"careful"}}, pick.Switch.Cases)
+		require.Equal(t, []string{"careful"}, pick.Switch.Default)
+		require.Equal(t, []string{"quick"}, pick.Switch.Taken("fast"))
+		require.Equal(t, []string{"careful"}, pick.Switch.Taken("other"))
+		require.Equal(t, "pick", f.Tasks["quick"].Branch)
+		require.Equal(t, "pick", f.Tasks["careful"].Branch)
+		require.Equal(t, []string{"pick"}, f.Tasks["careful"].Upstream)
+		require.Equal(t, "params.n > 1", f.Tasks["careful"].When.Text)
+		chop := f.Tasks["chop"]
+		require.Equal(t, "params.veg", chop.Foreach.Text)
+		require.Equal(t, 2, chop.ForeachParallel)
+		require.Equal(t, engine.Repeat{Max: 2, Interval: 10 * time.Millisecond}, chop.Repeat)
+		require.Equal(t, engine.TriggerAny, chop.Trigger)
+		require.Equal(t, "output == nil", f.Tasks["poll"].Until.Text)
+		require.Empty(t, f.Tasks["poll"].Branch)
 	})
 
 	t.Run("anchors", func(t *testing.T) {

@@ -15,6 +15,10 @@ const (
 	RefNode   = "node"
 	RefParams = "params"
 	RefEnv    = "env"
+	// RefItem is `$ctx.item[.<path>]`, the current item of a foreach task.
+	RefItem = "item"
+	// RefIndex is `$ctx.index`, the current index of a foreach task (from 0).
+	RefIndex = "index"
 )
 
 // Ref is one reference found in a task input (SPEC §2): `$node.<task>.output[.<path>]`,
@@ -57,6 +61,15 @@ type RefScope struct {
 	Params map[string]any
 	// Env looks up `$env.<NAME>` references. nil means [os.LookupEnv].
 	Env func(string) (string, bool)
+	// Iteration is set in an iteration of a foreach task: the item and
+	// index `$ctx.item` and `$ctx.index` give.
+	Iteration *Iteration
+}
+
+// Iteration is one item of a foreach task.
+type Iteration struct {
+	Index int
+	Item  any
 }
 
 // refSpan is one reference candidate at s[start:end]: either a well-formed
@@ -73,6 +86,8 @@ var refPrefixes = []struct{ prefix, kind string }{
 	{"node.", RefNode},
 	{"ctx.params.", RefParams},
 	{"env.", RefEnv},
+	{"ctx.item", RefItem},
+	{"ctx.index", RefIndex},
 }
 
 func isRefSegByte(c byte) bool {
@@ -98,6 +113,17 @@ func scanRefs(s string) []refSpan {
 				break
 			}
 		}
+		if kind == RefItem || kind == RefIndex {
+			// A whole word: `$ctx.items` is not ours. An optional path follows a '.'.
+			next := body + len(prefix)
+			switch {
+			case next == len(s):
+			case s[next] == '.' && next+1 < len(s) && isRefSegByte(s[next+1]):
+				prefix += "."
+			case isRefSegByte(s[next]):
+				kind = ""
+			}
+		}
 		if kind == "" {
 			continue
 		}
@@ -111,7 +137,14 @@ func scanRefs(s string) []refSpan {
 			}
 			end = body + closeAt + 1
 			rest := s[body+len(prefix) : body+closeAt]
-			segs = strings.Split(rest, ".")
+			switch {
+			case (kind == RefItem || kind == RefIndex) && !strings.HasSuffix(prefix, "."):
+				if rest != "" {
+					segs = []string{""} // `${ctx.itemx}`: malformed
+				}
+			default:
+				segs = strings.Split(rest, ".")
+			}
 		} else {
 			// Bare form: segments of [A-Za-z0-9_-] joined by '.'; a '.' not
 			// followed by a segment (end of a sentence) is not part of it.
@@ -134,6 +167,9 @@ func scanRefs(s string) []refSpan {
 			}
 			if end == 0 {
 				end = body + len(prefix)
+				if kind == RefItem || kind == RefIndex {
+					end = body + len(strings.TrimSuffix(prefix, "."))
+				}
 			}
 		}
 		text := s[i:end]
@@ -149,6 +185,18 @@ func scanRefs(s string) []refSpan {
 func makeRef(kind string, segs []string, text string) (Ref, *RefError) {
 	bad := func(want string) (Ref, *RefError) {
 		return Ref{}, &RefError{Text: text, Reason: "want " + want, Malformed: true}
+	}
+	switch kind {
+	case RefItem:
+		if slices.Contains(segs, "") {
+			return bad("$ctx.item[.<path>]")
+		}
+		return Ref{Kind: RefItem, Name: "item", Path: pathOrNil(segs), Text: text}, nil
+	case RefIndex:
+		if len(segs) > 0 {
+			return bad("$ctx.index")
+		}
+		return Ref{Kind: RefIndex, Name: "index", Text: text}, nil
 	}
 	if len(segs) == 0 || slices.Contains(segs, "") {
 		switch kind {
@@ -334,6 +382,14 @@ func (s *RefScope) lookup(r Ref) (any, error) {
 			return fail("no param %q", r.Name)
 		}
 		v = p
+	case RefItem, RefIndex:
+		if s.Iteration == nil {
+			return fail("only set in the iterations of a foreach task")
+		}
+		if r.Kind == RefIndex {
+			return float64(s.Iteration.Index), nil
+		}
+		v = s.Iteration.Item
 	case RefEnv:
 		env := s.Env
 		if env == nil {

@@ -135,8 +135,12 @@ type RunPage struct {
 // always set (an empty Error clears it); StartedAt, EndedAt and Output are
 // set only when non-zero; OutputTruncated is set together with Output.
 type TaskUpdateParams struct {
-	RunID     string
-	Task      string
+	RunID string
+	Task  string
+	// Use, when set, names the task's implementation. It is set on every
+	// write of a foreach iteration ("name[3]", see [IterationOf]): such a
+	// row is created by its first write when the run has the foreach task.
+	Use       string
 	Status    TaskStatus
 	StartedAt time.Time
 	EndedAt   time.Time

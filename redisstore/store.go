@@ -442,7 +442,17 @@ func taskUpdateGroup(p *engine.TaskUpdateParams) ([]any, error) {
 		}
 		set = append(set, attemptField(a.Number, t), b)
 	}
-	return append([]any{taskField(taskStatus, t), 0, len(set)}, set...), nil
+	// The script applies a group if its check field exists: the task's
+	// status, or for a foreach iteration its task's (the row is created by
+	// its first write).
+	check := taskField(taskStatus, t)
+	if parent, _, ok := engine.IterationOf(t); ok {
+		check = taskField(taskStatus, parent)
+		if p.Use != "" {
+			set = append(set, taskField(taskUse, t), p.Use)
+		}
+	}
+	return append([]any{check, 0, len(set)}, set...), nil
 }
 
 // LogAppend appends entries to a run's log stream (terminal runs included:

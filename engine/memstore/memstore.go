@@ -197,7 +197,7 @@ func (s *Store) RunFinish(ctx context.Context, p *engine.RunFinishParams) (*engi
 		return nil, fmt.Errorf("finish run %s: run is %s: %w", p.RunID, r.Status, engine.ErrConflict)
 	}
 	for _, t := range p.Tasks {
-		if ts, ok := r.Tasks[t.Task]; ok {
+		if ts, ok := taskRow(r, t); ok {
 			applyTask(ts, t)
 		}
 	}
@@ -357,7 +357,7 @@ func (s *Store) TaskUpdate(ctx context.Context, p *engine.TaskUpdateParams) erro
 	if rec.run.Status.Terminal() {
 		return fmt.Errorf("update task %s of run %s: run is %s: %w", p.Task, p.RunID, rec.run.Status, engine.ErrConflict)
 	}
-	t, ok := rec.run.Tasks[p.Task]
+	t, ok := taskRow(rec.run, p)
 	if !ok {
 		return fmt.Errorf("update task %s of run %s: task: %w", p.Task, p.RunID, engine.ErrNotFound)
 	}
@@ -386,7 +386,7 @@ func (s *Store) TaskUpdateMany(ctx context.Context, p *engine.TaskUpdateManyPara
 		return fmt.Errorf("update tasks of run %s: run is %s: %w", p.RunID, rec.run.Status, engine.ErrConflict)
 	}
 	for i, u := range p.Tasks {
-		t, ok := rec.run.Tasks[u.Task]
+		t, ok := taskRow(rec.run, u)
 		if !ok {
 			if i == len(p.Tasks)-1 {
 				return fmt.Errorf("update task %s of run %s: task: %w", u.Task, p.RunID, engine.ErrNotFound)
@@ -406,6 +406,21 @@ func fenced(rec *runRecord, attempt int) error {
 		return fmt.Errorf("owner lost: the run was taken over (attempt %d): %w", rec.run.Attempt, engine.ErrConflict)
 	}
 	return nil
+}
+
+// taskRow returns the task p changes, creating a foreach iteration's row
+// ([engine.IterationOf]) on its first write if the run has its task.
+func taskRow(r *engine.Run, p *engine.TaskUpdateParams) (*engine.TaskState, bool) {
+	if t, ok := r.Tasks[p.Task]; ok {
+		return t, true
+	}
+	parent, _, ok := engine.IterationOf(p.Task)
+	if !ok || r.Tasks[parent] == nil {
+		return nil, false
+	}
+	t := &engine.TaskState{Name: p.Task, Use: p.Use, Status: engine.TaskPending}
+	r.Tasks[p.Task] = t
+	return t, true
 }
 
 // applyTask applies the change p to t.

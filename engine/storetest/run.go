@@ -526,6 +526,48 @@ func testTaskUpdate(t *testing.T, setup setupFunc) {
 		require.NotContains(t, getRun(t, b, r.ID).Tasks, "nope")
 	})
 
+	t.Run("IterationRowsCreated", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t)
+		r := started(t, b)
+		att := engine.Attempt{Number: 1, Status: engine.TaskRunning, StartedAt: b.now, WorkerID: "w1"}
+		// The first write of "a[1]" creates it, with its Use; "nope[0]" has
+		// no task "nope" and stays unknown.
+		require.NoError(t, b.store.TaskUpdate(b.ctx, &engine.TaskUpdateParams{RunID: r.ID, Task: "a[1]", Use: "noop", Status: engine.TaskRunning, StartedAt: b.now, Attempt: &att}))
+		err := b.store.TaskUpdate(b.ctx, &engine.TaskUpdateParams{RunID: r.ID, Task: "nope[0]", Use: "noop", Status: engine.TaskRunning})
+		require.ErrorIs(t, err, engine.ErrNotFound)
+		err = b.store.TaskUpdate(b.ctx, &engine.TaskUpdateParams{RunID: r.ID, Task: "a[x]", Use: "noop", Status: engine.TaskRunning})
+		require.ErrorIs(t, err, engine.ErrNotFound, "not an iteration name")
+		att2 := att
+		att2.Status, att2.EndedAt = engine.TaskSucceeded, b.now
+		require.NoError(t, b.store.TaskUpdateMany(b.ctx, &engine.TaskUpdateManyParams{RunID: r.ID, Tasks: []*engine.TaskUpdateParams{
+			{Task: "a[1]", Use: "noop", Status: engine.TaskSucceeded, EndedAt: b.now, Output: json.RawMessage(`{"i":1}`), Attempt: &att2},
+			{Task: "a[0]", Use: "noop", Status: engine.TaskRunning, StartedAt: b.now},
+		}}))
+		got := getRun(t, b, r.ID)
+		require.NotContains(t, got.Tasks, "nope[0]")
+		require.NotContains(t, got.Tasks, "a[x]")
+		it := got.Tasks["a[1]"]
+		require.NotNil(t, it)
+		require.Equal(t, "a[1]", it.Name)
+		require.Equal(t, "noop", it.Use)
+		require.Equal(t, engine.TaskSucceeded, it.Status)
+		require.JSONEq(t, `{"i":1}`, string(it.Output))
+		requireAttempts(t, []engine.Attempt{att2}, it.Attempts)
+		require.Equal(t, engine.TaskRunning, got.Tasks["a[0]"].Status)
+		require.Equal(t, engine.TaskPending, got.Tasks["a"].Status, "the task's own row is not changed")
+
+		// The finish may carry iterations too, new ones included.
+		_, err = b.store.RunFinish(b.ctx, &engine.RunFinishParams{RunID: r.ID, Status: engine.RunCompleted, At: b.now, Tasks: []*engine.TaskUpdateParams{
+			{Task: "a[0]", Use: "noop", Status: engine.TaskSucceeded, EndedAt: b.now},
+			{Task: "a[2]", Use: "noop", Status: engine.TaskCancelled, EndedAt: b.now, Error: "cancelled"},
+		}})
+		require.NoError(t, err)
+		got = getRun(t, b, r.ID)
+		require.Equal(t, engine.TaskSucceeded, got.Tasks["a[0]"].Status)
+		require.Equal(t, engine.TaskCancelled, got.Tasks["a[2]"].Status)
+	})
+
 	t.Run("TerminalRunConflicts", func(t *testing.T) {
 		t.Parallel()
 		b := setup(t)

@@ -12,7 +12,9 @@
 -- KEYS[1]  run hash            KEYS[2]  tasks hash
 -- ARGV[1]  expected attempt ("" for no check)
 -- ARGV[2]  m = number of changes, then m groups of:
---            the task's status field (it exists for every task of the run),
+--            the check field: the task's status field (it exists for every task
+--            of the run; for a foreach iteration "name[k]", its task's: the
+--            row is created by its first write),
 --            d = number of fields to delete, s = number of set arguments,
 --            d fields to delete, s fields and values to set
 --
