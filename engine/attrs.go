@@ -13,9 +13,9 @@ const (
 	AttrTaskUse     = attribute.Key("pyoco.task.use")
 	AttrTaskAttempt = attribute.Key("pyoco.task.attempt")
 	// AttrTaskIndex is the index of a foreach iteration (from 0).
-	AttrTaskIndex = attribute.Key("pyoco.task.index")
-	AttrTaskStatus  = attribute.Key("pyoco.task.status")
-	AttrWorkerID    = attribute.Key("pyoco.worker.id")
+	AttrTaskIndex  = attribute.Key("pyoco.task.index")
+	AttrTaskStatus = attribute.Key("pyoco.task.status")
+	AttrWorkerID   = attribute.Key("pyoco.worker.id")
 
 	// OTel CI/CD semantic conventions, where they fit.
 	AttrCICDPipelineName       = attribute.Key("cicd.pipeline.name")
