@@ -1579,6 +1579,9 @@ func (x *execution) runForeach(runCtx context.Context, i int, w *taskWorker) tas
 				defer iw.stop()
 			}
 			for k := range next {
+				if ictx.Err() != nil {
+					continue // stopped: start no more iterations
+				}
 				u := &unit{i: i, row: IterationName(name, k), it: &Iteration{Index: k, Item: items[k]}}
 				r := x.runUnit(ictx, u, iw)
 				mu.Lock()
@@ -1592,6 +1595,9 @@ func (x *execution) runForeach(runCtx context.Context, i int, w *taskWorker) tas
 	}
 feed:
 	for _, k := range todo {
+		if ictx.Err() != nil {
+			break
+		}
 		select {
 		case next <- k:
 		case <-ictx.Done():

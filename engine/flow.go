@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -153,6 +154,27 @@ func IterationOf(row string) (name string, index int, ok bool) {
 		return "", 0, false
 	}
 	return row[:open], n, true
+}
+
+// TaskRows lists the task rows of a run in order: each task of order,
+// followed by its foreach iterations by index.
+func TaskRows(tasks map[string]*TaskState, order []string) []string {
+	iters := map[string][]int{}
+	for row := range tasks {
+		if name, i, ok := IterationOf(row); ok {
+			iters[name] = append(iters[name], i)
+		}
+	}
+	out := make([]string, 0, len(tasks))
+	for _, name := range order {
+		out = append(out, name)
+		idx := iters[name]
+		slices.Sort(idx)
+		for _, i := range idx {
+			out = append(out, IterationName(name, i))
+		}
+	}
+	return out
 }
 
 // Downstream returns, for each task, the tasks that depend on it, in file order.

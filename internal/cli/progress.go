@@ -106,6 +106,11 @@ func (p *progress) plainLine(ev engine.Progress) {
 	case engine.ProgressRunStarted:
 		fmt.Fprintf(w, "run started flow=%s run_id=%s trace_id=%s\n", ev.FlowName, ev.RunID, ev.TraceID)
 	case engine.ProgressTaskStarted:
+		if ev.Attempt == 0 {
+			// A foreach task: its iterations have the attempts.
+			fmt.Fprintf(w, "task started task=%s\n", ev.Task)
+			return
+		}
 		fmt.Fprintf(w, "task started task=%s attempt=%d\n", ev.Task, ev.Attempt)
 	case engine.ProgressTaskRetrying:
 		fmt.Fprintf(w, "task retrying task=%s attempt=%d error=%s retry_in=%s\n", ev.Task, ev.Attempt, quoteIfNeeded(firstLine(ev.Error)), fmtDur(ev.RetryIn))
@@ -155,6 +160,7 @@ func (p *progress) summary(run *engine.Run, order []string) {
 	fmt.Fprintln(p.w)
 	tw := tabwriter.NewWriter(p.w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "TASK\tSTATE\tATTEMPTS\tDURATION\tERROR")
+	order = engine.TaskRows(run.Tasks, order)
 	for _, name := range order {
 		t := run.Tasks[name]
 		if t == nil {
