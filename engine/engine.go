@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -163,6 +164,9 @@ type SubmitParams struct {
 	TraceParent string
 	// RunID defaults to a new UUIDv7.
 	RunID string
+	// ParentRunID makes the run a sub-flow's (not queued: the parent's
+	// execution runs it).
+	ParentRunID string
 }
 
 // Submit creates a PENDING run of p.Flow with a snapshot of its source and
@@ -182,6 +186,9 @@ func (e *Engine) Submit(ctx context.Context, p *SubmitParams) (*Run, error) {
 		Tags:       slices.Clone(p.Tags),
 		CreatedAt:  time.Now().UTC(),
 		Tasks:      make(map[string]*TaskState, len(f.Tasks)),
+
+		ParentRunID:  p.ParentRunID,
+		FlowIncludes: f.Includes(),
 	}
 	if run.ID == "" {
 		run.ID = NewRunID()
@@ -232,7 +239,52 @@ type flowCache struct {
 	order   []flowKey // oldest first
 }
 
-type flowKey struct{ file, source string }
+type flowKey struct{ file, source, includes string }
+
+// includesKey identifies a run's FlowIncludes in the flow cache.
+func includesKey(incs []FlowInclude) string {
+	if len(incs) == 0 {
+		return ""
+	}
+	h := sha256.New()
+	for _, in := range incs {
+		fmt.Fprintf(h, "%d:%s%d:%s%d:%s", len(in.Name), in.Name, len(in.File), in.File, len(in.Source), in.Source)
+	}
+	return string(h.Sum(nil))
+}
+
+// includeLookup resolves `use: flow/<name>` of a run's snapshot from the
+// flows stored with it.
+type includeLookup struct {
+	TaskLookup
+	incs    []FlowInclude
+	loaded  map[string]*Flow
+	loading map[string]bool
+}
+
+// LookupFlow implements [FlowLookup].
+func (l *includeLookup) LookupFlow(name string) (*Flow, bool) {
+	if f, ok := l.loaded[name]; ok {
+		return f, true
+	}
+	if l.loading[name] {
+		return nil, false // a cycle: the stored includes were not made by this loader
+	}
+	for _, in := range l.incs {
+		if in.Name != name {
+			continue
+		}
+		l.loading[name] = true
+		f, err := LoadFlow(in.File, []byte(in.Source), l)
+		delete(l.loading, name)
+		if err != nil {
+			return nil, false
+		}
+		l.loaded[name] = f
+		return f, true
+	}
+	return nil, false
+}
 
 type cachedFlow struct {
 	flow *Flow
@@ -241,7 +293,7 @@ type cachedFlow struct {
 
 // loadSnapshot returns the loaded flow snapshot of run and its plan.
 func (e *Engine) loadSnapshot(run *Run) (*Flow, *plan, error) {
-	k := flowKey{run.FlowFile, run.FlowSource}
+	k := flowKey{run.FlowFile, run.FlowSource, includesKey(run.FlowIncludes)}
 	c := &e.flows
 	c.mu.Lock()
 	if cf, ok := c.entries[k]; ok {
@@ -249,7 +301,11 @@ func (e *Engine) loadSnapshot(run *Run) (*Flow, *plan, error) {
 		return cf.flow, cf.plan, nil
 	}
 	c.mu.Unlock()
-	flow, err := LoadFlow(run.FlowFile, []byte(run.FlowSource), e.reg)
+	var tasks TaskLookup = e.reg
+	if len(run.FlowIncludes) > 0 {
+		tasks = &includeLookup{TaskLookup: e.reg, incs: run.FlowIncludes, loaded: map[string]*Flow{}, loading: map[string]bool{}}
+	}
+	flow, err := LoadFlow(run.FlowFile, []byte(run.FlowSource), tasks)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -2,6 +2,8 @@ package engine
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -9,6 +11,7 @@ import (
 	"log/slog"
 	"runtime/debug"
 	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -908,8 +911,97 @@ func (x *execution) stored(row string) *TaskState {
 	return x.run.Tasks[row]
 }
 
+// childRunID is the sub-flow run of attempt n of row: the run of the
+// row's last earlier attempt if that one was interrupted (a takeover, a
+// hand-back) while its child was still going or after it COMPLETED, so the
+// child is resumed rather than started again; otherwise a new run, whose
+// ID is derived from the parent's, the row and n (a retry of this write
+// finds the same run).
+func (x *execution) childRunID(row string, n int) string {
+	if st := x.stored(row); st != nil && len(st.Attempts) > 0 {
+		last := st.Attempts[len(st.Attempts)-1]
+		if last.ChildRunID != "" && (last.Error == interruptedMsg || last.Status == TaskCancelled || last.Status == TaskRunning) {
+			if c, err := x.e.store.RunGet(x.bg, last.ChildRunID); err == nil && (!c.Status.Terminal() || c.Status == RunCompleted) {
+				return last.ChildRunID
+			}
+		}
+	}
+	return ChildRunID(x.run.ID, row, n)
+}
+
+// ChildRunID is the ID of the sub-flow run of attempt n of task row of run
+// parent: a UUID (version 8) hashed from the three.
+func ChildRunID(parent, row string, n int) string {
+	sum := sha256.Sum256([]byte(parent + "\x00" + row + "\x00" + strconv.Itoa(n)))
+	var u [16]byte
+	copy(u[:], sum[:16])
+	u[6] = (u[6] & 0x0f) | 0x80 // version 8
+	u[8] = (u[8] & 0x3f) | 0x80 // variant 10
+	h := hex.EncodeToString(u[:])
+	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:32]
+}
+
+// childDef runs spec's sub-flow as run id: created (a child in this run's
+// trace, under the attempt's span) unless it exists, executed here unless it
+// ended. Cancelling the attempt cancels the child; a hand-back hands it
+// back too (the next attempt resumes it). The output is the child's task
+// outputs by task.
+func (x *execution) childDef(spec *TaskSpec, id string) *TaskDef {
+	return &TaskDef{Name: spec.Use, Run: func(ctx context.Context, tc *TaskContext, inputs map[string]any) (any, error) {
+		e := x.e
+		child, err := e.store.RunGet(x.bg, id)
+		if errors.Is(err, ErrNotFound) {
+			child, err = e.Submit(x.bg, &SubmitParams{
+				RunID: id, Flow: spec.SubFlow, Params: inputs, ParentRunID: x.run.ID,
+				TraceParent: tc.TraceParent, Tags: []string{"parent:" + x.run.ID},
+			})
+			if errors.Is(err, ErrConflict) {
+				child, err = e.store.RunGet(x.bg, id)
+			}
+		}
+		if err != nil {
+			return nil, fmt.Errorf("sub-flow run %s: %w", id, err)
+		}
+		if !child.Status.Terminal() {
+			final, err := e.Execute(ctx, &ExecuteParams{RunID: id, WorkerID: x.run.WorkerID})
+			switch {
+			case final != nil && final.Status.Terminal():
+				child = final
+			case err != nil:
+				return nil, fmt.Errorf("sub-flow run %s: %w", id, err)
+			default:
+				return nil, fmt.Errorf("sub-flow run %s stopped %s", id, final.Status)
+			}
+		}
+		switch child.Status {
+		case RunCompleted:
+		case RunCancelled:
+			return nil, &noRetryError{fmt.Sprintf("sub-flow run %s CANCELLED", id)}
+		default:
+			return nil, fmt.Errorf("sub-flow run %s %s: %s", id, child.Status, child.Error)
+		}
+		outs := make(map[string]any, len(child.Tasks))
+		for name, st := range child.Tasks {
+			if st.Status != TaskSucceeded {
+				continue
+			}
+			var v any
+			if len(st.Output) > 0 {
+				if err := json.Unmarshal(st.Output, &v); err != nil {
+					return nil, fmt.Errorf("sub-flow run %s: output of %s: %w", id, name, err)
+				}
+			}
+			outs[name] = v
+		}
+		return outs, nil
+	}}
+}
+
 // defOf is the implementation of spec: the registry's, or a switch's.
 func (x *execution) defOf(spec *TaskSpec) *TaskDef {
+	if spec.SubFlow != nil {
+		return nil // set per attempt (childDef)
+	}
 	if spec.Switch != nil {
 		return &TaskDef{Name: UseSwitch, Run: func(context.Context, *TaskContext, map[string]any) (any, error) {
 			return x.decide(spec)
@@ -967,6 +1059,28 @@ func retryDelay(delay, maxDelay time.Duration, i int) time.Duration {
 	return min(d, maxDelay)
 }
 
+// failOrphans ends, FAILED, the sub-flow runs that an earlier execution of
+// this run left going and this one did not resume (the run was cancelled
+// or failed before their task ran again): nothing else would run them.
+func (x *execution) failOrphans() {
+	for row, st := range x.run.Tasks {
+		name := row
+		if parent, _, ok := IterationOf(row); ok {
+			name = parent
+		}
+		if spec := x.flow; spec == nil || spec.Tasks[name] == nil || spec.Tasks[name].SubFlow == nil || len(st.Attempts) == 0 {
+			continue
+		}
+		id := st.Attempts[len(st.Attempts)-1].ChildRunID
+		if id == "" {
+			continue
+		}
+		if c, err := x.e.store.RunGet(x.bg, id); err == nil && !c.Status.Terminal() {
+			_, _ = x.e.Fail(x.bg, id, "its parent run "+x.run.ID+" ended")
+		}
+	}
+}
+
 // noRetryError is a task failure that retrying cannot fix.
 type noRetryError struct{ msg string }
 
@@ -1017,6 +1131,10 @@ func (x *execution) runAttempt(runCtx context.Context, u *unit, w *taskWorker, d
 	defer span.End()
 	sc := span.SpanContext()
 	att := Attempt{Number: n, Status: TaskRunning, StartedAt: start, WorkerID: e.cfg.WorkerID, SpanID: spanIDString(sc)}
+	if spec.SubFlow != nil {
+		att.ChildRunID = x.childRunID(u.row, n)
+		def = x.childDef(spec, att.ChildRunID)
+	}
 	x.w.start(&TaskUpdateParams{RunID: run.ID, Task: name, Use: use, Status: TaskRunning, StartedAt: *first, Attempt: &att, ResetEnd: true})
 	e.report(Progress{Kind: ProgressTaskStarted, RunID: run.ID, FlowName: run.FlowName, TraceID: run.TraceID, Task: name, Attempt: n, Status: string(TaskRunning)})
 
@@ -1329,6 +1447,7 @@ func (x *execution) finish(status RunStatus, msg string) (*Run, error) {
 		return x.stopped()
 	}
 	e, run := x.e, x.run
+	x.failOrphans()
 	end := time.Now().UTC()
 	var final *Run
 	elsewhere := false

@@ -91,8 +91,37 @@ type TaskSpec struct {
 	// over the round's output, at most Repeat.Max rounds.
 	Until  *Expr
 	Repeat Repeat
+	// SubFlow, if set, is the flow the task runs as a child run (`use:
+	// flow/<name>`, SubFlowName set, or an inline `flow_yaml`); the task's
+	// inputs are its params, its output the child's task outputs.
+	SubFlow     *Flow
+	SubFlowName string
 	// Pos is where the task is declared.
 	Pos Position
+}
+
+// Includes returns the flows f uses through `use: flow/<name>`, at any
+// depth (also inside inline sub-flows), once each by name: what a run's
+// snapshot stores so that any worker can load it.
+func (f *Flow) Includes() []FlowInclude {
+	var out []FlowInclude
+	seen := map[string]bool{}
+	var walk func(*Flow)
+	walk = func(f *Flow) {
+		for _, name := range f.Order {
+			spec := f.Tasks[name]
+			if spec.SubFlow == nil {
+				continue
+			}
+			if spec.SubFlowName != "" && !seen[spec.SubFlowName] {
+				seen[spec.SubFlowName] = true
+				out = append(out, FlowInclude{Name: spec.SubFlowName, File: spec.SubFlow.File, Source: spec.SubFlow.Source})
+			}
+			walk(spec.SubFlow)
+		}
+	}
+	walk(f)
+	return out
 }
 
 // Switch is a switch task: Expr's value, as a case key (see

@@ -6,6 +6,7 @@ import (
 	"io"
 	"math"
 	"os"
+	"path/filepath"
 	"slices"
 	"sort"
 	"strconv"
@@ -24,6 +25,19 @@ type TaskLookup interface {
 	Lookup(name string) (*TaskDef, bool)
 }
 
+// FlowLookup is an optional interface of a [TaskLookup]: the flows that
+// `use: flow/<name>` may name (a server's flows). Without it, flow/<name>
+// names the file <name>.yaml (or <name>.yml) next to the flow file.
+type FlowLookup interface {
+	LookupFlow(name string) (*Flow, bool)
+}
+
+// SubFlowPrefix starts the use of a task that runs a flow (`use: flow/<name>`).
+const SubFlowPrefix = "flow/"
+
+// maxSubFlowDepth bounds how deeply sub-flows nest (through files or inline).
+const maxSubFlowDepth = 8
+
 // Limits on flow settings.
 const (
 	maxRetries     = 100
@@ -37,7 +51,7 @@ var (
 	topKeys  = []string{"version", "flow", "tasks"}
 	flowKeys = []string{"name", "description", "defaults", "graph", "max_parallel", "timeout"}
 	taskKeys = []string{"use", "inputs", "retries", "retry_delay", "retry_max_delay", "timeout", "fail_policy", "trigger", "depends_on",
-		"when", "switch", "cases", "default", "foreach", "max_parallel", "until", "repeat"}
+		"when", "switch", "cases", "default", "foreach", "max_parallel", "until", "repeat", "flow_yaml"}
 	repeatKeys = []string{"max", "interval"}
 )
 
@@ -101,7 +115,16 @@ func LoadFlow(file string, src []byte, tasks TaskLookup) (*Flow, error) {
 	if r, ok := tasks.(*Registry); ok && r == nil {
 		tasks = nil
 	}
-	l := &loader{file: file, src: string(src), tasks: tasks}
+	return loadFlow(file, src, tasks, nil)
+}
+
+// loadFlow is LoadFlow inside the sub-flows named by stack (outermost
+// first), which it must not name again.
+func loadFlow(file string, src []byte, tasks TaskLookup, stack []string) (*Flow, error) {
+	if r, ok := tasks.(*Registry); ok && r == nil {
+		tasks = nil
+	}
+	l := &loader{file: file, src: string(src), tasks: tasks, stack: stack}
 	f := l.load()
 	if len(l.errs) > 0 {
 		sortByPos(l.errs)
@@ -133,6 +156,8 @@ type loader struct {
 	active  map[*ast.AnchorNode]bool     // anchors being expanded
 	budget  int                          // values left to decode
 	lines   []string                     // src split into lines, on demand
+	stack   []string                     // the flows whose sub-flow this one is, outermost first
+	name    string                       // this flow's name, once read
 }
 
 // posString is a string found in an inputs value and where it is.
@@ -262,6 +287,7 @@ func (l *loader) load() *Flow {
 		l.errorf(l.startPos(body), "missing flow")
 	}
 	var infos []*taskInfo
+	l.name = f.Name
 	if v, ok := fields["tasks"]; ok {
 		infos = l.tasksSection(f, v)
 	} else {
@@ -882,7 +908,9 @@ func (l *loader) task(e mapEntry) *taskInfo {
 	if fv, ok := fields["use"]; ok {
 		if s, ok := l.text(fv.value, "use"); ok {
 			spec.Use = s
-			if l.tasks != nil {
+			if strings.HasPrefix(s, SubFlowPrefix) {
+				l.subFlowUse(spec, strings.TrimPrefix(s, SubFlowPrefix), l.pos(fv.value))
+			} else if l.tasks != nil {
 				if def, ok := l.tasks.Lookup(s); ok {
 					ti.def = def
 				} else {
@@ -891,7 +919,16 @@ func (l *loader) task(e mapEntry) *taskInfo {
 			}
 		}
 	} else if _, ok := fields["switch"]; !ok {
-		l.errorf(e.keyPos, "task %s has no use (say which task implementation runs it)", e.key)
+		if _, ok := fields["flow_yaml"]; !ok {
+			l.errorf(e.keyPos, "task %s has no use (say which task implementation runs it)", e.key)
+		}
+	}
+	if fv, ok := fields["flow_yaml"]; ok {
+		if _, both := fields["use"]; both {
+			l.errorf(fv.keyPos, "task %s: flow_yaml runs an inline flow: it cannot have use too", e.key)
+		} else {
+			l.subFlowInline(spec, fv.value)
+		}
 	}
 	if fv, ok := fields["inputs"]; ok {
 		ti.inputsPos = fv.keyPos
@@ -1054,6 +1091,109 @@ func (l *loader) controlFlow(ti *taskInfo, fields map[string]field) {
 		sw.Default = names(tasks)
 		ti.cases = append(ti.cases, tasks...)
 	}
+}
+
+// subFlowUse resolves `use: flow/<name>` of spec.
+func (l *loader) subFlowUse(spec *TaskSpec, name string, pos Position) {
+	if !isTaskName(name) || len(name) > MaxNameLen {
+		l.errorf(pos, "task %s: bad use %q: want flow/<flow name>", spec.Name, spec.Use)
+		return
+	}
+	if name == l.name || slices.Contains(l.stack, name) {
+		path := append(append(slices.Clone(l.stack), l.name), name)
+		l.errorf(pos, "task %s: sub-flow cycle: %s", spec.Name, strings.Join(path, " -> "))
+		return
+	}
+	if len(l.stack) >= maxSubFlowDepth {
+		l.errorf(pos, "task %s: sub-flows nested more than %d deep", spec.Name, maxSubFlowDepth)
+		return
+	}
+	spec.SubFlowName = name
+	if fl, ok := l.tasks.(FlowLookup); ok {
+		f, ok := fl.LookupFlow(name)
+		if !ok {
+			l.errorf(pos, "task %s: unknown flow %q (use: flow/<name> names a flow of the server)", spec.Name, name)
+			return
+		}
+		spec.SubFlow = f
+		return
+	}
+	if l.file == "" || l.file == InlineFlowFile {
+		l.errorf(pos, "task %s: use: %s needs the server's flows (an inline flow here knows none)", spec.Name, spec.Use)
+		return
+	}
+	dir := filepath.Dir(l.file)
+	var path string
+	for _, ext := range []string{".yaml", ".yml"} {
+		if fi, err := os.Stat(filepath.Join(dir, name+ext)); err == nil && !fi.IsDir() {
+			path = filepath.Join(dir, name+ext)
+			break
+		}
+	}
+	if path == "" {
+		l.errorf(pos, "task %s: unknown flow %q: no %s.yaml next to %s", spec.Name, name, name, filepath.Base(l.file))
+		return
+	}
+	src, err := ReadFlowFile(path)
+	if err != nil {
+		l.errorf(pos, "task %s: flow %s: %v", spec.Name, name, err)
+		return
+	}
+	f, err := loadFlow(path, src, l.tasks, append(slices.Clone(l.stack), l.name))
+	if err != nil {
+		l.errs = append(l.errs, subErrors(err)...)
+		l.errorf(pos, "task %s: flow %s (%s) does not load", spec.Name, name, path)
+		return
+	}
+	if f.Name != name {
+		l.errorf(pos, "task %s: %s holds flow %q, not %q", spec.Name, path, f.Name, name)
+		return
+	}
+	spec.SubFlow = f
+}
+
+// subFlowInline loads the inline flow text of spec's flow_yaml.
+func (l *loader) subFlowInline(spec *TaskSpec, v ast.Node) {
+	n, release := l.deref(v)
+	defer release()
+	if n == nil {
+		return
+	}
+	pos := l.pos(n)
+	text, ok := l.scalarText(n)
+	if !ok {
+		l.errorf(pos, "task %s: flow_yaml must be the flow's YAML text (a string, e.g. a `|` block), got %s", spec.Name, nodeKind(n))
+		return
+	}
+	if len(l.stack) >= maxSubFlowDepth {
+		l.errorf(pos, "task %s: sub-flows nested more than %d deep", spec.Name, maxSubFlowDepth)
+		return
+	}
+	spec.Use = SubFlowPrefix + "_inline"
+	f, err := loadFlow(InlineFlowFile, []byte(text), l.tasks, append(slices.Clone(l.stack), l.name))
+	if err != nil {
+		_, block := n.(*ast.LiteralNode)
+		for _, e := range subErrors(err) {
+			at := pos
+			if block && e.Pos.Line > 0 {
+				// A `|` block's text starts on the line after its key.
+				at.Line = pos.Line + e.Pos.Line
+				at.Col = l.indentOf(pos.Line+1) + e.Pos.Col
+			}
+			l.errorf(at, "task %s: flow_yaml: %s", spec.Name, e.Msg)
+		}
+		return
+	}
+	spec.SubFlow = f
+}
+
+// subErrors are the members of a sub-flow's load error.
+func subErrors(err error) []*LoadError {
+	var les LoadErrors
+	if errors.As(err, &les) {
+		return les
+	}
+	return []*LoadError{{Msg: err.Error()}}
 }
 
 func names(ps []posString) []string {

@@ -36,8 +36,22 @@ type Run struct {
 	ParentUnsampled bool
 	// Error is the run's failure reason ("" unless FAILED or CANCELLED).
 	Error string
+	// ParentRunID is set on a sub-flow's run (docs/flows.md, "Sub-flows"):
+	// the run whose task runs it. Such a run is not queued: its parent's
+	// execution runs it.
+	ParentRunID string
+	// FlowIncludes are the flows the snapshot uses through `use: flow/<name>`
+	// (transitively), stored with it so that any worker can load it.
+	FlowIncludes []FlowInclude
 	// Tasks by name. Lists (RunList) leave it nil.
 	Tasks map[string]*TaskState
+}
+
+// FlowInclude is a flow a snapshot uses through `use: flow/<name>`.
+type FlowInclude struct {
+	Name   string `json:"name"`
+	File   string `json:"file"`
+	Source string `json:"source"`
 }
 
 // Clone returns a deep copy of r (Params values are shared: treat them as
@@ -48,6 +62,7 @@ func (r *Run) Clone() *Run {
 	}
 	c := *r
 	c.Tags = append([]string(nil), r.Tags...)
+	c.FlowIncludes = append([]FlowInclude(nil), r.FlowIncludes...)
 	if r.Params != nil {
 		c.Params = make(map[string]any, len(r.Params))
 		for k, v := range r.Params {
@@ -140,6 +155,8 @@ type Attempt struct {
 	Error     string     `json:"error,omitempty"`
 	WorkerID  string     `json:"worker_id,omitempty"`
 	SpanID    string     `json:"span_id,omitempty"`
+	// ChildRunID is the run of a sub-flow task's attempt.
+	ChildRunID string `json:"child_run_id,omitempty"`
 }
 
 // LogEntry is one line of a run's logs (SPEC §4).

@@ -64,6 +64,10 @@ type RunDoc struct {
 	Params      map[string]any            `json:"params"`
 	TaskSummary map[string]TaskSummaryDoc `json:"task_summary"`
 	Tasks       map[string]TaskDoc        `json:"tasks"`
+	// ParentRunID is set on a sub-flow's run; Children are the sub-flow
+	// runs of this run's tasks (every attempt's), in task order.
+	ParentRunID *string  `json:"parent_run_id"`
+	Children    []string `json:"children"`
 }
 
 // TaskSummaryDoc is one entry of a run's task_summary.
@@ -120,6 +124,24 @@ func NewRunSummaryDoc(r *Run) RunSummaryDoc {
 	}
 }
 
+// children lists the sub-flow runs of r's tasks, in task row order.
+func children(r *Run) []string {
+	out := []string{}
+	rows := make([]string, 0, len(r.Tasks))
+	for name := range r.Tasks {
+		rows = append(rows, name)
+	}
+	slices.Sort(rows)
+	for _, name := range rows {
+		for _, a := range r.Tasks[name].Attempts {
+			if a.ChildRunID != "" && !slices.Contains(out, a.ChildRunID) {
+				out = append(out, a.ChildRunID)
+			}
+		}
+	}
+	return out
+}
+
 // NewRunDoc builds the Run document of r. Outputs longer than outputCap
 // bytes (0: [DefaultDocOutputBytes]; -1: no cap) are replaced by a JSON
 // string holding their beginning, with output_truncated set.
@@ -132,6 +154,8 @@ func NewRunDoc(r *Run, outputCap int) RunDoc {
 		Params:        r.Params,
 		TaskSummary:   make(map[string]TaskSummaryDoc, len(r.Tasks)),
 		Tasks:         make(map[string]TaskDoc, len(r.Tasks)),
+		ParentRunID:   strPtr(r.ParentRunID),
+		Children:      children(r),
 	}
 	if d.Params == nil {
 		d.Params = map[string]any{}

@@ -30,13 +30,15 @@ const (
 	fieldAttempt   = "attempt" // (lua) incremented by start.lua
 	fieldWorker    = "worker"  // (lua)
 	fieldTraceID   = "trace"
-	fieldParent    = "parent"    // parent span ID
-	fieldUnsampled = "unsampled" // "1" when Run.ParentUnsampled; absent otherwise
-	fieldError     = "error"     // (lua)
-	fieldMember    = "member"    // (lua) index member, see indexMember
-	fieldGC        = "gc"        // (lua) expiry-set record, see keys.gcRecord
-	fieldLogSeq    = "logseq"    // (lua) last log seq, HINCRBY by log_append.lua
-	fieldQueueID   = "qid"       // (lua) ID of the run's current queue entry
+	fieldParent    = "parent"     // parent span ID
+	fieldParentRun = "parent_run" // a sub-flow run's parent run ID
+	fieldIncludes  = "includes"   // JSON: the flows the snapshot includes
+	fieldUnsampled = "unsampled"  // "1" when Run.ParentUnsampled; absent otherwise
+	fieldError     = "error"      // (lua)
+	fieldMember    = "member"     // (lua) index member, see indexMember
+	fieldGC        = "gc"         // (lua) expiry-set record, see keys.gcRecord
+	fieldLogSeq    = "logseq"     // (lua) last log seq, HINCRBY by log_append.lua
+	fieldQueueID   = "qid"        // (lua) ID of the run's current queue entry
 )
 
 // taskFieldSep separates a task-hash field's kind from the task name.
@@ -129,6 +131,16 @@ func runFields(r *engine.Run, member, gc string) ([]any, error) {
 	if r.ParentUnsampled {
 		f = append(f, fieldUnsampled, "1")
 	}
+	if r.ParentRunID != "" {
+		f = append(f, fieldParentRun, r.ParentRunID)
+	}
+	if len(r.FlowIncludes) > 0 {
+		inc, err := json.Marshal(r.FlowIncludes)
+		if err != nil {
+			return nil, fmt.Errorf("includes: %w", err)
+		}
+		f = append(f, fieldIncludes, inc)
+	}
 	if !r.StartedAt.IsZero() {
 		f = append(f, fieldStarted, ms(r.StartedAt))
 	}
@@ -202,6 +214,7 @@ func parseRun(h map[string]string) (*engine.Run, error) {
 		TraceID:      h[fieldTraceID],
 		ParentSpanID: h[fieldParent],
 		Error:        h[fieldError],
+		ParentRunID:  h[fieldParentRun],
 
 		ParentUnsampled: h[fieldUnsampled] == "1",
 	}
@@ -209,6 +222,11 @@ func parseRun(h map[string]string) (*engine.Run, error) {
 	if p := h[fieldParams]; p != "" {
 		if err := json.Unmarshal([]byte(p), &r.Params); err != nil {
 			return nil, fmt.Errorf("run %s params: %w", r.ID, err)
+		}
+	}
+	if inc := h[fieldIncludes]; inc != "" {
+		if err := json.Unmarshal([]byte(inc), &r.FlowIncludes); err != nil {
+			return nil, fmt.Errorf("run %s includes: %w", r.ID, err)
 		}
 	}
 	if t := h[fieldTags]; t != "" {

@@ -129,7 +129,11 @@ func (s *Store) RunCreate(ctx context.Context, run *engine.Run) error {
 		}
 		args = append(args, tf...)
 	}
-	args = append([]any{member, s.cfg.EventMaxLen, r.ID, r.FlowName, ms(r.CreatedAt), nRun}, args...)
+	queue := "1"
+	if r.ParentRunID != "" {
+		queue = "" // a sub-flow's run is run by its parent, not queued
+	}
+	args = append([]any{member, s.cfg.EventMaxLen, r.ID, r.FlowName, ms(r.CreatedAt), nRun, queue}, args...)
 	ks := []string{
 		s.keys.run(r.ID), s.keys.tasks(r.ID), s.keys.events(),
 		s.keys.all(), s.keys.status(engine.RunPending), s.keys.flow(r.FlowName),

@@ -108,7 +108,9 @@ func (s *Store) RunCreate(ctx context.Context, run *engine.Run) error {
 		indexOf(s.byTag, tag).insert(rec.key)
 	}
 	s.appendEvent(r, r.CreatedAt)
-	s.enqueue(r.ID)
+	if r.ParentRunID == "" {
+		s.enqueue(r.ID) // a sub-flow's run is run by its parent, not queued
+	}
 	return nil
 }
 

@@ -66,6 +66,28 @@ func RunQueue(t *testing.T, newStore func(t *testing.T) engine.Store) {
 		requireEmpty(t, b, q)
 	})
 
+	t.Run("SubFlowRunNotQueued", func(t *testing.T) {
+		t.Parallel()
+		b, q := setup(t)
+		child := NewTestRun("child", "a")
+		child.ParentRunID = unknownID
+		child.FlowIncludes = []engine.FlowInclude{{Name: "inner", File: "flows/inner.yaml", Source: "version: 1\n"}}
+		want := child.Clone()
+		createRun(t, b, child)
+		got := getRun(t, b, child.ID)
+		RequireRunEqual(t, want, got)
+		require.Equal(t, unknownID, got.ParentRunID)
+		require.Equal(t, want.FlowIncludes, got.FlowIncludes)
+		requireEmpty(t, b, q)
+		// Its parent's execution starts and finishes it, as any run.
+		startRun(t, b, child.ID, "w1", b.now)
+		_, err := b.store.RunFinish(b.ctx, &engine.RunFinishParams{RunID: child.ID, Status: engine.RunCompleted, At: b.now, RunAttempt: 1})
+		require.NoError(t, err)
+		require.Equal(t, engine.RunCompleted, getRun(t, b, child.ID).Status)
+		r := createRun(t, b, NewTestRun("hello", "a"))
+		require.Equal(t, r.ID, pop(t, b, q, "w1").RunID)
+	})
+
 	t.Run("PopBatch", func(t *testing.T) {
 		t.Parallel()
 		b, q := setup(t)

@@ -88,6 +88,9 @@ func normalizeRun(r *engine.Run) *engine.Run {
 	if len(c.Tags) == 0 {
 		c.Tags = nil
 	}
+	if len(c.FlowIncludes) == 0 {
+		c.FlowIncludes = nil
+	}
 	if len(c.Params) == 0 {
 		c.Params = nil
 	}

@@ -11,8 +11,10 @@
 -- ARGV[3]  run ID              ARGV[4]  flow name
 -- ARGV[5]  created at (Unix ms, the event's time)
 -- ARGV[6]  n = number of run-hash arguments (field, value, field, value…)
--- ARGV[7 … 6+n]   run-hash fields and values
--- ARGV[7+n …]     tasks-hash fields and values
+-- ARGV[7]  "1" to queue the run, "" not to (a sub-flow's run: its parent
+--          runs it)
+-- ARGV[8 … 7+n]   run-hash fields and values
+-- ARGV[8+n …]     tasks-hash fields and values
 --
 -- The queue entry ({run_id, flow}) is XADDed to KEYS[7] and its ID kept in
 -- the run hash's "qid" field; KEYS[8][flow] counts PENDING runs.
@@ -35,11 +37,13 @@ local function hset(key, from, to)
   end
 end
 
-local qid = redis.call('XADD', KEYS[7], '*', 'run_id', ARGV[3], 'flow', ARGV[4])
 local n = tonumber(ARGV[6])
-redis.call('HSET', KEYS[1], 'qid', qid, unpack(ARGV, 7, math.min(6 + n, 206)))
-hset(KEYS[1], 207, 6 + n)
-hset(KEYS[2], 7 + n, #ARGV)
+if ARGV[7] == '1' then
+  local qid = redis.call('XADD', KEYS[7], '*', 'run_id', ARGV[3], 'flow', ARGV[4])
+  redis.call('HSET', KEYS[1], 'qid', qid)
+end
+hset(KEYS[1], 8, 7 + n)
+hset(KEYS[2], 8 + n, #ARGV)
 
 local member = ARGV[1]
 for i = 4, 6 do
