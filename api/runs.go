@@ -179,7 +179,7 @@ func (s *Server) requestFlow(req *runCreateRequest) (*engine.Flow, error) {
 		if strings.TrimSpace(*req.FlowYAML) == "" {
 			return nil, errBadRequest("flow_yaml: must not be empty")
 		}
-		return engine.LoadFlow(engine.InlineFlowFile, []byte(*req.FlowYAML), s.eng.Registry())
+		return engine.LoadFlow(engine.InlineFlowFile, []byte(*req.FlowYAML), serverTasks{s.eng.Registry(), s.cfg.Flows})
 	}
 	return nil, errBadRequest("give flow_name (a flow of GET /flows) or flow_yaml (a flow file's text)")
 }
@@ -429,4 +429,20 @@ func sortedStrings(ss []string) []string {
 	}
 	slices.Sort(out)
 	return out
+}
+
+// serverTasks is what an inline flow of POST /runs may use: the engine's
+// tasks, and the server's flows for `use: flow/<name>`.
+type serverTasks struct {
+	*engine.Registry
+	flows FlowSource
+}
+
+// LookupFlow implements [engine.FlowLookup].
+func (t serverTasks) LookupFlow(name string) (*engine.Flow, bool) {
+	if t.flows == nil {
+		return nil, false
+	}
+	f, err := t.flows.FlowGet(name)
+	return f, err == nil
 }

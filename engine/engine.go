@@ -164,6 +164,9 @@ type SubmitParams struct {
 	TraceParent string
 	// RunID defaults to a new UUIDv7.
 	RunID string
+	// TraceID, when TraceParent is not valid, is the run's trace (32 hex
+	// digits; a sub-flow's run is in its parent's trace even when tracing is off).
+	TraceID string
 	// ParentRunID makes the run a sub-flow's (not queued: the parent's
 	// execution runs it).
 	ParentRunID string
@@ -197,6 +200,8 @@ func (e *Engine) Submit(ctx context.Context, p *SubmitParams) (*Run, error) {
 		run.TraceID = sc.TraceID().String()
 		run.ParentSpanID = sc.SpanID().String()
 		run.ParentUnsampled = !sc.IsSampled()
+	} else if tid, err := trace.TraceIDFromHex(p.TraceID); err == nil && tid.IsValid() {
+		run.TraceID = tid.String()
 	} else {
 		run.TraceID = NewTraceID().String()
 	}

@@ -953,7 +953,7 @@ func (x *execution) childDef(spec *TaskSpec, id string) *TaskDef {
 		if errors.Is(err, ErrNotFound) {
 			child, err = e.Submit(x.bg, &SubmitParams{
 				RunID: id, Flow: spec.SubFlow, Params: inputs, ParentRunID: x.run.ID,
-				TraceParent: tc.TraceParent, Tags: []string{"parent:" + x.run.ID},
+				TraceParent: tc.TraceParent, TraceID: x.run.TraceID, Tags: []string{"parent:" + x.run.ID},
 			})
 			if errors.Is(err, ErrConflict) {
 				child, err = e.store.RunGet(x.bg, id)
