@@ -137,3 +137,59 @@ tasks:
 	rows := engine.TaskRows(r.Tasks, []string{"each"})
 	require.True(t, slices.Equal([]string{"each", "each[0]", "each[1]", "each[2]", "each[3]", "each[4]", "each[5]"}, rows), "%v", rows)
 }
+
+// TestSubFlowWorkerKilled kills the worker while a sub-flow's run is in
+// the middle of its tasks: the worker that takes the parent over resumes
+// that same child (its finished task does not run again), and the parent
+// completes with the child's outputs. A sub-flow's run is never queued.
+func TestSubFlowWorkerKilled(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	file := filepath.Join(b.dir, "lines")
+	mark := fmt.Sprintf(`echo "$PYOCO_RUN_ID $PYOCO_TASK $PYOCO_ATTEMPT" >> %s`, file)
+	f := b.flow(fmt.Sprintf(`version: 1
+flow: {name: e2e_sub_parent}
+tasks:
+  sub:
+    inputs: {n: 7}
+    flow_yaml: |
+      version: 1
+      flow: {name: e2e_sub_child, defaults: {n: 0}, graph: "one >> two"}
+      tasks:
+        one: {use: shell, inputs: {cmd: '%[1]s; echo first'}}
+        two: {use: shell, inputs: {cmd: '%[1]s; sleep 1; echo ${ctx.params.n}'}}
+`, mark))
+	first := b.startWorker("--lease", "2s")
+	id := b.submit(f)
+	var childID string
+	waitFor(t, 30*time.Second, "the child's second task running", func() bool {
+		r := b.get(id)
+		at := r.Tasks["sub"].Attempts
+		if len(at) == 0 || at[0].ChildRunID == "" {
+			return false
+		}
+		childID = at[0].ChildRunID
+		c, err := b.store.RunGet(t.Context(), childID)
+		return err == nil && c.Tasks["two"].Status == engine.TaskRunning
+	})
+	first.kill()
+	b.startWorker("--lease", "2s")
+	r := b.waitAll([]string{id}, 60*time.Second)[id]
+	require.Equal(t, engine.RunCompleted, r.Status, r.Error)
+	var out map[string]map[string]any
+	require.NoError(t, json.Unmarshal(r.Tasks["sub"].Output, &out))
+	require.Equal(t, "first\n", out["one"]["stdout"])
+	require.Equal(t, "7\n", out["two"]["stdout"])
+
+	at := r.Tasks["sub"].Attempts
+	require.Len(t, at, 2)
+	require.Equal(t, childID, at[1].ChildRunID, "the child is resumed, not started again")
+	c := b.get(childID)
+	require.Equal(t, engine.RunCompleted, c.Status)
+	require.Equal(t, id, c.ParentRunID)
+	require.Equal(t, r.TraceID, c.TraceID)
+	require.Equal(t, 2, c.Attempt)
+	lines := readLines(t, file)
+	require.Equal(t, []string{"1"}, lines[childID+" one"], "the child's finished task ran once")
+	require.Equal(t, []string{"1", "2"}, lines[childID+" two"])
+}
