@@ -19,6 +19,11 @@
 --
 -- Returns the event's stream ID; the error reply "CONFLICT run exists" if
 -- the run hash exists (nothing is written).
+--
+-- schedule_claim.lua replaces the next line with its own prelude (the
+-- claim of a schedule tick) and reuses the rest: nkeys and nargs are the
+-- keys and arguments that belong to this script.
+local nkeys, nargs = #KEYS, #ARGV
 
 if redis.call('EXISTS', KEYS[1]) == 1 then
   return redis.error_reply('CONFLICT run exists')
@@ -39,13 +44,13 @@ local qid = redis.call('XADD', KEYS[7], '*', 'run_id', ARGV[3], 'flow', ARGV[4])
 local n = tonumber(ARGV[6])
 redis.call('HSET', KEYS[1], 'qid', qid, unpack(ARGV, 7, math.min(6 + n, 206)))
 hset(KEYS[1], 207, 6 + n)
-hset(KEYS[2], 7 + n, #ARGV)
+hset(KEYS[2], 7 + n, nargs)
 
 local member = ARGV[1]
 for i = 4, 6 do
   redis.call('ZADD', KEYS[i], 0, member)
 end
-for i = 9, #KEYS do
+for i = 9, nkeys do
   redis.call('ZADD', KEYS[i], 0, member)
 end
 redis.call('HINCRBY', KEYS[8], ARGV[4], 1)
