@@ -5,6 +5,7 @@ package e2e_test
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -151,7 +152,7 @@ func TestScheduleTwoServers(t *testing.T) {
 	empty := filepath.Join(b.dir, "no-flows")
 	require.NoError(t, os.MkdirAll(empty, 0o755))
 
-	sa, _ := b.startServer("a", dir)
+	sa, urlA := b.startServer("a", dir)
 	sb, _ := b.startServer("b", dir)
 	// A third server with no flows runs no schedule: the test reads the
 	// API through it after the other two stopped.
@@ -161,6 +162,14 @@ func TestScheduleTwoServers(t *testing.T) {
 	waitFor(t, 30*time.Second, fmt.Sprintf("%d ticks submitted", ticks), func() bool {
 		return len(sa.submitted(t))+len(sb.submitted(t)) >= ticks
 	})
+	resp, err := http.Get(urlA + "/metrics")
+	require.NoError(t, err)
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	require.NoError(t, err)
+	for _, o := range []string{"submitted", "skipped", "error"} {
+		require.Regexp(t, `(?m)^pyoco_schedule_runs_total\{flow="ticker",outcome="`+o+`"\} \d+$`, string(body))
+	}
 	sa.stop(t)
 	sb.stop(t)
 
