@@ -38,7 +38,16 @@ tasks: {a: {use: noop}}
 	t0 := time.Date(2026, 3, 1, 10, 0, 20, 0, time.UTC)
 	var mu sync.Mutex
 	now := t0
-	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	var armed chan struct{} // when set, closed at the next read of the clock
+	clock := func() time.Time {
+		mu.Lock()
+		defer mu.Unlock()
+		if armed != nil {
+			close(armed)
+			armed = nil
+		}
+		return now
+	}
 	r, err := schedule.New(eng, []*engine.Flow{f}, &schedule.Config{NowFunc: clock, PollInterval: 5 * time.Millisecond})
 	require.NoError(t, err)
 	srv, err := api.New(eng, &api.Config{Schedules: r})
@@ -68,10 +77,17 @@ tasks: {a: {use: noop}}
 			"last_run_id": nil, "last_run_time": nil},
 	}}, doc)
 
+	// The runner counts from the time it starts: move the clock only
+	// once it has read it.
+	started := make(chan struct{})
+	mu.Lock()
+	armed = started
+	mu.Unlock()
 	ctx, cancel := context.WithCancel(t.Context())
 	var wg sync.WaitGroup
 	wg.Go(func() { require.NoError(t, r.Run(ctx)) })
 	t.Cleanup(func() { cancel(); wg.Wait() })
+	<-started
 	mu.Lock()
 	now = t0.Add(50 * time.Second) // 10:01:10
 	mu.Unlock()
