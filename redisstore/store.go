@@ -35,7 +35,8 @@ const (
 // Store is an [engine.Store] on Redis that also implements
 // [engine.CancelNotifier], the queue capabilities ([engine.Queue],
 // [engine.QueueBatchPopper], [engine.QueueStats], [engine.WorkerRegistry],
-// [engine.Pinger]) and [engine.IdempotencyStore]. Create it with [New]. It
+// [engine.Pinger]), [engine.IdempotencyStore] and [engine.ScheduleStore]
+// (schedule.go). Create it with [New]. It
 // is safe for concurrent use and needs no Close: it uses the client's pool,
 // plus one pub/sub connection and goroutine only while RunCancelNotify
 // channels are open (and 200ms after). It keeps no state about the

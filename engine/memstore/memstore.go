@@ -15,7 +15,8 @@ import (
 const defaultListLimit = 50
 
 // Store is an in-memory [engine.Store] that also implements
-// [engine.CancelNotifier]. The zero value is not usable; call [New].
+// [engine.CancelNotifier] and [engine.ScheduleStore] (schedule.go). The
+// zero value is not usable; call [New].
 //
 // A Store is safe for concurrent use. It keeps every run, log entry and event
 // until the process exits (no retention yet). Values passed in and returned
