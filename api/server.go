@@ -88,6 +88,9 @@ type Config struct {
 	// and POST /webhooks/deliveries/{id}/retry (see api/webhooks.go). nil:
 	// an empty list, and 404 on retry.
 	Webhooks WebhookLog
+	// Schedules lists the flow schedules behind GET /schedules. nil: an
+	// empty list.
+	Schedules ScheduleSource
 }
 
 func (c *Config) withDefaults() (Config, error) {
@@ -174,6 +177,7 @@ var routes = []route{
 	{pattern: "GET /tasks", handle: (*Server).taskList},
 	{pattern: "GET /plugins", handle: (*Server).pluginList},
 	{pattern: "GET /workers", handle: (*Server).workerList},
+	{pattern: "GET /schedules", handle: (*Server).scheduleList},
 	{pattern: "GET /webhooks/deliveries", handle: (*Server).webhookDeliveries},
 	{pattern: "POST /webhooks/deliveries/{id}/retry", handle: (*Server).webhookDeliveryRetry},
 	{pattern: "GET /healthz", open: true, handle: (*Server).healthz},

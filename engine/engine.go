@@ -170,6 +170,11 @@ type SubmitParams struct {
 	// ParentRunID makes the run a sub-flow's (not queued: the parent's
 	// execution runs it).
 	ParentRunID string
+	// Tick, when set, submits the run as one tick of a flow schedule: the
+	// store claims the tick and creates the run in one step (see
+	// [ScheduleStore]), so the run exists only if this call claimed the
+	// tick; ErrConflict otherwise. The store must be a [ScheduleStore].
+	Tick *ScheduleTick
 }
 
 // Submit creates a PENDING run of p.Flow with a snapshot of its source and
@@ -208,7 +213,7 @@ func (e *Engine) Submit(ctx context.Context, p *SubmitParams) (*Run, error) {
 	for _, name := range f.Order {
 		run.Tasks[name] = &TaskState{Name: name, Use: f.Tasks[name].Use, Status: TaskPending}
 	}
-	if err := e.store.RunCreate(ctx, run); err != nil {
+	if err := e.createRun(ctx, run, p.Tick); err != nil { // schedule_submit.go
 		return nil, fmt.Errorf("submit %s: %w", f.Name, err)
 	}
 	e.ins.runStatus(ctx, flowLabel(f.File, f.Name), RunPending)

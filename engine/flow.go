@@ -27,6 +27,9 @@ type Flow struct {
 	Source string
 	// File is the path the flow was loaded from ("" for inline text).
 	File string
+	// Schedules are the entries of flow.schedule, in file order: when a
+	// server starts runs of the flow on its own (see [Schedule]).
+	Schedules []*Schedule
 	// Warnings are non-fatal findings of the loader (unused params, …).
 	Warnings []*LoadError
 }

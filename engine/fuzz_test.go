@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/pyoco/pyoco/engine"
 	"github.com/stretchr/testify/require"
@@ -63,6 +64,8 @@ func FuzzLoadFlow(f *testing.F) {
 	f.Add([]byte("<<: {version: 1}\n"))
 	f.Add([]byte("? [a]\n: b\n"))
 	f.Add([]byte("!!binary x: 1\n"))
+	f.Add([]byte("version: 1\nflow: {name: x, schedule: [{cron: '*/5 * * * *', timezone: Europe/Paris}, {every: 30s, name: s, catchup: all}]}\ntasks: {a: {use: noop}}\n"))
+	f.Add([]byte("version: 1\nflow: {name: x, schedule: {every: 1h, params: {k: [1]}}}\ntasks: {a: {use: noop}}\n"))
 	reg := loaderRegistry(f)
 	f.Fuzz(func(t *testing.T, src []byte) {
 		for _, tasks := range []engine.TaskLookup{nil, reg} {
@@ -81,6 +84,13 @@ func FuzzLoadFlow(f *testing.F) {
 				}
 				for _, w := range fl.Warnings {
 					requirePositioned(t, w)
+				}
+				for _, s := range fl.Schedules {
+					require.NotEmpty(t, s.Name)
+					require.True(t, (s.Cron == "") != (s.Every == 0), "exactly one of cron and every: %+v", s)
+					require.Positive(t, s.Pos.Line)
+					now := time.Now()
+					require.True(t, s.Next(now).After(now), "a loaded schedule fires: %+v", s)
 				}
 				continue
 			}

@@ -49,7 +49,7 @@ const (
 
 var (
 	topKeys  = []string{"version", "flow", "tasks"}
-	flowKeys = []string{"name", "description", "defaults", "graph", "max_parallel", "timeout"}
+	flowKeys = []string{"name", "description", "defaults", "graph", "max_parallel", "timeout", "schedule"}
 	taskKeys = []string{"use", "inputs", "retries", "retry_delay", "retry_max_delay", "timeout", "fail_policy", "trigger", "depends_on",
 		"when", "switch", "cases", "default", "foreach", "max_parallel", "until", "repeat", "flow_yaml"}
 	repeatKeys = []string{"max", "interval"}
@@ -696,6 +696,9 @@ func (l *loader) flowSection(f *Flow, v field) (ast.Node, map[string]Position) {
 		if d, ok := l.duration(fv.value, "timeout"); ok {
 			f.Timeout = d
 		}
+	}
+	if fv, ok := fields["schedule"]; ok {
+		l.schedules(f, fv) // schedule.go
 	}
 	var graph ast.Node
 	if fv, ok := fields["graph"]; ok {

@@ -144,7 +144,7 @@ func TestLoadFlowBadFixtures(t *testing.T) {
 		},
 		"unknown_keys": {
 			`unknown_keys.yaml:4:3: unknown key "nmae" in flow (did you mean "name"?)`,
-			`unknown_keys.yaml:5:3: unknown key "when" in flow (known: name, description, defaults, graph, max_parallel, timeout)`,
+			`unknown_keys.yaml:5:3: unknown key "when" in flow (known: name, description, defaults, graph, max_parallel, timeout, schedule)`,
 			`unknown_keys.yaml:9:5: unknown key "retires" in task a (did you mean "retries"?)`,
 			`unknown_keys.yaml:10:5: unknown key "swich" in task a (did you mean "switch"?)`,
 			`unknown_keys.yaml:11:1: unknown key "extra" in the flow file`,

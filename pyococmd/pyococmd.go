@@ -22,6 +22,9 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	// The IANA time zone database, so that flow.schedule timezones load
+	// the same on a host (or image) without /usr/share/zoneinfo.
+	_ "time/tzdata"
 
 	"github.com/pyoco/pyoco/engine"
 	"github.com/pyoco/pyoco/internal/cli"

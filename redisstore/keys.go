@@ -76,6 +76,13 @@ func (k keys) worker(id string) string { return k.prefix + "worker:" + id }
 // (expires with the key's TTL).
 func (k keys) idempotency(key string) string { return k.prefix + "idem:" + key }
 
+// schedule is the claim state of schedule name of flow: a hash of tick,
+// run_id and run_at (Unix ms), kept until deleted (schedule_claim.lua).
+// Flow and schedule names have no ':', so the key is unambiguous.
+func (k keys) schedule(flow, name string) string {
+	return k.prefix + "schedule:" + flow + ":" + name
+}
+
 // cancelChannel is the pub/sub channel on which cancel.lua publishes the ID
 // of each run whose cancellation is requested.
 func (k keys) cancelChannel() string { return k.prefix + "cancel" }

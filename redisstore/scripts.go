@@ -2,6 +2,7 @@ package redisstore
 
 import (
 	"embed"
+	"strings"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -41,4 +42,18 @@ var (
 	listScript = loadScript("list")
 	// sweepScript: retention clean-up of the indexes.
 	sweepScript = loadScript("sweep")
+	// scheduleClaimScript: ScheduleClaim (schedule_claim.lua spliced into
+	// create.lua).
+	scheduleClaimScript = spliceScript("create", "local nkeys, nargs = #KEYS, #ARGV\n", "schedule_claim")
 )
+
+// spliceScript returns the script lua/<into>.lua with the line marker
+// replaced by the text of lua/<prelude>.lua.
+func spliceScript(into, marker, prelude string) *redis.Script {
+	body, err1 := luaFS.ReadFile("lua/" + into + ".lua")
+	pre, err2 := luaFS.ReadFile("lua/" + prelude + ".lua")
+	if err1 != nil || err2 != nil || strings.Count(string(body), marker) != 1 {
+		panic("redisstore: cannot splice script " + prelude + " into " + into) // a build bug
+	}
+	return redis.NewScript(strings.Replace(string(body), marker, string(pre), 1))
+}

@@ -35,7 +35,8 @@ const (
 // Store is an [engine.Store] on Redis that also implements
 // [engine.CancelNotifier], the queue capabilities ([engine.Queue],
 // [engine.QueueBatchPopper], [engine.QueueStats], [engine.WorkerRegistry],
-// [engine.Pinger]) and [engine.IdempotencyStore]. Create it with [New]. It
+// [engine.Pinger]), [engine.IdempotencyStore] and [engine.ScheduleStore]
+// (schedule.go). Create it with [New]. It
 // is safe for concurrent use and needs no Close: it uses the client's pool,
 // plus one pub/sub connection and goroutine only while RunCancelNotify
 // channels are open (and 200ms after). It keeps no state about the
@@ -98,15 +99,29 @@ func (s *Store) Ping(ctx context.Context) error {
 // Times are kept to the millisecond. It returns an error wrapping
 // [engine.ErrConflict] if the ID exists.
 func (s *Store) RunCreate(ctx context.Context, run *engine.Run) error {
+	ks, args, err := s.createArgs(run)
+	if err != nil {
+		return err
+	}
+	s.maybeSweep(ctx)
+	if err := createScript.Run(ctx, s.client, ks, args...).Err(); err != nil {
+		return fmt.Errorf("create run %s: %w", run.ID, interpretError(err))
+	}
+	return nil
+}
+
+// createArgs checks a run given to RunCreate and returns create.lua's keys
+// and arguments.
+func (s *Store) createArgs(run *engine.Run) ([]string, []any, error) {
 	if run == nil || run.ID == "" {
-		return errors.New("create run: missing run ID")
+		return nil, nil, errors.New("create run: missing run ID")
 	}
 	if run.Status != engine.RunPending {
-		return fmt.Errorf("create run %s: status is %s, want %s", run.ID, run.Status, engine.RunPending)
+		return nil, nil, fmt.Errorf("create run %s: status is %s, want %s", run.ID, run.Status, engine.RunPending)
 	}
 	for name, ts := range run.Tasks {
 		if ts == nil || ts.Status != engine.TaskPending {
-			return fmt.Errorf("create run %s: task %s is not %s", run.ID, name, engine.TaskPending)
+			return nil, nil, fmt.Errorf("create run %s: task %s is not %s", run.ID, name, engine.TaskPending)
 		}
 	}
 	r := *run
@@ -119,13 +134,13 @@ func (s *Store) RunCreate(ctx context.Context, run *engine.Run) error {
 
 	args, err := runFields(&r, member, s.keys.gcRecord(r.ID, member, r.FlowName, tags))
 	if err != nil {
-		return fmt.Errorf("create run %s: %w", r.ID, err)
+		return nil, nil, fmt.Errorf("create run %s: %w", r.ID, err)
 	}
 	nRun := len(args)
 	for _, name := range sortedKeys(r.Tasks) {
 		tf, err := taskFields(name, r.Tasks[name])
 		if err != nil {
-			return fmt.Errorf("create run %s: %w", r.ID, err)
+			return nil, nil, fmt.Errorf("create run %s: %w", r.ID, err)
 		}
 		args = append(args, tf...)
 	}
@@ -142,11 +157,7 @@ func (s *Store) RunCreate(ctx context.Context, run *engine.Run) error {
 	for _, t := range tags {
 		ks = append(ks, s.keys.tag(t))
 	}
-	s.maybeSweep(ctx)
-	if err := createScript.Run(ctx, s.client, ks, args...).Err(); err != nil {
-		return fmt.Errorf("create run %s: %w", r.ID, interpretError(err))
-	}
-	return nil
+	return ks, args, nil
 }
 
 // RunGet returns the run with its tasks, read in one consistent snapshot, or

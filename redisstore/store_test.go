@@ -318,3 +318,17 @@ func TestQueue(t *testing.T) {
 		})
 	}
 }
+
+func TestSchedule(t *testing.T) {
+	t.Parallel()
+	for _, be := range backends {
+		t.Run(be.name, func(t *testing.T) {
+			t.Parallel()
+			c := be.client(t)
+			storetest.RunSchedule(t, func(t *testing.T) engine.Store {
+				s, _ := newStore(t, c, nil)
+				return s
+			})
+		})
+	}
+}

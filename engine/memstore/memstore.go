@@ -15,7 +15,8 @@ import (
 const defaultListLimit = 50
 
 // Store is an in-memory [engine.Store] that also implements
-// [engine.CancelNotifier]. The zero value is not usable; call [New].
+// [engine.CancelNotifier] and [engine.ScheduleStore] (schedule.go). The
+// zero value is not usable; call [New].
 //
 // A Store is safe for concurrent use. It keeps every run, log entry and event
 // until the process exits (no retention yet). Values passed in and returned
@@ -33,6 +34,8 @@ type Store struct {
 	byTag    map[string]*index
 
 	events []engine.Event // events[i] has ID strconv.Itoa(i+1)
+
+	schedules map[scheduleKey]engine.ScheduleState // schedule.go
 
 	q queueState // the run queue and worker registry (queue.go)
 }
@@ -71,15 +74,26 @@ func (s *Store) RunCreate(ctx context.Context, run *engine.Run) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	r, err := newRunCopy(run)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.insertRun(r)
+}
+
+// newRunCopy checks a run given to RunCreate and returns the copy to store.
+func newRunCopy(run *engine.Run) (*engine.Run, error) {
 	if run == nil || run.ID == "" {
-		return fmt.Errorf("create run: missing run ID")
+		return nil, fmt.Errorf("create run: missing run ID")
 	}
 	if run.Status != engine.RunPending {
-		return fmt.Errorf("create run %s: status is %s, want %s", run.ID, run.Status, engine.RunPending)
+		return nil, fmt.Errorf("create run %s: status is %s, want %s", run.ID, run.Status, engine.RunPending)
 	}
 	for name, ts := range run.Tasks {
 		if ts == nil || ts.Status != engine.TaskPending {
-			return fmt.Errorf("create run %s: task %s is not %s", run.ID, name, engine.TaskPending)
+			return nil, fmt.Errorf("create run %s: task %s is not %s", run.ID, name, engine.TaskPending)
 		}
 	}
 	r := run.Clone()
@@ -89,9 +103,12 @@ func (s *Store) RunCreate(ctx context.Context, run *engine.Run) error {
 	if r.Tasks == nil {
 		r.Tasks = map[string]*engine.TaskState{}
 	}
+	return r, nil
+}
 
-	s.mu.Lock()
-	defer s.mu.Unlock()
+// insertRun stores r (a copy made by newRunCopy) with its indexes, event
+// and queue entry. The caller holds s.mu.
+func (s *Store) insertRun(r *engine.Run) error {
 	if _, ok := s.runs[r.ID]; ok {
 		return fmt.Errorf("create run %s: %w", r.ID, engine.ErrConflict)
 	}

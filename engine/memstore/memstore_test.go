@@ -87,3 +87,8 @@ func TestQueue(t *testing.T) {
 	t.Parallel()
 	storetest.RunQueue(t, func(t *testing.T) engine.Store { return memstore.New() })
 }
+
+func TestSchedule(t *testing.T) {
+	t.Parallel()
+	storetest.RunSchedule(t, func(t *testing.T) engine.Store { return memstore.New() })
+}

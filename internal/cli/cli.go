@@ -78,7 +78,7 @@ func newRoot(e *env) *cobra.Command {
 		return usageErr("%v (see 'pyoco %s --help')", err, c.Name())
 	})
 	root.AddCommand(newRunCmd(e), newCheckCmd(e), newGraphCmd(e), newTasksCmd(e), newPluginsCmd(e), newVersionCmd(e), newWorkerCmd(e),
-		newServerCmd(e), newSubmitCmd(e), newRunsCmd(e), newWebhooksCmd(e))
+		newServerCmd(e), newSubmitCmd(e), newRunsCmd(e), newWebhooksCmd(e), newSchedulesCmd(e))
 	return root
 }
 

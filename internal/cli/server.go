@@ -22,6 +22,7 @@ import (
 	"github.com/pyoco/pyoco/engine"
 	"github.com/pyoco/pyoco/engine/memstore"
 	"github.com/pyoco/pyoco/redisstore"
+	"github.com/pyoco/pyoco/schedule"
 	"github.com/pyoco/pyoco/telemetry"
 	"github.com/pyoco/pyoco/webhooks"
 	"github.com/pyoco/pyoco/worker"
@@ -336,13 +337,24 @@ func runServer(ctx context.Context, e *env, o *serverOptions) error {
 		}
 	}
 
+	// Schedules of the --flows flows: every server runs them; the store's
+	// claim makes each tick start one run however many servers there are.
+	var flowList []*engine.Flow
+	if flows != nil {
+		flowList, _ = flows.FlowList()
+	}
+	sched, err := schedule.New(eng, flowList, &schedule.Config{Logger: log, MeterProvider: tel.MeterProvider})
+	if err != nil {
+		return usageErr("schedules: %v", err)
+	}
+
 	var pluginDoc any
 	if rep != nil {
 		pluginDoc = rep
 	}
 	srv, err := api.New(eng, &api.Config{
 		Flows: flowSource, Token: e.getenv("PYOCO_API_TOKEN"), Metrics: tel.Handler(), Plugins: pluginDoc, Logger: log,
-		TracerProvider: tel.TracerProvider, MeterProvider: tel.MeterProvider, Webhooks: whLog,
+		TracerProvider: tel.TracerProvider, MeterProvider: tel.MeterProvider, Webhooks: whLog, Schedules: sched,
 	})
 	if err != nil {
 		return err
@@ -414,6 +426,16 @@ func runServer(ctx context.Context, e *env, o *serverOptions) error {
 		}
 	}
 
+	// The scheduler runs until the shutdown starts (or an early return).
+	schedCtx, stopSched := context.WithCancel(bg)
+	var schedDone sync.WaitGroup
+	schedDone.Go(func() {
+		if err := sched.Run(schedCtx); err != nil {
+			log.Warn("schedules stopped", engine.LogKeyError, err)
+		}
+	})
+	defer func() { stopSched(); schedDone.Wait() }()
+
 	served := make(chan error, 1)
 	go func() { served <- hs.Serve(ln) }()
 	addr := ln.Addr().String()
@@ -428,6 +450,8 @@ func runServer(ctx context.Context, e *env, o *serverOptions) error {
 	case <-ctx.Done():
 	}
 	log.Info("signal received: shutting down", "timeout", o.shutdownTimeout.String())
+	stopSched()
+	schedDone.Wait()
 	for _, w := range workers {
 		w.StopTaking()
 	}

@@ -21,6 +21,11 @@
 --
 -- Returns the event's stream ID; the error reply "CONFLICT run exists" if
 -- the run hash exists (nothing is written).
+--
+-- schedule_claim.lua replaces the next line with its own prelude (the
+-- claim of a schedule tick) and reuses the rest: nkeys and nargs are the
+-- keys and arguments that belong to this script.
+local nkeys, nargs = #KEYS, #ARGV
 
 if redis.call('EXISTS', KEYS[1]) == 1 then
   return redis.error_reply('CONFLICT run exists')
@@ -43,13 +48,13 @@ if ARGV[7] == '1' then
   redis.call('HSET', KEYS[1], 'qid', qid)
 end
 hset(KEYS[1], 8, 7 + n)
-hset(KEYS[2], 8 + n, #ARGV)
+hset(KEYS[2], 8 + n, nargs)
 
 local member = ARGV[1]
 for i = 4, 6 do
   redis.call('ZADD', KEYS[i], 0, member)
 end
-for i = 9, #KEYS do
+for i = 9, nkeys do
   redis.call('ZADD', KEYS[i], 0, member)
 end
 redis.call('HINCRBY', KEYS[8], ARGV[4], 1)
