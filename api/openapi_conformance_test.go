@@ -230,10 +230,10 @@ func runCreateCases() []conformanceCase {
 		{`{"flow_name": "other", "flow_yaml": null}`, false},
 		{fmt.Sprintf(`{"flow_yaml": %q}`, yaml), false},
 		{fmt.Sprintf(`{"flow_yaml": %q, "flow_name": null}`, yaml), false},
-		{`{"flow_name": "nope"}`, true},                      // unknown flow: 404
-		{`{"flow_name": "needs"}`, true},                     // params fail validation: 422
-		{fmt.Sprintf(`{"flow_yaml": %q}`, badYAML), true},    // invalid flow: 422
-		{`{"flow_yaml": "not: [yaml"}`, true},                // 422
+		{`{"flow_name": "nope"}`, true},                   // unknown flow: 404
+		{`{"flow_name": "needs"}`, true},                  // params fail validation: 422
+		{fmt.Sprintf(`{"flow_yaml": %q}`, badYAML), true}, // invalid flow: 422
+		{`{"flow_yaml": "not: [yaml"}`, true},             // 422
 		{fmt.Sprintf(`{"flow_name": "other", "tags": ["%s"]}`, strings.Repeat("é", 256)), false},
 		{fmt.Sprintf(`{"flow_name": "other", "tags": ["%s"]}`, strings.Repeat("é", 257)), false},
 		{`{"flow_name": "other", "tags": [""]}`, false},
