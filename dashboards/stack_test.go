@@ -465,7 +465,7 @@ func TestCollectorBuild(t *testing.T) {
 		}
 	}
 
-	otelcol := tool(t, "PYOCO_OTELCOL_BIN", manifest.Dist.Name)
+	otelcol := tool(t, "PYOCO_OTELCOL_BIN", manifest.Dist.Name, cachedBinary("otelcol-pyoco-*"))
 	path := repoPath("otel-collector", "config.yaml")
 	run(t, otelcol, "validate", "--config="+path)
 
@@ -480,6 +480,26 @@ func TestCollectorBuild(t *testing.T) {
 	out, err := cmd.CombinedOutput()
 	require.Error(t, err, "%s", out)
 	require.Contains(t, string(out), "endpointt")
+}
+
+// cachedBinary is a file of .ci/run's cache (${XDG_CACHE_HOME:-$HOME/.cache}/pyoco)
+// matching pattern, or "".
+func cachedBinary(pattern string) string {
+	base := os.Getenv("XDG_CACHE_HOME")
+	if base == "" {
+		home, err := os.UserHomeDir()
+		if err != nil {
+			return ""
+		}
+		base = filepath.Join(home, ".cache")
+	}
+	matches, _ := filepath.Glob(filepath.Join(base, "pyoco", pattern))
+	for _, m := range matches {
+		if st, err := os.Stat(m); err == nil && st.Mode().IsRegular() && st.Mode()&0o111 != 0 {
+			return m
+		}
+	}
+	return ""
 }
 
 // jaegerCachePath is where .ci/run caches the Jaeger build
