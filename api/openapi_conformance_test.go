@@ -77,6 +77,7 @@ func TestOpenAPIConformance(t *testing.T) {
 
 	cases := generateCases(doc, done, pending)
 	require.Greater(t, len(cases), 500, "too few generated requests")
+	t.Logf("%d generated requests", len(cases)+1)
 	for _, c := range cases {
 		status := checkConformance(t, b, router, c)
 		seen[fmt.Sprintf("%s %d", c.method, status)] = true
