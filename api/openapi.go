@@ -5,13 +5,13 @@ import (
 	"net/http"
 )
 
-// openAPIDoc is the OpenAPI 3.0 description of the routes; a test keeps it
+// openAPIDoc is the OpenAPI 3.1 description of the routes; a test keeps it
 // and the routes table in step.
 //
 //go:embed openapi.json
 var openAPIDoc []byte
 
-// OpenAPI returns the OpenAPI 3.0 document served at GET /openapi.json.
+// OpenAPI returns the OpenAPI 3.1 document served at GET /openapi.json.
 func OpenAPI() []byte { return append([]byte(nil), openAPIDoc...) }
 
 func (s *Server) openAPI(w http.ResponseWriter, r *http.Request) error {

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/pyoco/pyoco/engine"
 )
@@ -20,7 +21,9 @@ const (
 	DefaultLogsLimit = 1000
 	MaxLogsLimit     = 10000
 	maxCursorLen     = 1024
-	maxFilterLen     = 256
+	// maxFilterLen bounds tag and task filters and each tag of a run, in
+	// characters (as the OpenAPI maxLength counts them).
+	maxFilterLen = 256
 )
 
 var flowNameRE = regexp.MustCompile(`^[A-Za-z0-9_.-]+$`)
@@ -107,8 +110,8 @@ func parseRunsQuery(q url.Values) (*engine.RunListParams, error) {
 	if err != nil {
 		return nil, err
 	}
-	if ok && (tag == "" || len(tag) > maxFilterLen) {
-		return nil, errBadParam("tag", "want a tag of 1 to %d bytes", maxFilterLen)
+	if ok && (tag == "" || utf8.RuneCountInString(tag) > maxFilterLen) {
+		return nil, errBadParam("tag", "want a tag of 1 to %d characters", maxFilterLen)
 	}
 	p.Tag = tag
 	if n, ok, err := intParam(q, "limit", 1, MaxRunsLimit); err != nil {
@@ -157,8 +160,8 @@ func parseLogsQuery(q url.Values) (*logsQuery, error) {
 	if err != nil {
 		return nil, err
 	}
-	if ok && (task == "" || len(task) > maxFilterLen) {
-		return nil, errBadParam("task", "want a task name of 1 to %d bytes", maxFilterLen)
+	if ok && (task == "" || utf8.RuneCountInString(task) > maxFilterLen) {
+		return nil, errBadParam("task", "want a task name of 1 to %d characters", maxFilterLen)
 	}
 	lq.task = task
 	if n, ok, err := intParam(q, "after", 0, 1<<62); err != nil {

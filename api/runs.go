@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"go.opentelemetry.io/otel/trace"
 
@@ -121,8 +122,8 @@ func (s *Server) runCreate(w http.ResponseWriter, r *http.Request) error {
 		return errBadRequest("tags: at most %d tags, got %d", maxTags, len(req.Tags))
 	}
 	for _, t := range req.Tags {
-		if t == "" || len(t) > maxFilterLen {
-			return errBadRequest("tags: each tag must have 1 to %d bytes", maxFilterLen)
+		if t == "" || utf8.RuneCountInString(t) > maxFilterLen {
+			return errBadRequest("tags: each tag must have 1 to %d characters", maxFilterLen)
 		}
 	}
 

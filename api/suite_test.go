@@ -396,7 +396,7 @@ func testMeta(t *testing.T, mk serverFactory) {
 
 	a = b.do("GET", "/openapi.json", nil)
 	require.Equal(t, http.StatusOK, a.status)
-	require.Equal(t, "3.0.3", a.json(t)["openapi"])
+	require.Equal(t, "3.1.0", a.json(t)["openapi"])
 
 	if b.metrics {
 		a = b.do("GET", "/metrics", nil)

@@ -14,7 +14,10 @@ import (
 // note: "Pyoco Cute Ops", three panels (runs in progress, run completions
 // of the last 5 minutes by terminal status, average run duration by flow)
 // in lavender #cdb4db with pink #ffafcc and carrot orange #ffb562, meant
-// for the dark theme (compose.yaml makes dark Grafana's default).
+// for the dark theme, which it sets itself: its "Dark theme" link opens it
+// with ?theme=dark, the one per-dashboard theme switch Grafana 12 has (the
+// legacy "style": "dark" key is gone from Grafana's dashboard schema and
+// the SDK types), and compose.yaml makes dark Grafana's default.
 func Cute() (dashboard.Dashboard, error) {
 	inProgress := stat.NewPanelBuilder().
 		Title("Runs in progress").
@@ -86,12 +89,20 @@ func Cute() (dashboard.Dashboard, error) {
 		Uid("pyoco-cute-ops").
 		Description("pyoco's cute preset (v0.5.0 design note): runs in progress, recent completions and average run duration. Best on the dark theme.").
 		Tags([]string{"pyoco"}).
-		Editable().
+		Readonly().
 		Refresh("30s").
 		Time("now-1h", "now").
 		Timezone(common.TimeZoneBrowser).
 		Tooltip(dashboard.DashboardCursorSyncCrosshair).
 		WithVariable(datasourceVariable()).
+		Link(dashboard.NewDashboardLinkBuilder("Dark theme").
+			Type(dashboard.DashboardLinkTypeLink).
+			Url("/d/pyoco-cute-ops?theme=dark").
+			Icon("dashboard").
+			Tooltip("This dashboard on the dark theme it is made for").
+			AsDropdown(false).
+			IncludeVars(true).
+			KeepTime(true)).
 		WithPanel(inProgress).
 		WithPanel(completions).
 		WithPanel(avgDuration))

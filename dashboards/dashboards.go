@@ -41,14 +41,31 @@ type File struct {
 	Name string
 	// Build makes the dashboard.
 	Build func() (dashboard.Dashboard, error)
+	// Copies are more paths, relative to the repository root, that get the
+	// same bytes (the seed's docs/grafana_pyoco_cute.json).
+	Copies []string
 }
 
 // All lists every dashboard this package generates, in file name order.
 func All() []File {
 	return []File{
-		{Name: "grafana_pyoco_cute.json", Build: Cute},
+		{Name: "grafana_pyoco_cute.json", Build: Cute, Copies: []string{"docs/grafana_pyoco_cute.json"}},
 		{Name: "pyoco_overview.json", Build: Overview},
 	}
+}
+
+// JSON builds f's dashboard and renders it as the committed file (see
+// [Marshal]).
+func (f File) JSON() ([]byte, error) {
+	d, err := f.Build()
+	if err != nil {
+		return nil, fmt.Errorf("build %s: %w", f.Name, err)
+	}
+	b, err := Marshal(d)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", f.Name, err)
+	}
+	return b, nil
 }
 
 // Marshal renders a dashboard as the indented JSON that is committed, with a
@@ -86,7 +103,8 @@ func query(refID, expr, legend string) *prometheus.DataqueryBuilder {
 // starts with.
 func datasourceVariable() *dashboard.DatasourceVariableBuilder {
 	return dashboard.NewDatasourceVariableBuilder("datasource").
-		Label("Prometheus").
+		// The label dashboard-linter's template-datasource-rule asks for.
+		Label("Data source").
 		Type(PrometheusType).
 		Regex("")
 }
@@ -129,7 +147,9 @@ func colorOverride(c string) []dashboard.DynamicConfigValue {
 }
 
 // build finishes a dashboard builder and numbers its panels 1, 2, … in
-// order, so that the committed JSON is stable.
+// order, so that the committed JSON is stable. A panel with no data source
+// of its own gets ${datasource} when its targets use it (dashboard-linter's
+// panel-datasource-rule reads the panel's, not the targets').
 func build(b *dashboard.DashboardBuilder) (dashboard.Dashboard, error) {
 	d, err := b.Build()
 	if err != nil {
@@ -141,15 +161,36 @@ func build(b *dashboard.DashboardBuilder) (dashboard.Dashboard, error) {
 		switch {
 		case p.Panel != nil:
 			p.Panel.Id = cog.ToPtr(id)
+			panelDatasource(p.Panel)
 		case p.RowPanel != nil:
 			p.RowPanel.Id = id
 			for i := range p.RowPanel.Panels {
 				id++
 				p.RowPanel.Panels[i].Id = cog.ToPtr(id)
+				panelDatasource(&p.RowPanel.Panels[i])
 			}
 		}
 	}
 	return d, nil
+}
+
+// panelDatasource sets p's data source to ${datasource} when it has none
+// and its targets are PromQL on ${datasource}.
+func panelDatasource(p *dashboard.Panel) {
+	if p.Datasource != nil || len(p.Targets) == 0 {
+		return
+	}
+	for _, t := range p.Targets {
+		q, ok := t.(prometheus.Dataquery)
+		if pq, isPtr := t.(*prometheus.Dataquery); isPtr {
+			q, ok = *pq, true
+		}
+		if !ok || q.Datasource == nil || q.Datasource.Uid == nil || *q.Datasource.Uid != datasourceVar {
+			return
+		}
+	}
+	ds := promDS()
+	p.Datasource = &ds
 }
 
 // infinityRuns is the target of the runs table: GET /runs through the

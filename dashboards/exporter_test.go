@@ -95,6 +95,19 @@ func scrapeExporter(t *testing.T) (map[string]dto.MetricType, map[string]map[str
 	require.Equal(t, http.StatusOK, resp.StatusCode)
 	body, err := io.ReadAll(resp.Body)
 	require.NoError(t, err)
+	exportedText = body
+
+	omReq, err := http.NewRequest(http.MethodGet, ts.URL+"/metrics", nil)
+	require.NoError(t, err)
+	omReq.Header.Set("Accept", "application/openmetrics-text; version=1.0.0; charset=utf-8")
+	omResp, err := client.Do(omReq)
+	require.NoError(t, err)
+	defer omResp.Body.Close()
+	require.Equal(t, http.StatusOK, omResp.StatusCode)
+	require.Contains(t, omResp.Header.Get("Content-Type"), "application/openmetrics-text")
+	exportedOpenMetrics, err = io.ReadAll(omResp.Body)
+	require.NoError(t, err)
+
 	tp := expfmt.NewTextParser(model.LegacyValidation)
 	fams, err := tp.TextToMetricFamilies(strings.NewReader(string(body)))
 	require.NoError(t, err)

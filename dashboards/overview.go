@@ -36,6 +36,7 @@ func smallStat(title, desc, expr, color string) *stat.PanelBuilder {
 		Description(desc).
 		Span(6).Height(5).
 		WithTarget(query("A", expr, "")).
+		Unit("none").
 		ColorScheme(fixedColor(color)).
 		Thresholds(baseThresholds(color)).
 		ColorMode(common.BigValueColorModeValue).
@@ -72,7 +73,9 @@ func Overview() (dashboard.Dashboard, error) {
 		Uid("pyoco-overview").
 		Description("pyoco workflow engine: queue, runs, tasks, workers, webhooks and API. Exemplars on the duration panels open the trace in Jaeger.").
 		Tags([]string{"pyoco"}).
-		Editable().
+		// Provisioned from files: edits in the UI could not be saved back
+		// (dashboard-linter's uneditable-dashboard-rule).
+		Readonly().
 		Refresh("30s").
 		Time("now-1h", "now").
 		Timezone(common.TimeZoneBrowser).
@@ -146,7 +149,7 @@ func Overview() (dashboard.Dashboard, error) {
 			Description("The 10 tasks with the highest p95 attempt duration over the time range.").
 			Span(6).Height(8).
 			WithTarget(query("A",
-				`topk(10, histogram_quantile(0.95, sum by (le, flow, task) (rate(pyoco_task_duration_seconds_bucket{flow=~"$flow"}[$__range]))))`,
+				`topk(10, histogram_quantile(0.95, sum by (le, flow, task) (increase(pyoco_task_duration_seconds_bucket{flow=~"$flow"}[$__range]))))`,
 				"").
 				Instant().
 				Format(prometheus.PromQueryFormatTable)).
@@ -200,6 +203,7 @@ func Overview() (dashboard.Dashboard, error) {
 			Span(24).Height(10).
 			Datasource(common.DataSourceRef{Type: cog.ToPtr(InfinityType), Uid: cog.ToPtr(InfinityUID)}).
 			WithTarget(infinityRuns("/runs?limit=50")).
+			Unit("none").
 			Footer(tableFooter()).
 			OverrideByName("Status", []dashboard.DynamicConfigValue{
 				{Id: "custom.cellOptions", Value: map[string]any{"type": "color-text"}},

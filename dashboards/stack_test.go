@@ -307,7 +307,7 @@ func TestDockerfile(t *testing.T) {
 	}
 
 	// The collector's image: also multi-stage and non-root.
-	cpath := repoPath("deploy", "otel-collector", "Dockerfile")
+	cpath := repoPath("otel-collector", "Dockerfile")
 	cst := parseDockerfile(t, cpath)
 	require.GreaterOrEqual(t, len(cst), 2)
 	requireNonRoot(t, cpath, cst[len(cst)-1])
@@ -347,7 +347,7 @@ func TestPrometheusConfig(t *testing.T) {
 	require.True(t, worker, "discovers every worker replica (DNS A records of \"worker\", port 9464)")
 }
 
-// TestCollectorConfig validates deploy/otel-collector/config.yaml with a
+// TestCollectorConfig validates otel-collector/config.yaml with a
 // real collector: the Jaeger v2 binary (the e2e stack test's; CI builds
 // it from tools/jaeger), which has the same receivers, processors and
 // exporters the file uses, at the collector release the image pins. Only
@@ -355,7 +355,7 @@ func TestPrometheusConfig(t *testing.T) {
 // out of that run and checked here.
 func TestCollectorConfig(t *testing.T) {
 	t.Parallel()
-	path := repoPath("deploy", "otel-collector", "config.yaml")
+	path := repoPath("otel-collector", "config.yaml")
 	var cfg map[string]any
 	readYAML(t, path, &cfg)
 
@@ -400,10 +400,10 @@ func TestCollectorConfig(t *testing.T) {
 	require.NoError(t, err)
 	m := regexp.MustCompile(`(?m)^\s*go\.opentelemetry\.io/collector/otelcol v(\S+)`).FindSubmatch(jaegerMod)
 	require.NotNil(t, m, "tools/jaeger/go.mod names the collector release")
-	df, err := os.ReadFile(repoPath("deploy", "otel-collector", "Dockerfile"))
+	df, err := os.ReadFile(repoPath("otel-collector", "Dockerfile"))
 	require.NoError(t, err)
 	require.Contains(t, string(df), "ARG OTELCOL_VERSION="+string(m[1])+"\n",
-		"deploy/otel-collector/Dockerfile pins the collector release Jaeger (tools/jaeger) is built on, which validates the config")
+		"otel-collector/Dockerfile pins the collector release Jaeger (tools/jaeger) is built on, which validates the config")
 
 	// The image's healthcheck probes that extension.
 	p := loadCompose(t)
@@ -430,6 +430,76 @@ func TestCollectorConfig(t *testing.T) {
 	out, err := cmd.CombinedOutput()
 	require.Error(t, err, "%s", out)
 	require.Contains(t, string(out), "limit_mibb")
+}
+
+// TestCollectorBuild validates the whole of otel-collector/config.yaml,
+// health_check extension included, with the collector that the builder
+// manifest otel-collector/builder-config.yaml makes (OCB v0.140.0; .ci/run
+// builds it into a cache and sets PYOCO_OTELCOL_BIN), and checks that the
+// manifest, the image and the config agree on the release.
+func TestCollectorBuild(t *testing.T) {
+	t.Parallel()
+	var manifest struct {
+		Dist struct {
+			Name    string `yaml:"name"`
+			Version string `yaml:"version"`
+		} `yaml:"dist"`
+		Receivers, Processors, Exporters, Extensions, Providers []struct {
+			GoMod string `yaml:"gomod"`
+		}
+	}
+	readYAML(t, repoPath("otel-collector", "builder-config.yaml"), &manifest)
+	df, err := os.ReadFile(repoPath("otel-collector", "Dockerfile"))
+	require.NoError(t, err)
+	require.Contains(t, string(df), "ARG OTELCOL_VERSION="+manifest.Dist.Version+"\n",
+		"the image and the builder manifest are one collector release")
+	for _, group := range [][]struct {
+		GoMod string `yaml:"gomod"`
+	}{manifest.Receivers, manifest.Processors, manifest.Exporters, manifest.Extensions} {
+		for _, m := range group {
+			_, version, ok := strings.Cut(m.GoMod, " ")
+			require.True(t, ok, "%q names its version", m.GoMod)
+			// Core modules are v<release>; contrib's patch releases may follow.
+			require.True(t, strings.HasPrefix(version, "v"+strings.TrimSuffix(manifest.Dist.Version, ".0")+"."),
+				"%s: one release for every component (%s)", m.GoMod, manifest.Dist.Version)
+		}
+	}
+
+	otelcol := tool(t, "PYOCO_OTELCOL_BIN", manifest.Dist.Name, cachedBinary("otelcol-pyoco-*"))
+	path := repoPath("otel-collector", "config.yaml")
+	run(t, otelcol, "validate", "--config="+path)
+
+	// A misspelt setting fails, so passing means something.
+	raw, err := os.ReadFile(path)
+	require.NoError(t, err)
+	bad := filepath.Join(t.TempDir(), "bad.yaml")
+	require.NoError(t, os.WriteFile(bad, []byte(strings.Replace(string(raw), "endpoint: 0.0.0.0:13133", "endpointt: 0.0.0.0:13133", 1)), 0o644))
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, otelcol, "validate", "--config="+bad)
+	out, err := cmd.CombinedOutput()
+	require.Error(t, err, "%s", out)
+	require.Contains(t, string(out), "endpointt")
+}
+
+// cachedBinary is a file of .ci/run's cache (${XDG_CACHE_HOME:-$HOME/.cache}/pyoco)
+// matching pattern, or "".
+func cachedBinary(pattern string) string {
+	base := os.Getenv("XDG_CACHE_HOME")
+	if base == "" {
+		home, err := os.UserHomeDir()
+		if err != nil {
+			return ""
+		}
+		base = filepath.Join(home, ".cache")
+	}
+	matches, _ := filepath.Glob(filepath.Join(base, "pyoco", pattern))
+	for _, m := range matches {
+		if st, err := os.Stat(m); err == nil && st.Mode().IsRegular() && st.Mode()&0o111 != 0 {
+			return m
+		}
+	}
+	return ""
 }
 
 // jaegerCachePath is where .ci/run caches the Jaeger build

@@ -18,7 +18,17 @@ const secondsUnit = "s"
 // Prometheus exporter registered on a new private registry.
 func newMeterProvider(cfg Config, res *resource.Resource) (*sdkmetric.MeterProvider, *prometheus.Registry, error) {
 	reg := prometheus.NewRegistry()
-	if err := reg.Register(collectors.NewGoCollector()); err != nil {
+	// The Go runtime series come from runtime/metrics (go_gc_*, go_memory_*,
+	// go_sched_*, plus go_goroutines, go_threads, go_info and
+	// go_gc_duration_seconds), not from the MemStats set: that set has
+	// go_memstats_alloc_bytes (a gauge) beside go_memstats_alloc_bytes_total
+	// (a counter), two families of one name in OpenMetrics, which strict
+	// parsers refuse (dashboards/exporter_test.go, TestOpenMetricsStrict).
+	goCollector := collectors.NewGoCollector(
+		collectors.WithGoCollectorMemStatsMetricsDisabled(),
+		collectors.WithGoCollectorRuntimeMetrics(collectors.MetricsGC, collectors.MetricsMemory, collectors.MetricsScheduler),
+	)
+	if err := reg.Register(goCollector); err != nil {
 		return nil, nil, fmt.Errorf("telemetry: register Go collector: %w", err)
 	}
 	if err := reg.Register(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})); err != nil {
