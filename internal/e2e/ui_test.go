@@ -234,6 +234,18 @@ func TestUI(t *testing.T) {
 	waitJS(t, ctx, "only failed runs", `!document.querySelector(`+jsString(row(etl))+`) && !!document.querySelector(`+jsString(row(report))+`)`)
 	step(t, ctx, "clear filters", setValue("f-status", ""), chromedp.Click(chromedp.ID("apply")))
 
+	// Paging with the API's cursor: two runs a page, newest first.
+	rows := `document.querySelectorAll("#runs tbody tr")`
+	step(t, ctx, "two a page", chromedp.Evaluate[chromedp.Void](`location.hash = "#/runs?limit=2"`))
+	waitJS(t, ctx, "page 1", rows+`.length === 2 && !!document.querySelector(`+jsString(row(etl))+`) && !document.getElementById("next").disabled`)
+	step(t, ctx, "older", chromedp.Click(chromedp.ID("next")))
+	waitJS(t, ctx, "page 2", rows+`.length === 1 && !!document.querySelector(`+jsString(row(hello))+`) && document.getElementById("next").disabled &&
+		document.getElementById("page-no").textContent === "page 2"`)
+	step(t, ctx, "newer", chromedp.Click(chromedp.ID("prev")))
+	waitJS(t, ctx, "page 1 again", rows+`.length === 2 && !!document.querySelector(`+jsString(row(etl))+`) && document.getElementById("prev").disabled`)
+	step(t, ctx, "all runs", chromedp.Evaluate[chromedp.Void](`location.hash = "#/runs"`))
+	step(t, ctx, "runs list again", chromedp.WaitVisible(chromedp.CSS(row(hello))))
+
 	// The run page.
 	step(t, ctx, "open the etl run", chromedp.Click(chromedp.CSS(row(etl)+" a.run-link")),
 		chromedp.WaitVisible(chromedp.CSS(`#graph g.node[data-task="load"]`)))
