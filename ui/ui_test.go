@@ -43,6 +43,8 @@ func TestHandler(t *testing.T) {
 		_, err := ui.Handler(&ui.Config{TraceURL: bad})
 		require.Error(t, err, bad)
 	}
+	_, err = ui.Handler(&ui.Config{TraceURL: `http://localhost:3000/explore?left={"datasource":"tempo","queries":[{"query":"{trace_id}"}]}`})
+	require.NoError(t, err, "the Grafana+Tempo example of docs/api.md")
 	h, err = ui.Handler(nil)
 	require.NoError(t, err)
 	rec = httptest.NewRecorder()
