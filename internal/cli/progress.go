@@ -12,13 +12,26 @@ import (
 )
 
 // progress prints a run's steps as they happen: cute (emoji) lines on a
-// terminal, plain key=value lines otherwise. It is safe for concurrent use.
+// terminal, plain key=value lines otherwise; on a terminal the cute lines
+// scroll above a live board of the running tasks (board). It is safe for
+// concurrent use.
 type progress struct {
 	mu   sync.Mutex
 	w    io.Writer
 	cute bool
 	// quiet hides what tasks say (their log entries, stdout and stderr).
 	quiet bool
+	// board, when set, draws the running tasks below the lines; summary
+	// (or close) stops it.
+	board *board
+}
+
+// close stops the board, if any; the lines printed stay. It may be called
+// more than once.
+func (p *progress) close() {
+	if p.board != nil {
+		p.board.stop()
+	}
 }
 
 func fmtDur(d time.Duration) string {
@@ -49,21 +62,31 @@ func firstLine(s string) string {
 func (p *progress) observe(ev engine.Progress) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if p.board != nil {
+		var line strings.Builder
+		p.line(&line, ev)
+		p.board.event(ev, line.String())
+		return
+	}
+	p.line(p.w, ev)
+}
+
+// line writes the line of ev (none for some) to w.
+func (p *progress) line(w io.Writer, ev engine.Progress) {
 	if ev.Kind == engine.ProgressTaskLog {
 		if !p.quiet {
-			p.w.Write([]byte(taskLine(ev.Task, ev.Stream, ev.Level, ev.Text)))
+			io.WriteString(w, taskLine(ev.Task, ev.Stream, ev.Level, ev.Text))
 		}
 		return
 	}
 	if p.cute {
-		p.cuteLine(ev)
+		cuteLine(w, ev)
 	} else {
-		p.plainLine(ev)
+		plainLine(w, ev)
 	}
 }
 
-func (p *progress) cuteLine(ev engine.Progress) {
-	w := p.w
+func cuteLine(w io.Writer, ev engine.Progress) {
 	switch ev.Kind {
 	case engine.ProgressRunStarted:
 		fmt.Fprintf(w, "🐇 %s started  run %s  trace %s\n", ev.FlowName, ev.RunID, ev.TraceID)
@@ -100,8 +123,7 @@ func (p *progress) cuteLine(ev engine.Progress) {
 	}
 }
 
-func (p *progress) plainLine(ev engine.Progress) {
-	w := p.w
+func plainLine(w io.Writer, ev engine.Progress) {
 	switch ev.Kind {
 	case engine.ProgressRunStarted:
 		fmt.Fprintf(w, "run started flow=%s run_id=%s trace_id=%s\n", ev.FlowName, ev.RunID, ev.TraceID)
@@ -150,6 +172,7 @@ func taskLine(task, stream, level, text string) string {
 
 // summary prints the final table of tasks and the trace id.
 func (p *progress) summary(run *engine.Run, order []string) {
+	p.close()
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	fmt.Fprintln(p.w)

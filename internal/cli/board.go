@@ -1,0 +1,217 @@
+package cli
+
+import (
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	tea "github.com/charmbracelet/bubbletea"
+
+	"github.com/pyoco/pyoco/engine"
+)
+
+// boardTick is how often the board's timers are redrawn.
+const boardTick = 100 * time.Millisecond
+
+// board is the live progress of a run on a terminal (Bubble Tea): the line
+// log (the cute lines, what tasks say) scrolls above, and below it, redrawn
+// in place, the tasks running now with their attempt and an elapsed timer.
+// Its lines keep their order: each is handed to the program in the order
+// observe sees it. It is safe for concurrent use; stop ends it, after which
+// nothing is drawn and the terminal is as before (cursor shown).
+type board struct {
+	mu      sync.Mutex
+	prog    *tea.Program
+	done    chan struct{}
+	stopped bool
+	err     error
+}
+
+// startBoard draws the board on w until stop. total is the number of tasks
+// of the run (0: unknown).
+func startBoard(w io.Writer, total int) *board {
+	m := &boardModel{running: map[string]*boardTask{}, total: total, now: time.Now()}
+	b := &board{done: make(chan struct{})}
+	// No input (so no raw mode: Ctrl+C stays a SIGINT that cancels the
+	// run), no signal handler of its own, and a panic in drawing is a
+	// crash rather than a program that quietly stopped reading messages.
+	b.prog = tea.NewProgram(m, tea.WithOutput(w), tea.WithInput(nil), tea.WithoutSignalHandler(),
+		tea.WithoutCatchPanics(), tea.WithoutBracketedPaste(), tea.WithFPS(30))
+	go func() {
+		defer close(b.done)
+		_, b.err = b.prog.Run()
+	}()
+	return b
+}
+
+// event updates the board with ev and prints line (if not empty) above it.
+func (b *board) event(ev engine.Progress, line string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.stopped {
+		return
+	}
+	// The program runs until stop: Send and Println cannot block for ever.
+	b.prog.Send(boardEvent{ev: ev})
+	if line = strings.TrimRight(line, "\n"); line != "" {
+		b.prog.Println(line)
+	}
+}
+
+// stop clears the board (the lines above stay) and waits for the program
+// to end. It may be called more than once.
+func (b *board) stop() {
+	b.mu.Lock()
+	if b.stopped {
+		b.mu.Unlock()
+		<-b.done
+		return
+	}
+	b.stopped = true
+	b.prog.Send(boardStop{})
+	b.mu.Unlock()
+	<-b.done
+}
+
+// boardModel is the Bubble Tea model of the board.
+type boardModel struct {
+	flow    string
+	runID   string
+	started time.Time
+	total   int
+	done    int
+	failed  int
+	running map[string]*boardTask
+	order   []string // running tasks, in the order they started
+	now     time.Time
+	width   int
+	stopped bool
+}
+
+// boardTask is one running task.
+type boardTask struct {
+	attempt int
+	since   time.Time
+	// retryAt is set while the task waits for its next attempt.
+	retryAt time.Time
+}
+
+type (
+	boardEvent struct{ ev engine.Progress }
+	boardStop  struct{}
+	boardNow   time.Time
+)
+
+func boardTickCmd() tea.Cmd {
+	return tea.Tick(boardTick, func(t time.Time) tea.Msg { return boardNow(t) })
+}
+
+func (m *boardModel) Init() tea.Cmd { return boardTickCmd() }
+
+func (m *boardModel) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
+	switch msg := msg.(type) {
+	case boardNow:
+		m.now = time.Time(msg)
+		if m.stopped {
+			return m, nil
+		}
+		return m, boardTickCmd()
+	case tea.WindowSizeMsg:
+		m.width = msg.Width
+	case boardStop:
+		m.stopped = true
+		return m, tea.Quit
+	case boardEvent:
+		m.apply(msg.ev)
+	}
+	return m, nil
+}
+
+func (m *boardModel) apply(ev engine.Progress) {
+	at := ev.Time
+	if at.IsZero() {
+		at = time.Now()
+	}
+	if at.After(m.now) {
+		m.now = at
+	}
+	switch ev.Kind {
+	case engine.ProgressRunStarted:
+		m.flow, m.runID, m.started = ev.FlowName, ev.RunID, at
+	case engine.ProgressTaskStarted:
+		t, ok := m.running[ev.Task]
+		if !ok {
+			t = &boardTask{}
+			m.running[ev.Task] = t
+			m.order = append(m.order, ev.Task)
+		}
+		t.attempt, t.since, t.retryAt = max(ev.Attempt, 1), at, time.Time{}
+	case engine.ProgressTaskRetrying:
+		if t, ok := m.running[ev.Task]; ok {
+			t.retryAt = at.Add(ev.RetryIn)
+		}
+	case engine.ProgressTaskFinished:
+		if _, ok := m.running[ev.Task]; ok {
+			delete(m.running, ev.Task)
+			m.order = slices.DeleteFunc(m.order, func(n string) bool { return n == ev.Task })
+		}
+		m.done++
+		if engine.TaskStatus(ev.Status) == engine.TaskFailed {
+			m.failed++
+		}
+	case engine.ProgressRunFinished:
+		m.running = map[string]*boardTask{}
+		m.order = nil
+	}
+}
+
+// fmtElapsed is a timer: tenths of a second below a minute, then 1m05s.
+func fmtElapsed(d time.Duration) string {
+	if d < 0 {
+		d = 0
+	}
+	if d < time.Minute {
+		return fmt.Sprintf("%.1fs", d.Seconds())
+	}
+	d = d.Truncate(time.Second)
+	if d < time.Hour {
+		return fmt.Sprintf("%dm%02ds", int(d.Minutes()), int(d.Seconds())%60)
+	}
+	return fmt.Sprintf("%dh%02dm", int(d.Hours()), int(d.Minutes())%60)
+}
+
+func (m *boardModel) View() string {
+	if m.stopped || m.flow == "" {
+		return ""
+	}
+	var b strings.Builder
+	counts := fmt.Sprintf("%d done", m.done)
+	if m.total > 0 {
+		counts = fmt.Sprintf("%d/%d done", m.done, m.total)
+	}
+	if m.failed > 0 {
+		counts += fmt.Sprintf(", %d failed", m.failed)
+	}
+	fmt.Fprintf(&b, "── %s  %d running · %s · %s ──\n", m.flow, len(m.order), counts, fmtElapsed(m.now.Sub(m.started)))
+	nameW := 4
+	for _, n := range m.order {
+		nameW = max(nameW, len(n))
+	}
+	nameW = min(nameW, 40)
+	for _, n := range m.order {
+		t := m.running[n]
+		state := "running " + fmtElapsed(m.now.Sub(t.since))
+		if !t.retryAt.IsZero() {
+			state = "retrying in " + fmtElapsed(t.retryAt.Sub(m.now))
+		}
+		name := n
+		if len(name) > nameW {
+			name = name[:nameW-1] + "…"
+		}
+		fmt.Fprintf(&b, "  ⏳ %-*s  attempt %d  %s\n", nameW, name, t.attempt, state)
+	}
+	return b.String()
+}
