@@ -95,8 +95,10 @@ type boardModel struct {
 type boardTask struct {
 	attempt int
 	since   time.Time
-	// retryAt is set while the task waits for its next attempt.
-	retryAt time.Time
+	// retrying is set while the task waits for its next attempt, due at
+	// retryAt (zero: not known).
+	retrying bool
+	retryAt  time.Time
 }
 
 type (
@@ -148,10 +150,13 @@ func (m *boardModel) apply(ev engine.Progress) {
 			m.running[ev.Task] = t
 			m.order = append(m.order, ev.Task)
 		}
-		t.attempt, t.since, t.retryAt = max(ev.Attempt, 1), at, time.Time{}
+		t.attempt, t.since, t.retrying, t.retryAt = max(ev.Attempt, 1), at, false, time.Time{}
 	case engine.ProgressTaskRetrying:
 		if t, ok := m.running[ev.Task]; ok {
-			t.retryAt = at.Add(ev.RetryIn)
+			t.retrying, t.retryAt = true, time.Time{}
+			if ev.RetryIn >= 0 {
+				t.retryAt = at.Add(ev.RetryIn)
+			}
 		}
 	case engine.ProgressTaskFinished:
 		if _, ok := m.running[ev.Task]; ok {
@@ -204,8 +209,11 @@ func (m *boardModel) View() string {
 	for _, n := range m.order {
 		t := m.running[n]
 		state := "running " + fmtElapsed(m.now.Sub(t.since))
-		if !t.retryAt.IsZero() {
+		switch {
+		case t.retrying && !t.retryAt.IsZero():
 			state = "retrying in " + fmtElapsed(t.retryAt.Sub(m.now))
+		case t.retrying:
+			state = "retrying"
 		}
 		name := n
 		if len(name) > nameW {

@@ -45,6 +45,25 @@ func fmtDur(d time.Duration) string {
 	}
 }
 
+// fmtTaskDur is a task's duration in a line or the summary: a task that
+// ran in less than the clock's (or the API's millisecond) precision shows
+// "<1ms", never "0s".
+func fmtTaskDur(d time.Duration) string {
+	if d <= 0 {
+		return "<1ms"
+	}
+	return fmtDur(d)
+}
+
+// retryIn says when the next attempt comes: "retrying in 1s", or just
+// "retrying" when the delay is not known (negative: a remote run).
+func retryIn(d time.Duration) string {
+	if d < 0 {
+		return "retrying"
+	}
+	return "retrying in " + fmtDur(d)
+}
+
 func quoteIfNeeded(s string) string {
 	if s == "" || strings.ContainsAny(s, " \t\n\"=") {
 		return fmt.Sprintf("%q", s)
@@ -97,11 +116,11 @@ func cuteLine(w io.Writer, ev engine.Progress) {
 			fmt.Fprintf(w, "🏃 %s\n", ev.Task)
 		}
 	case engine.ProgressTaskRetrying:
-		fmt.Fprintf(w, "💥 %s: %s (attempt %d), retrying in %s\n", ev.Task, firstLine(ev.Error), ev.Attempt, fmtDur(ev.RetryIn))
+		fmt.Fprintf(w, "💥 %s: %s (attempt %d), %s\n", ev.Task, firstLine(ev.Error), ev.Attempt, retryIn(ev.RetryIn))
 	case engine.ProgressTaskFinished:
 		switch engine.TaskStatus(ev.Status) {
 		case engine.TaskSucceeded:
-			fmt.Fprintf(w, "✅ %s (%s)\n", ev.Task, fmtDur(ev.Duration))
+			fmt.Fprintf(w, "✅ %s (%s)\n", ev.Task, fmtTaskDur(ev.Duration))
 		case engine.TaskFailed:
 			fmt.Fprintf(w, "💥 %s: %s\n", ev.Task, firstLine(ev.Error))
 		case engine.TaskSkipped:
@@ -130,11 +149,15 @@ func plainLine(w io.Writer, ev engine.Progress) {
 	case engine.ProgressTaskStarted:
 		fmt.Fprintf(w, "task started task=%s attempt=%d\n", ev.Task, ev.Attempt)
 	case engine.ProgressTaskRetrying:
-		fmt.Fprintf(w, "task retrying task=%s attempt=%d error=%s retry_in=%s\n", ev.Task, ev.Attempt, quoteIfNeeded(firstLine(ev.Error)), fmtDur(ev.RetryIn))
+		line := fmt.Sprintf("task retrying task=%s attempt=%d error=%s", ev.Task, ev.Attempt, quoteIfNeeded(firstLine(ev.Error)))
+		if ev.RetryIn >= 0 {
+			line += " retry_in=" + fmtDur(ev.RetryIn)
+		}
+		fmt.Fprintln(w, line)
 	case engine.ProgressTaskFinished:
 		line := fmt.Sprintf("task %s task=%s", ev.Status, ev.Task)
 		if ev.Attempt > 0 {
-			line += fmt.Sprintf(" attempt=%d duration=%s", ev.Attempt, fmtDur(ev.Duration))
+			line += fmt.Sprintf(" attempt=%d duration=%s", ev.Attempt, fmtTaskDur(ev.Duration))
 		}
 		if ev.Error != "" {
 			line += " error=" + quoteIfNeeded(firstLine(ev.Error))
@@ -184,8 +207,8 @@ func (p *progress) summary(run *engine.Run, order []string) {
 			continue
 		}
 		dur := "-"
-		if d := t.Duration(); d > 0 {
-			dur = fmtDur(d)
+		if !t.StartedAt.IsZero() && !t.EndedAt.IsZero() {
+			dur = fmtTaskDur(t.Duration())
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\n", name, t.Status, len(t.Attempts), dur, firstLine(t.Error))
 	}
