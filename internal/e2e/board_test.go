@@ -185,3 +185,46 @@ func urlPathEscape(s string) string {
 	}
 	return b.String()
 }
+
+// TestBoardRemote: `pyoco run --server` in a real terminal shows the same
+// board, fed by a real `pyoco server`'s API and log stream: the running
+// tasks with their attempt and a timer, the retried one on attempt 2, the
+// lines in order above it.
+func TestBoardRemote(t *testing.T) {
+	t.Parallel()
+	term := newTerminal(t)
+	s := newStack(t)
+	gate := filepath.Join(s.dir, "gate")
+	flow := filepath.Join(s.dir, "flow.yaml")
+	require.NoError(t, os.WriteFile(flow, []byte(fmt.Sprintf(boardFlow, gate)), 0o644))
+	port := freeTCPPort(t)
+	base := fmt.Sprintf("http://127.0.0.1:%d", port)
+	srv := s.start("server", pyocoBin, []string{"server", "--addr", fmt.Sprintf("127.0.0.1:%d", port), "--flows", s.dir},
+		[]string{"OTEL_TRACES_EXPORTER=none", "PYOCO_PLUGIN_PATH=" + s.dir})
+	require.NoError(t, s.waitHTTP(srv, base+"/healthz", 30*time.Second))
+
+	term.start("remote", s.dir, "OTEL_TRACES_EXPORTER=none PYOCO_PLUGIN_PATH="+s.dir+" "+pyocoBin+" run flow.yaml --server "+base)
+	screen := term.waitScreen("remote", regexp.MustCompile(`(?m)^── nightly_build  2 running · 1/4 done · \d+\.\ds ──\n`+
+		`(  ⏳ (crunch +attempt 2|index +attempt 1) +running \d+\.\ds\n){2}`))
+	lines := strings.Split(screen, "\n")
+	index := func(s string) int {
+		for i, l := range lines {
+			if strings.HasPrefix(l, s) {
+				return i
+			}
+		}
+		t.Fatalf("no line %q on the screen:\n%s", s, screen)
+		return -1
+	}
+	require.Less(t, index("🐇 nightly_build started"), index("🏃 prepare"), screen)
+	require.Less(t, index("🏃 prepare"), index("[prepare] preparing sources"), screen)
+	require.Less(t, index("[prepare] preparing sources"), index("✅ prepare ("), screen)
+	require.Less(t, index("[crunch] stderr: shard 3 flaked"), index("💥 crunch: exit status 1: shard 3 flaked (attempt 1), retrying"), screen)
+	require.Less(t, index("💥 crunch: "), index("🏃 crunch (attempt 2)"), screen)
+	require.Less(t, index("🏃 crunch (attempt 2)"), index("[crunch] crunching 4 shards"), screen)
+
+	require.NoError(t, os.WriteFile(gate, nil, 0o644))
+	end := term.waitScreen("remote", regexp.MustCompile(`(?m)^exit status 0$`))
+	require.Regexp(t, `(?m)^crunch +SUCCEEDED +2 `, end)
+	require.NotContains(t, term.history("remote"), "── nightly_build", "the board is cleared at the end")
+}
