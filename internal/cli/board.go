@@ -24,17 +24,20 @@ const boardTick = 100 * time.Millisecond
 // nothing is drawn and the terminal is as before (cursor shown).
 type board struct {
 	mu      sync.Mutex
+	w       io.Writer
 	prog    *tea.Program
 	done    chan struct{}
 	stopped bool
-	err     error
+	// failed is set when the program could not start: the lines are then
+	// written to w as they come, without a board.
+	failed bool
 }
 
 // startBoard draws the board on w until stop. total is the number of tasks
 // of the run (0: unknown).
 func startBoard(w io.Writer, total int) *board {
 	m := &boardModel{running: map[string]*boardTask{}, total: total, now: time.Now()}
-	b := &board{done: make(chan struct{})}
+	b := &board{w: w, done: make(chan struct{})}
 	// No input (so no raw mode: Ctrl+C stays a SIGINT that cancels the
 	// run), no signal handler of its own, and a panic in drawing is a
 	// crash rather than a program that quietly stopped reading messages.
@@ -42,8 +45,18 @@ func startBoard(w io.Writer, total int) *board {
 		tea.WithoutCatchPanics(), tea.WithoutBracketedPaste(), tea.WithFPS(30))
 	go func() {
 		defer close(b.done)
-		_, b.err = b.prog.Run()
+		_, _ = b.prog.Run()
 	}()
+	// Once the program has taken a message its loop runs until stop, so
+	// Println (which cannot give up) never blocks for ever; a program that
+	// failed to start ends its context, and Send returns.
+	ready := make(chan struct{})
+	b.prog.Send(boardHello{ready: ready})
+	select {
+	case <-ready:
+	case <-b.done:
+		b.failed, b.stopped = true, true
+	}
 	return b
 }
 
@@ -51,10 +64,13 @@ func startBoard(w io.Writer, total int) *board {
 func (b *board) event(ev engine.Progress, line string) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if b.failed {
+		_, _ = io.WriteString(b.w, line)
+		return
+	}
 	if b.stopped {
 		return
 	}
-	// The program runs until stop: Send and Println cannot block for ever.
 	b.prog.Send(boardEvent{ev: ev})
 	if line = strings.TrimRight(line, "\n"); line != "" {
 		b.prog.Println(line)
@@ -103,6 +119,7 @@ type boardTask struct {
 
 type (
 	boardEvent struct{ ev engine.Progress }
+	boardHello struct{ ready chan struct{} }
 	boardStop  struct{}
 	boardNow   time.Time
 )
@@ -123,6 +140,8 @@ func (m *boardModel) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		return m, boardTickCmd()
 	case tea.WindowSizeMsg:
 		m.width = msg.Width
+	case boardHello:
+		close(msg.ready)
 	case boardStop:
 		m.stopped = true
 		return m, tea.Quit
