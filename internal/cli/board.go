@@ -26,7 +26,9 @@ type board struct {
 	mu      sync.Mutex
 	w       io.Writer
 	prog    *tea.Program
-	done    chan struct{}
+	done    chan struct{} // closed when the program has ended
+	ticks   chan struct{} // closed to stop the ticker; ticked when it has
+	ticked  chan struct{}
 	stopped bool
 	// failed is set when the program could not start: the lines are then
 	// written to w as they come, without a board.
@@ -56,7 +58,24 @@ func startBoard(w io.Writer, total int) *board {
 	case <-ready:
 	case <-b.done:
 		b.failed, b.stopped = true, true
+		return b
 	}
+	// The timers move on with the ticks (our goroutine, stopped by stop:
+	// no command of the program outlives it).
+	b.ticks, b.ticked = make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(b.ticked)
+		tk := time.NewTicker(boardTick)
+		defer tk.Stop()
+		for {
+			select {
+			case <-b.ticks:
+				return
+			case now := <-tk.C:
+				b.prog.Send(boardNow(now))
+			}
+		}
+	}()
 	return b
 }
 
@@ -87,6 +106,8 @@ func (b *board) stop() {
 		return
 	}
 	b.stopped = true
+	close(b.ticks)
+	<-b.ticked
 	b.prog.Send(boardStop{})
 	b.mu.Unlock()
 	<-b.done
@@ -124,20 +145,12 @@ type (
 	boardNow   time.Time
 )
 
-func boardTickCmd() tea.Cmd {
-	return tea.Tick(boardTick, func(t time.Time) tea.Msg { return boardNow(t) })
-}
-
-func (m *boardModel) Init() tea.Cmd { return boardTickCmd() }
+func (m *boardModel) Init() tea.Cmd { return nil }
 
 func (m *boardModel) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 	switch msg := msg.(type) {
 	case boardNow:
 		m.now = time.Time(msg)
-		if m.stopped {
-			return m, nil
-		}
-		return m, boardTickCmd()
 	case tea.WindowSizeMsg:
 		m.width = msg.Width
 	case boardHello:

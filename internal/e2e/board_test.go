@@ -116,7 +116,7 @@ func TestBoard(t *testing.T) {
 	term.start("board", dir, pyoco+" run flow.yaml")
 	crunchRE := regexp.MustCompile(`(?m)^  ⏳ crunch +attempt 2 +running (\d+\.\d)s$`)
 	// The header, then the two running tasks (in the order they started).
-	first := term.waitScreen("board", regexp.MustCompile(`(?m)^── nightly_build  2 running · 1/4 done · \d+\.\ds ──\n`+
+	first := term.waitScreen("board", regexp.MustCompile(`(?ms)^\[crunch\] crunching 4 shards$.*^── nightly_build  2 running · 1/4 done · \d+\.\ds ──\n`+
 		`(  ⏳ (crunch +attempt 2|index +attempt 1) +running \d+\.\ds\n){2}`))
 	require.Regexp(t, crunchRE, first)
 	require.Regexp(t, `(?m)^  ⏳ index +attempt 1 +running \d+\.\ds$`, first)
@@ -204,7 +204,7 @@ func TestBoardRemote(t *testing.T) {
 	require.NoError(t, s.waitHTTP(srv, base+"/healthz", 30*time.Second))
 
 	term.start("remote", s.dir, "OTEL_TRACES_EXPORTER=none PYOCO_PLUGIN_PATH="+s.dir+" "+pyocoBin+" run flow.yaml --server "+base)
-	screen := term.waitScreen("remote", regexp.MustCompile(`(?m)^── nightly_build  2 running · 1/4 done · \d+\.\ds ──\n`+
+	screen := term.waitScreen("remote", regexp.MustCompile(`(?ms)^\[crunch\] crunching 4 shards$.*^── nightly_build  2 running · 1/4 done · \d+\.\ds ──\n`+
 		`(  ⏳ (crunch +attempt 2|index +attempt 1) +running \d+\.\ds\n){2}`))
 	lines := strings.Split(screen, "\n")
 	index := func(s string) int {
