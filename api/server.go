@@ -171,6 +171,7 @@ var routes = []route{
 	{pattern: "GET /runs", handle: (*Server).runList},
 	{pattern: "GET /runs/{run_id}", handle: (*Server).runGet},
 	{pattern: "GET /runs/{run_id}/logs", handle: (*Server).runLogs},
+	{pattern: "GET /runs/{run_id}/flow", handle: (*Server).runFlow},
 	{pattern: "POST /runs/{run_id}/cancel", handle: (*Server).runCancel},
 	{pattern: "GET /flows", handle: (*Server).flowList},
 	{pattern: "GET /flows/{name}", handle: (*Server).flowGet},

@@ -42,6 +42,7 @@ func runSuite(t *testing.T, mk serverFactory) {
 		"BadInput":      testBadInput,
 		"Auth":          testAuth,
 		"FlowYAMLError": testFlowYAMLError,
+		"RunFlow":       testRunFlow,
 	}
 	names := make([]string, 0, len(tests))
 	for n := range tests {

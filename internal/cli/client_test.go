@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
 	"github.com/pyoco/pyoco/api"
 	"github.com/pyoco/pyoco/engine"
@@ -46,7 +47,10 @@ func apiServer(t *testing.T, token string) string {
 	store := memstore.New()
 	reg := engine.NewRegistry()
 	require.NoError(t, builtin.Register(reg))
-	eng, err := engine.New(store, reg, &engine.Config{WorkerID: "w1", CancelPollInterval: 50 * time.Millisecond})
+	// A real tracer provider: attempts and log entries get span ids, as
+	// with `pyoco server` (run --server matches them up).
+	eng, err := engine.New(store, reg, &engine.Config{WorkerID: "w1", CancelPollInterval: 50 * time.Millisecond,
+		TracerProvider: sdktrace.NewTracerProvider()})
 	require.NoError(t, err)
 	ok, err := engine.LoadFlow("ok.yaml", []byte(okFlow), reg)
 	require.NoError(t, err)

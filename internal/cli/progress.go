@@ -12,13 +12,26 @@ import (
 )
 
 // progress prints a run's steps as they happen: cute (emoji) lines on a
-// terminal, plain key=value lines otherwise. It is safe for concurrent use.
+// terminal, plain key=value lines otherwise; on a terminal the cute lines
+// scroll above a live board of the running tasks (board). It is safe for
+// concurrent use.
 type progress struct {
 	mu   sync.Mutex
 	w    io.Writer
 	cute bool
 	// quiet hides what tasks say (their log entries, stdout and stderr).
 	quiet bool
+	// board, when set, draws the running tasks below the lines; summary
+	// (or close) stops it.
+	board *board
+}
+
+// close stops the board, if any; the lines printed stay. It may be called
+// more than once.
+func (p *progress) close() {
+	if p.board != nil {
+		p.board.stop()
+	}
 }
 
 func fmtDur(d time.Duration) string {
@@ -30,6 +43,25 @@ func fmtDur(d time.Duration) string {
 	default:
 		return d.Round(time.Microsecond).String()
 	}
+}
+
+// fmtTaskDur is a task's duration in a line or the summary: a task that
+// ran in less than the clock's (or the API's millisecond) precision shows
+// "<1ms", never "0s".
+func fmtTaskDur(d time.Duration) string {
+	if d <= 0 {
+		return "<1ms"
+	}
+	return fmtDur(d)
+}
+
+// retryIn says when the next attempt comes: "retrying in 1s", or just
+// "retrying" when the delay is not known (negative: a remote run).
+func retryIn(d time.Duration) string {
+	if d < 0 {
+		return "retrying"
+	}
+	return "retrying in " + fmtDur(d)
 }
 
 func quoteIfNeeded(s string) string {
@@ -49,21 +81,31 @@ func firstLine(s string) string {
 func (p *progress) observe(ev engine.Progress) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if p.board != nil {
+		var line strings.Builder
+		p.line(&line, ev)
+		p.board.event(ev, line.String())
+		return
+	}
+	p.line(p.w, ev)
+}
+
+// line writes the line of ev (none for some) to w.
+func (p *progress) line(w io.Writer, ev engine.Progress) {
 	if ev.Kind == engine.ProgressTaskLog {
 		if !p.quiet {
-			p.w.Write([]byte(taskLine(ev.Task, ev.Stream, ev.Level, ev.Text)))
+			io.WriteString(w, taskLine(ev.Task, ev.Stream, ev.Level, ev.Text))
 		}
 		return
 	}
 	if p.cute {
-		p.cuteLine(ev)
+		cuteLine(w, ev)
 	} else {
-		p.plainLine(ev)
+		plainLine(w, ev)
 	}
 }
 
-func (p *progress) cuteLine(ev engine.Progress) {
-	w := p.w
+func cuteLine(w io.Writer, ev engine.Progress) {
 	switch ev.Kind {
 	case engine.ProgressRunStarted:
 		fmt.Fprintf(w, "🐇 %s started  run %s  trace %s\n", ev.FlowName, ev.RunID, ev.TraceID)
@@ -74,11 +116,11 @@ func (p *progress) cuteLine(ev engine.Progress) {
 			fmt.Fprintf(w, "🏃 %s\n", ev.Task)
 		}
 	case engine.ProgressTaskRetrying:
-		fmt.Fprintf(w, "💥 %s: %s (attempt %d), retrying in %s\n", ev.Task, firstLine(ev.Error), ev.Attempt, fmtDur(ev.RetryIn))
+		fmt.Fprintf(w, "💥 %s: %s (attempt %d), %s\n", ev.Task, firstLine(ev.Error), ev.Attempt, retryIn(ev.RetryIn))
 	case engine.ProgressTaskFinished:
 		switch engine.TaskStatus(ev.Status) {
 		case engine.TaskSucceeded:
-			fmt.Fprintf(w, "✅ %s (%s)\n", ev.Task, fmtDur(ev.Duration))
+			fmt.Fprintf(w, "✅ %s (%s)\n", ev.Task, fmtTaskDur(ev.Duration))
 		case engine.TaskFailed:
 			fmt.Fprintf(w, "💥 %s: %s\n", ev.Task, firstLine(ev.Error))
 		case engine.TaskSkipped:
@@ -100,8 +142,7 @@ func (p *progress) cuteLine(ev engine.Progress) {
 	}
 }
 
-func (p *progress) plainLine(ev engine.Progress) {
-	w := p.w
+func plainLine(w io.Writer, ev engine.Progress) {
 	switch ev.Kind {
 	case engine.ProgressRunStarted:
 		fmt.Fprintf(w, "run started flow=%s run_id=%s trace_id=%s\n", ev.FlowName, ev.RunID, ev.TraceID)
@@ -113,11 +154,15 @@ func (p *progress) plainLine(ev engine.Progress) {
 		}
 		fmt.Fprintf(w, "task started task=%s attempt=%d\n", ev.Task, ev.Attempt)
 	case engine.ProgressTaskRetrying:
-		fmt.Fprintf(w, "task retrying task=%s attempt=%d error=%s retry_in=%s\n", ev.Task, ev.Attempt, quoteIfNeeded(firstLine(ev.Error)), fmtDur(ev.RetryIn))
+		line := fmt.Sprintf("task retrying task=%s attempt=%d error=%s", ev.Task, ev.Attempt, quoteIfNeeded(firstLine(ev.Error)))
+		if ev.RetryIn >= 0 {
+			line += " retry_in=" + fmtDur(ev.RetryIn)
+		}
+		fmt.Fprintln(w, line)
 	case engine.ProgressTaskFinished:
 		line := fmt.Sprintf("task %s task=%s", ev.Status, ev.Task)
 		if ev.Attempt > 0 {
-			line += fmt.Sprintf(" attempt=%d duration=%s", ev.Attempt, fmtDur(ev.Duration))
+			line += fmt.Sprintf(" attempt=%d duration=%s", ev.Attempt, fmtTaskDur(ev.Duration))
 		}
 		if ev.Error != "" {
 			line += " error=" + quoteIfNeeded(firstLine(ev.Error))
@@ -155,6 +200,7 @@ func taskLine(task, stream, level, text string) string {
 
 // summary prints the final table of tasks and the trace id.
 func (p *progress) summary(run *engine.Run, order []string) {
+	p.close()
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	fmt.Fprintln(p.w)
@@ -167,8 +213,8 @@ func (p *progress) summary(run *engine.Run, order []string) {
 			continue
 		}
 		dur := "-"
-		if d := t.Duration(); d > 0 {
-			dur = fmtDur(d)
+		if !t.StartedAt.IsZero() && !t.EndedAt.IsZero() {
+			dur = fmtTaskDur(t.Duration())
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\n", name, t.Status, len(t.Attempts), dur, firstLine(t.Error))
 	}

@@ -29,8 +29,10 @@ func newRunCmd(e *env) *cobra.Command {
 
 Exit status: 0 when the run COMPLETED, 1 when it FAILED, 130 when Ctrl+C
 cancelled it (a second Ctrl+C stops at once), 2 for a bad flow file or flags.
-Progress is cute on a terminal; --plain, NO_COLOR or a non-terminal output
-gives plain lines (PYOCO_PROGRESS=cute|plain forces either). What tasks say
+On a terminal, a live board shows the running tasks (attempt, elapsed time)
+below the progress lines, redrawn in place; --plain, NO_COLOR or an output that
+is not a terminal gives plain lines instead (PYOCO_PROGRESS=board|cute|plain
+forces the board, cute lines without the board, or plain lines). What tasks say
 (log messages, shell stdout and stderr) is shown as it happens, prefixed by
 the task ("[task] text"); --quiet hides it.
 
@@ -70,7 +72,7 @@ same exit status; Ctrl+C cancels the remote run.`,
 
 func (e *env) cuteOutput(plain bool, w io.Writer) bool {
 	switch e.getenv("PYOCO_PROGRESS") {
-	case "cute":
+	case "cute", "board":
 		return true
 	case "plain":
 		return false
@@ -82,6 +84,31 @@ func (e *env) cuteOutput(plain bool, w io.Writer) bool {
 		return false
 	}
 	return e.isTTY(w)
+}
+
+// boardOutput reports whether w gets the live board: a terminal (not TERM=
+// dumb) with cute output, unless PYOCO_PROGRESS says cute or plain lines;
+// PYOCO_PROGRESS=board forces it.
+func (e *env) boardOutput(plain bool, w io.Writer) bool {
+	switch e.getenv("PYOCO_PROGRESS") {
+	case "board":
+		return true
+	case "cute", "plain":
+		return false
+	}
+	return e.cuteOutput(plain, w) && e.getenv("TERM") != "dumb" && e.isTTY(w)
+}
+
+// newProgress shows a run's progress on w: a live board of the running
+// tasks over the cute lines on a terminal, else cute or plain lines (see
+// cuteOutput). total is the run's number of tasks (0: unknown). Call close
+// (summary does) to stop the board.
+func (e *env) newProgress(o outputOpts, w io.Writer, total int) *progress {
+	pr := &progress{w: w, cute: e.cuteOutput(o.plain, w), quiet: o.quiet}
+	if e.boardOutput(o.plain, w) {
+		pr.board = startBoard(w, total)
+	}
+	return pr
 }
 
 // cancelledOr returns err, or the Ctrl+C exit if ctx was cancelled
@@ -105,7 +132,6 @@ func runLocal(ctx context.Context, e *env, flow *engine.Flow, reg *engine.Regist
 	if asJSON {
 		out = e.stderr
 	}
-	pr := &progress{w: out, cute: e.cuteOutput(o.plain, out), quiet: o.quiet}
 	for _, w := range flow.Warnings {
 		fmt.Fprintf(e.stderr, "pyoco: warning: %s\n", w.Error())
 	}
@@ -122,6 +148,8 @@ func runLocal(ctx context.Context, e *env, flow *engine.Flow, reg *engine.Regist
 		}
 	}()
 
+	pr := e.newProgress(o, out, len(flow.Order))
+	defer pr.close()
 	store := memstore.New()
 	eng, err := engine.New(store, reg, &engine.Config{
 		TracerProvider: tel.TracerProvider,

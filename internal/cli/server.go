@@ -42,6 +42,7 @@ type serverOptions struct {
 	retention       time.Duration
 	config          string
 	shutdownTimeout time.Duration
+	traceURL        string
 	popts           pluginOptions
 	// webhooks are the endpoints of the config file's webhooks: section and
 	// of PYOCO_WEBHOOK_URL (docs/webhooks.md).
@@ -69,6 +70,7 @@ type serverFile struct {
 	Retention       string                    `yaml:"retention"`
 	ShutdownTimeout string                    `yaml:"shutdown_timeout"`
 	MetricsAddr     string                    `yaml:"metrics_addr"`
+	TraceURL        string                    `yaml:"trace_url"`
 	Webhooks        []webhooks.EndpointConfig `yaml:"webhooks"`
 }
 
@@ -91,7 +93,11 @@ PYOCO_API_TOKEN, when set, is the bearer token every endpoint but /healthz,
 
 Settings: flag > environment (PYOCO_ADDR, PYOCO_FLOWS, PYOCO_REDIS_URL,
 PYOCO_NAMESPACE, PYOCO_WORKERS, PYOCO_CONCURRENCY, PYOCO_LEASE,
-PYOCO_MAX_ATTEMPTS, PYOCO_RETENTION, PYOCO_CONFIG) > config file > default.`,
+PYOCO_MAX_ATTEMPTS, PYOCO_RETENTION, PYOCO_TRACE_URL, PYOCO_CONFIG) > config
+file > default.
+
+The run viewer is served at /ui (a browser page over this API, with the same
+token); --trace-url links each run to its trace in Jaeger or Tempo.`,
 		Args: exactArgs(0, "no arguments"),
 		RunE: func(c *cobra.Command, args []string) error {
 			if err := o.resolve(c, e); err != nil {
@@ -112,6 +118,7 @@ PYOCO_MAX_ATTEMPTS, PYOCO_RETENTION, PYOCO_CONFIG) > config file > default.`,
 	f.DurationVar(&o.retention, "retention", redisstore.DefaultRetention, "how long finished runs are kept in Redis [PYOCO_RETENTION]")
 	f.StringVar(&o.config, "config", "", "YAML config file [PYOCO_CONFIG]")
 	f.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 25*time.Second, "how long a stop waits for requests and runs to finish")
+	f.StringVar(&o.traceURL, "trace-url", "", "link from the run viewer (/ui) to a run's trace, {trace_id} replaced, e.g. http://localhost:16686/trace/{trace_id} [PYOCO_TRACE_URL]")
 	o.popts.register(c)
 	return c
 }
@@ -170,6 +177,7 @@ func (o *serverOptions) resolve(c *cobra.Command, e *env) error {
 		set("max-attempts", "PYOCO_MAX_ATTEMPTS", itoa(file.MaxAttempts), setInt(&o.maxAttempts)),
 		set("retention", "PYOCO_RETENTION", file.Retention, setDuration(&o.retention)),
 		set("shutdown-timeout", "PYOCO_SHUTDOWN_TIMEOUT", file.ShutdownTimeout, setDuration(&o.shutdownTimeout)),
+		set("trace-url", "PYOCO_TRACE_URL", file.TraceURL, setString(&o.traceURL)),
 	} {
 		if err != nil {
 			return err
@@ -360,6 +368,10 @@ func runServer(ctx context.Context, e *env, o *serverOptions) error {
 		return err
 	}
 	defer srv.Close()
+	handler, err := withUI(srv.Handler(), o.traceURL)
+	if err != nil {
+		return usageErr("--trace-url: %v", err)
+	}
 
 	ln, err := net.Listen("tcp", o.addr)
 	if err != nil {
@@ -368,7 +380,7 @@ func runServer(ctx context.Context, e *env, o *serverOptions) error {
 	baseCtx, cancelBase := context.WithCancel(bg)
 	defer cancelBase()
 	hs := &http.Server{
-		Handler:           srv.Handler(),
+		Handler:           handler,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		IdleTimeout:       2 * time.Minute,
@@ -439,7 +451,7 @@ func runServer(ctx context.Context, e *env, o *serverOptions) error {
 	served := make(chan error, 1)
 	go func() { served <- hs.Serve(ln) }()
 	addr := ln.Addr().String()
-	log.Info("serving the API", "url", "http://"+addr, "auth", e.getenv("PYOCO_API_TOKEN") != "", "metrics", "http://"+addr+"/metrics")
+	log.Info("serving the API", "url", "http://"+addr, "ui", "http://"+addr+"/ui/", "auth", e.getenv("PYOCO_API_TOKEN") != "", "metrics", "http://"+addr+"/metrics")
 	if o.ready != nil {
 		o.ready(addr)
 	}
