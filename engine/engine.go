@@ -193,6 +193,7 @@ func (e *Engine) Submit(ctx context.Context, p *SubmitParams) (*Run, error) {
 	} else {
 		run.TraceID = NewTraceID().String()
 	}
+	run.SpanID = NewSpanID().String()
 	for _, name := range f.Order {
 		run.Tasks[name] = &TaskState{Name: name, Use: f.Tasks[name].Use, Status: TaskPending}
 	}

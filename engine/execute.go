@@ -126,6 +126,9 @@ type execution struct {
 
 	runSpan trace.Span
 	spanCtx context.Context
+	// runSpanDone is set once this execution finished the run: its span
+	// (whose id is the run's) is then ended, and so emitted.
+	runSpanDone bool
 	stop    context.CancelCauseFunc // cancels the run's context
 
 	// The store outage budget, shared by every write of the execution.
@@ -155,33 +158,22 @@ func (x *execution) execute(ctx context.Context) (*Run, error) {
 	firstStart := run.Attempt == 1
 	log := e.cfg.Logger.With(LogKeyRunID, run.ID, LogKeyFlow, run.FlowName)
 
-	// The run span continues the trace fixed at submit.
-	tid, _ := trace.TraceIDFromHex(run.TraceID)
-	sctx := context.WithoutCancel(ctx)
-	startOpts := []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindInternal)}
-	if psid, err := trace.SpanIDFromHex(run.ParentSpanID); err == nil && tid.IsValid() {
-		flags := trace.FlagsSampled
-		if run.ParentUnsampled {
-			flags = 0
-		}
-		sctx = trace.ContextWithRemoteSpanContext(sctx, trace.NewSpanContext(trace.SpanContextConfig{
-			TraceID: tid, SpanID: psid, TraceFlags: flags, Remote: true,
-		}))
-	} else {
-		sctx = trace.ContextWithSpanContext(sctx, trace.SpanContext{})
-		if tid.IsValid() {
-			sctx = ContextWithTraceID(sctx, tid)
-		}
-		startOpts = append(startOpts, trace.WithNewRoot())
-	}
-	startOpts = append(startOpts, trace.WithAttributes(
+	// The run span continues the trace fixed at submit, under the span id
+	// fixed at submit: only the execution that finishes the run ends it.
+	sctx, runSpan, fixed := e.startRunSpan(ctx, run,
 		AttrRunID.String(run.ID), AttrFlowName.String(run.FlowName),
 		AttrRunAttempt.Int(run.Attempt), AttrWorkerID.String(e.cfg.WorkerID),
 		AttrCICDPipelineName.String(run.FlowName), AttrCICDPipelineRunID.String(run.ID),
-	))
-	sctx, x.runSpan = e.tracer.Start(sctx, "run "+run.FlowName, startOpts...)
-	x.spanCtx = sctx
-	defer x.runSpan.End()
+	)
+	x.runSpan, x.spanCtx = runSpan, sctx
+	defer func() {
+		if !fixed || x.runSpanDone {
+			x.runSpan.End()
+		}
+	}()
+	if !firstStart {
+		x.runSpan.AddEvent("run resumed", trace.WithAttributes(AttrRunAttempt.Int(run.Attempt), AttrWorkerID.String(e.cfg.WorkerID)))
+	}
 
 	x.sink = &logSink{
 		store: e.store, runID: run.ID, traceID: run.TraceID, maxBytes: e.cfg.LogMaxEntryBytes,
@@ -351,6 +343,7 @@ func (x *execution) closeAttempts(st *TaskState) {
 		}
 		a.Status, a.EndedAt, a.Error = status, now, interruptedMsg
 		x.taskUpdate(&TaskUpdateParams{RunID: x.run.ID, Task: st.Name, Status: st.Status, Attempt: &a, Error: st.Error})
+		x.e.emitInterruptedAttempt(x.spanCtx, x.run, st, &a)
 	}
 }
 
@@ -772,14 +765,18 @@ func (x *execution) runTask(runCtx context.Context, i int, w *taskWorker) taskRe
 	name := spec.Name
 	prior := 0
 	var first time.Time
+	var prev attemptLink // the attempt the next one's span links to
 	if st := run.Tasks[name]; st != nil {
 		prior = len(st.Attempts)
 		first = st.StartedAt // a takeover keeps the first attempt's start
+		if prior > 0 {
+			prev = attemptLink{spanID: st.Attempts[prior-1].SpanID, kind: LinkTakeover}
+		}
 	}
 	def, _ := e.reg.Lookup(spec.Use)
 	for n := 0; ; n++ {
 		attempt := prior + n + 1
-		res, retry := x.runAttempt(runCtx, i, w, def, attempt, n >= spec.Retries, &first)
+		res, retry := x.runAttempt(runCtx, i, w, def, attempt, n >= spec.Retries, &first, &prev)
 		if !retry || n >= spec.Retries {
 			return res
 		}
@@ -833,22 +830,27 @@ type attemptOutcome struct {
 // runAttempt runs attempt number n of task i and records it. last says
 // whether the task has no retries left. retry reports whether a failure may
 // be retried.
-func (x *execution) runAttempt(runCtx context.Context, i int, w *taskWorker, def *TaskDef, n int, last bool, first *time.Time) (res taskResult, retry bool) {
+func (x *execution) runAttempt(runCtx context.Context, i int, w *taskWorker, def *TaskDef, n int, last bool, first *time.Time, prev *attemptLink) (res taskResult, retry bool) {
 	e, run, spec := x.e, x.run, x.plan.specs[i]
 	name := spec.Name
 	start := time.Now().UTC()
 	if first.IsZero() {
 		*first = start
 	}
-	ctx, span := e.tracer.Start(runCtx, "task "+name, trace.WithAttributes(
+	opts := []trace.SpanStartOption{trace.WithAttributes(
 		AttrRunID.String(run.ID), AttrFlowName.String(run.FlowName),
 		AttrTaskName.String(name), AttrTaskUse.String(spec.Use), AttrTaskAttempt.Int(n),
 		AttrWorkerID.String(e.cfg.WorkerID),
 		AttrCICDPipelineName.String(run.FlowName), AttrCICDPipelineRunID.String(run.ID),
 		AttrCICDPipelineTaskName.String(name),
-	))
+	)}
+	if l := prev.linkOpt(x.runSpan.SpanContext()); l != nil {
+		opts = append(opts, l)
+	}
+	ctx, span := e.tracer.Start(runCtx, "task "+name, opts...)
 	defer span.End()
 	sc := span.SpanContext()
+	*prev = attemptLink{spanID: spanIDString(sc), kind: LinkRetry}
 	att := Attempt{Number: n, Status: TaskRunning, StartedAt: start, WorkerID: e.cfg.WorkerID, SpanID: spanIDString(sc)}
 	x.w.start(&TaskUpdateParams{RunID: run.ID, Task: name, Status: TaskRunning, StartedAt: *first, Attempt: &att, ResetEnd: true})
 	e.report(Progress{Kind: ProgressTaskStarted, RunID: run.ID, FlowName: run.FlowName, TraceID: run.TraceID, Task: name, Attempt: n, Status: string(TaskRunning)})
@@ -1177,6 +1179,7 @@ func (x *execution) finish(status RunStatus, msg string) (*Run, error) {
 	label := flowLabel(run.FlowFile, run.FlowName)
 	e.ins.runStatus(x.spanCtx, label, status)
 	e.ins.runEnded(x.spanCtx, label, status, dur)
+	x.runSpanDone = true
 	x.runSpan.SetAttributes(AttrRunStatus.String(string(status)), AttrCICDPipelineResult.String(cicdResult(string(status))))
 	if status == RunFailed {
 		x.runSpan.SetStatus(codes.Error, msg)

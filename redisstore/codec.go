@@ -31,6 +31,7 @@ const (
 	fieldWorker    = "worker"  // (lua)
 	fieldTraceID   = "trace"
 	fieldParent    = "parent"    // parent span ID
+	fieldSpanID    = "span"      // the run span's ID (Run.SpanID)
 	fieldUnsampled = "unsampled" // "1" when Run.ParentUnsampled; absent otherwise
 	fieldError     = "error"     // (lua)
 	fieldMember    = "member"    // (lua) index member, see indexMember
@@ -122,6 +123,7 @@ func runFields(r *engine.Run, member, gc string) ([]any, error) {
 		fieldWorker, r.WorkerID,
 		fieldTraceID, r.TraceID,
 		fieldParent, r.ParentSpanID,
+		fieldSpanID, r.SpanID,
 		fieldError, r.Error,
 		fieldMember, member,
 		fieldGC, gc,
@@ -201,6 +203,7 @@ func parseRun(h map[string]string) (*engine.Run, error) {
 		WorkerID:     h[fieldWorker],
 		TraceID:      h[fieldTraceID],
 		ParentSpanID: h[fieldParent],
+		SpanID:       h[fieldSpanID],
 		Error:        h[fieldError],
 
 		ParentUnsampled: h[fieldUnsampled] == "1",
