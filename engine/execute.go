@@ -129,7 +129,8 @@ type execution struct {
 	// runSpanDone is set once this execution finished the run: its span
 	// (whose id is the run's) is then ended, and so emitted.
 	runSpanDone bool
-	stop    context.CancelCauseFunc // cancels the run's context
+
+	stop context.CancelCauseFunc // cancels the run's context
 
 	// The store outage budget, shared by every write of the execution.
 	omu       sync.Mutex
