@@ -415,13 +415,14 @@ func (d *Dispatcher) handleEvent(ctx context.Context, ev engine.Event, ep *Endpo
 	if at.IsZero() {
 		at = run.EndedAt
 	}
-	body, err := Body(ep.Format, typ, at, run)
+	id := DeliveryID(ev.ID, ev.RunID, ep.Key)
+	body, err := Body(ep.Format, id, typ, at, run)
 	if err != nil {
 		d.log.ErrorContext(ctx, "webhooks: payload not built; not delivered", engine.LogKeyRunID, run.ID, engine.LogKeyError, err)
 		return nil
 	}
 	// The log keeps the URL redacted: the request uses the endpoint's.
-	dl := &engine.WebhookDelivery{ID: DeliveryID(ev.ID, ev.RunID, ep.Key), Event: typ, EventID: ev.ID, RunID: run.ID,
+	dl := &engine.WebhookDelivery{ID: id, Event: typ, EventID: ev.ID, RunID: run.ID,
 		FlowName: run.FlowName, Endpoint: ep.Key, URL: redactURL(ep.URL), Body: body, TraceID: run.TraceID,
 		ParentSpanID: run.ParentSpanID, CreatedAt: time.Now()}
 	created, err := d.store.WebhookDeliveryCreate(ctx, dl, d.cfg.Retention)
