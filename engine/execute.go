@@ -178,6 +178,7 @@ func (x *execution) execute(ctx context.Context) (*Run, error) {
 
 	x.sink = &logSink{
 		store: e.store, runID: run.ID, traceID: run.TraceID, maxBytes: e.cfg.LogMaxEntryBytes,
+		otel: e.logger, flow: run.FlowName,
 		now: func() time.Time { return time.Now().UTC() },
 		onErr: func(err error) {
 			log.WarnContext(sctx, "store log entry", LogKeyError, err)
