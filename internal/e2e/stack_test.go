@@ -204,6 +204,9 @@ func TestStack(t *testing.T) {
 	}
 	promq("every target scraped", `count(up == 1)`, 30*time.Second, scalarIs(3))
 	promq("both workers alive", `max(pyoco_workers)`, 30*time.Second, scalarIs(2))
+	// Before any run: no dashboard query says "No data" (webhook
+	// deliveries, failures, durations show 0).
+	checkDashboards(t, s, prom, nil, dashboardFiles(t), true)
 
 	// 1. Four long runs take every slot: in progress 4.
 	var long []string
@@ -358,7 +361,7 @@ func TestStack(t *testing.T) {
 	})
 
 	// c) Every query of every dashboard returns data.
-	checkDashboards(t, s, prom, api, dashboardFiles(t))
+	checkDashboards(t, s, prom, api, dashboardFiles(t), false)
 
 	// e) Task log records reach an OTLP receiver with their attempt's span.
 	for _, id := range all {
