@@ -1,80 +1,29 @@
 package kubeconform
 
 import (
+	"context"
 	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
-	"reflect"
 	"strings"
 	"testing"
+	"time"
 
-	"github.com/invopop/jsonschema"
 	"github.com/stretchr/testify/require"
 	"github.com/yannh/kubeconform/pkg/validator"
-	appsv1 "k8s.io/api/apps/v1"
-	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/resource"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/util/intstr"
 )
 
 // manifestsDir holds the manifests under test.
 const manifestsDir = "../../deploy/kubernetes"
-
-// kinds are the built-in kinds the manifests may use, by kubeconform's
-// schema file name ({{ .ResourceKind }}{{ .KindSuffix }}.json).
-var kinds = map[string]any{
-	"namespace-v1":             corev1.Namespace{},
-	"configmap-v1":             corev1.ConfigMap{},
-	"service-v1":               corev1.Service{},
-	"secret-v1":                corev1.Secret{},
-	"deployment-apps-v1":       appsv1.Deployment{},
-	"statefulset-apps-v1":      appsv1.StatefulSet{},
-	"serviceaccount-v1":        corev1.ServiceAccount{},
-	"persistentvolumeclaim-v1": corev1.PersistentVolumeClaim{},
-}
-
-// schemaFor reflects t into a strict JSON schema. The API's hand-encoded
-// types get the JSON they accept.
-func schemaFor(t any) *jsonschema.Schema {
-	r := &jsonschema.Reflector{
-		// Only unknown fields and wrong types are errors: json tags
-		// without omitempty do not make a field required in the API.
-		RequiredFromJSONSchemaTags: true,
-		Mapper: func(rt reflect.Type) *jsonschema.Schema {
-			switch rt {
-			case reflect.TypeFor[resource.Quantity]():
-				return &jsonschema.Schema{AnyOf: []*jsonschema.Schema{{Type: "string", Pattern: `^[+-]?[0-9.]+([eE][+-]?[0-9]+|[numkMGTPE]i?|Ki)?$`}, {Type: "number"}}}
-			case reflect.TypeFor[intstr.IntOrString]():
-				return &jsonschema.Schema{AnyOf: []*jsonschema.Schema{{Type: "string"}, {Type: "integer"}}}
-			case reflect.TypeFor[metav1.Time](), reflect.TypeFor[metav1.MicroTime]():
-				return &jsonschema.Schema{Type: "string", Format: "date-time"}
-			case reflect.TypeFor[metav1.Duration]():
-				return &jsonschema.Schema{Type: "string"}
-			case reflect.TypeFor[runtime.RawExtension]():
-				return &jsonschema.Schema{Type: "object"}
-			}
-			return nil
-		},
-	}
-	return r.Reflect(t)
-}
 
 // schemaDir writes the schemas kubeconform reads and returns its
 // -schema-location template.
 func schemaDir(t *testing.T) string {
 	t.Helper()
 	dir := t.TempDir()
-	for name, v := range kinds {
-		b, err := json.Marshal(schemaFor(v))
-		require.NoError(t, err)
-		require.NoError(t, os.WriteFile(filepath.Join(dir, name+".json"), b, 0o644))
-	}
-	keda, err := os.ReadFile("testdata/scaledobject-keda-v1alpha1.json")
-	require.NoError(t, err)
-	require.NoError(t, os.WriteFile(filepath.Join(dir, "scaledobject-keda-v1alpha1.json"), keda, 0o644))
-	return filepath.Join(dir, "{{ .ResourceKind }}{{ .KindSuffix }}.json")
+	require.NoError(t, WriteSchemas(dir))
+	return filepath.Join(dir, SchemaLocation)
 }
 
 func newValidator(t *testing.T) validator.Validator {
@@ -141,3 +90,34 @@ type stringReadCloser struct{ *strings.Reader }
 func (stringReadCloser) Close() error { return nil }
 
 func readCloser(s string) stringReadCloser { return stringReadCloser{strings.NewReader(s)} }
+
+// TestKubeconformCLI runs the kubeconform command itself (the module's
+// tool) on the manifests, as an operator would, with the generated schemas.
+func TestKubeconformCLI(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "kubeconform")
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
+	defer cancel()
+	build := exec.CommandContext(ctx, "go", "build", "-o", bin, "github.com/yannh/kubeconform/cmd/kubeconform")
+	out, err := build.CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	schemas := filepath.Join(dir, "schemas")
+	require.NoError(t, os.Mkdir(schemas, 0o755))
+	require.NoError(t, WriteSchemas(schemas))
+	files, err := filepath.Glob(filepath.Join(manifestsDir, "*.yaml"))
+	require.NoError(t, err)
+	args := append([]string{"-strict", "-summary", "-output", "json", "-schema-location", filepath.Join(schemas, SchemaLocation)}, files...)
+	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd.WaitDelay = 5 * time.Second
+	out, err = cmd.CombinedOutput()
+	require.NoError(t, err, "kubeconform:\n%s", out)
+	var res struct {
+		Summary struct {
+			Valid, Invalid, Errors, Skipped int
+		} `json:"summary"`
+	}
+	require.NoError(t, json.Unmarshal(out, &res), "%s", out)
+	require.Positive(t, res.Summary.Valid, "%s", out)
+	require.Zero(t, res.Summary.Invalid+res.Summary.Errors+res.Summary.Skipped, "%s", out)
+}
