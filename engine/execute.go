@@ -141,6 +141,9 @@ type execution struct {
 
 	mu      sync.Mutex
 	outputs map[string]any // decoded outputs of SUCCEEDED tasks
+	// links holds each task's last attempt made by this execution, which
+	// the span of its next attempt links to (see prevAttempt).
+	links map[string]attemptLink
 
 	// Indexed like plan.names; touched by the scheduling goroutine only
 	// (before and after schedule, by execute).
@@ -767,18 +770,14 @@ func (x *execution) runTask(runCtx context.Context, i int, w *taskWorker) taskRe
 	name := spec.Name
 	prior := 0
 	var first time.Time
-	var prev attemptLink // the attempt the next one's span links to
 	if st := run.Tasks[name]; st != nil {
 		prior = len(st.Attempts)
 		first = st.StartedAt // a takeover keeps the first attempt's start
-		if prior > 0 {
-			prev = attemptLink{spanID: st.Attempts[prior-1].SpanID, kind: LinkTakeover}
-		}
 	}
 	def, _ := e.reg.Lookup(spec.Use)
 	for n := 0; ; n++ {
 		attempt := prior + n + 1
-		res, retry := x.runAttempt(runCtx, i, w, def, attempt, n >= spec.Retries, &first, &prev)
+		res, retry := x.runAttempt(runCtx, i, w, def, attempt, n >= spec.Retries, &first)
 		if !retry || n >= spec.Retries {
 			return res
 		}
@@ -832,7 +831,7 @@ type attemptOutcome struct {
 // runAttempt runs attempt number n of task i and records it. last says
 // whether the task has no retries left. retry reports whether a failure may
 // be retried.
-func (x *execution) runAttempt(runCtx context.Context, i int, w *taskWorker, def *TaskDef, n int, last bool, first *time.Time, prev *attemptLink) (res taskResult, retry bool) {
+func (x *execution) runAttempt(runCtx context.Context, i int, w *taskWorker, def *TaskDef, n int, last bool, first *time.Time) (res taskResult, retry bool) {
 	e, run, spec := x.e, x.run, x.plan.specs[i]
 	name := spec.Name
 	start := time.Now().UTC()
@@ -846,13 +845,13 @@ func (x *execution) runAttempt(runCtx context.Context, i int, w *taskWorker, def
 		AttrCICDPipelineName.String(run.FlowName), AttrCICDPipelineRunID.String(run.ID),
 		AttrCICDPipelineTaskName.String(name),
 	)}
-	if l := prev.linkOpt(x.runSpan.SpanContext()); l != nil {
+	if l := x.prevAttempt(name).linkOpt(x.runSpan.SpanContext()); l != nil {
 		opts = append(opts, l)
 	}
 	ctx, span := e.tracer.Start(runCtx, "task "+name, opts...)
 	defer span.End()
 	sc := span.SpanContext()
-	*prev = attemptLink{spanID: spanIDString(sc), kind: LinkRetry}
+	x.setPrevAttempt(name, sc)
 	att := Attempt{Number: n, Status: TaskRunning, StartedAt: start, WorkerID: e.cfg.WorkerID, SpanID: spanIDString(sc)}
 	x.w.start(&TaskUpdateParams{RunID: run.ID, Task: name, Status: TaskRunning, StartedAt: *first, Attempt: &att, ResetEnd: true})
 	e.report(Progress{Kind: ProgressTaskStarted, RunID: run.ID, FlowName: run.FlowName, TraceID: run.TraceID, Task: name, Attempt: n, Status: string(TaskRunning)})

@@ -98,8 +98,33 @@ type attemptLink struct {
 	kind   string
 }
 
+// prevAttempt returns the attempt of task name that its next attempt's span
+// links to: the last one this execution made (a retry), else the last one
+// stored by an earlier execution (a takeover), else none.
+func (x *execution) prevAttempt(name string) attemptLink {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if l, ok := x.links[name]; ok {
+		return l
+	}
+	if st := x.run.Tasks[name]; st != nil && len(st.Attempts) > 0 {
+		return attemptLink{spanID: st.Attempts[len(st.Attempts)-1].SpanID, kind: LinkTakeover}
+	}
+	return attemptLink{}
+}
+
+// setPrevAttempt records sc as the span of task name's latest attempt.
+func (x *execution) setPrevAttempt(name string, sc trace.SpanContext) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if x.links == nil {
+		x.links = make(map[string]attemptLink)
+	}
+	x.links[name] = attemptLink{spanID: spanIDString(sc), kind: LinkRetry}
+}
+
 // linkOpt returns the start option linking an attempt's span to l's, or nil.
-func (l *attemptLink) linkOpt(runSpan trace.SpanContext) trace.SpanStartOption {
+func (l attemptLink) linkOpt(runSpan trace.SpanContext) trace.SpanStartOption {
 	sid, err := trace.SpanIDFromHex(l.spanID)
 	if err != nil || !runSpan.TraceID().IsValid() {
 		return nil
