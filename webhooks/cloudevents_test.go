@@ -1,6 +1,7 @@
 package webhooks_test
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
@@ -11,6 +12,8 @@ import (
 	cloudevents "github.com/cloudevents/sdk-go/v2"
 	cehttp "github.com/cloudevents/sdk-go/v2/protocol/http"
 	"github.com/stretchr/testify/require"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 
 	"github.com/pyoco/pyoco/engine"
 	"github.com/pyoco/pyoco/webhooks"
@@ -105,4 +108,24 @@ func TestCloudEventsContentType(t *testing.T) {
 	require.NoError(t, err)
 	_, err = webhooks.NewEndpoint(webhooks.EndpointConfig{URL: recv.URL, Format: "xml"}, nil)
 	require.ErrorContains(t, err, "want standard, slack or cloudevents")
+}
+
+// TestStartCounters: a process without webhooks serves
+// pyoco_webhook_deliveries_total at 0 for every event and outcome.
+func TestStartCounters(t *testing.T) {
+	t.Parallel()
+	reader := sdkmetric.NewManualReader()
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
+	t.Cleanup(func() { require.NoError(t, mp.Shutdown(context.Background())) })
+	require.NoError(t, webhooks.StartCounters(mp))
+	var rm metricdata.ResourceMetrics
+	require.NoError(t, reader.Collect(t.Context(), &rm))
+	require.Len(t, rm.ScopeMetrics, 1)
+	sum, ok := rm.ScopeMetrics[0].Metrics[0].Data.(metricdata.Sum[int64])
+	require.True(t, ok)
+	require.Len(t, sum.DataPoints, len(webhooks.Events)*3)
+	for _, dp := range sum.DataPoints {
+		require.Zero(t, dp.Value)
+		require.Empty(t, dp.Exemplars)
+	}
 }

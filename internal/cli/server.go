@@ -334,6 +334,8 @@ func runServer(ctx context.Context, e *env, o *serverOptions) error {
 			Logger: log, TracerProvider: tel.TracerProvider, MeterProvider: tel.MeterProvider}); err != nil {
 			return usageErr("webhooks: %v", err)
 		}
+	} else if err := webhooks.StartCounters(tel.MeterProvider); err != nil {
+		return err
 	}
 
 	var pluginDoc any
