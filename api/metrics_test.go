@@ -114,6 +114,17 @@ func testMetricsExposition(t *testing.T, newStore storeFactory) {
 	requireSample(t, out, `pyoco_runs_queued{flow="m_ok"}`, 3)
 	requireSample(t, out, `pyoco_runs_queued{flow="m_fail"}`, 2)
 	requireSample(t, out, `pyoco_workers`, 0)
+	// The backlog signals: five entries no worker took, and an oldest
+	// PENDING run whose age grows while nobody works.
+	requireSample(t, out, `pyoco_queue_lag`, 5)
+	require.Contains(t, out, "# TYPE pyoco_queue_oldest_age_seconds gauge")
+	age0 := sampleValue(out, `pyoco_queue_oldest_age_seconds{flow="m_ok"}`)
+	require.GreaterOrEqual(t, age0, 0.0)
+	require.Eventually(t, func() bool {
+		out, _ := scrape("")
+		return sampleValue(out, `pyoco_queue_oldest_age_seconds{flow="m_ok"}`) > age0 &&
+			sampleValue(out, `pyoco_queue_oldest_age_seconds{flow="m_fail"}`) > 0
+	}, 5*time.Second, 10*time.Millisecond, "the oldest PENDING run ages")
 
 	w, err := worker.New(eng, store.(engine.Queue), &worker.Config{ID: eng.WorkerID(), Concurrency: 4, Lease: 5 * time.Second})
 	require.NoError(t, err)
@@ -140,6 +151,9 @@ func testMetricsExposition(t *testing.T, newStore storeFactory) {
 	requireSample(t, out, `pyoco_runs_queued{flow="m_ok"}`, 0)
 	requireSample(t, out, `pyoco_runs_queued{flow="m_fail"}`, 0)
 	requireSample(t, out, `pyoco_workers`, 1)
+	requireSample(t, out, `pyoco_queue_lag`, 0)
+	requireSample(t, out, `pyoco_queue_oldest_age_seconds{flow="m_ok"}`, 0)
+	requireSample(t, out, `pyoco_queue_oldest_age_seconds{flow="m_fail"}`, 0)
 	require.Contains(t, out, "# TYPE pyoco_queue_wait_seconds histogram")
 	requireSample(t, out, `pyoco_queue_wait_seconds_count{flow="m_ok"}`, 3)
 	requireSample(t, out, `pyoco_queue_wait_seconds_count{flow="m_fail"}`, 2)

@@ -86,12 +86,20 @@ func promDS() common.DataSourceRef {
 	return common.DataSourceRef{Type: cog.ToPtr(PrometheusType), Uid: cog.ToPtr(datasourceVar)}
 }
 
-// query is a PromQL target on the ${datasource} variable.
+// OrZero is what every PromQL target ends with: "or on() vector(0)" adds a
+// 0 sample exactly when the query has no series (a fresh stack, a flow
+// that never failed, no webhook configured), so that a panel shows 0
+// rather than "No data"; with data it changes nothing. A histogram panel
+// thus shows 0 until its first observation.
+const OrZero = " or on() vector(0)"
+
+// query is a PromQL target on the ${datasource} variable, ending with
+// [OrZero].
 func query(refID, expr, legend string) *prometheus.DataqueryBuilder {
 	q := prometheus.NewDataqueryBuilder().
 		Datasource(promDS()).
 		RefId(refID).
-		Expr(expr).
+		Expr("(" + expr + ")" + OrZero).
 		EditorMode(prometheus.QueryEditorModeCode)
 	if legend != "" {
 		q = q.LegendFormat(legend)

@@ -279,7 +279,7 @@ func TestCuteDashboard(t *testing.T) {
 		{"table", "Average run duration by flow"},
 	}, got)
 	targets := jsonTargets(t, "grafana_pyoco_cute.json")
-	require.Equal(t, "sum(pyoco_runs_in_progress)", targets[0].Expr)
+	require.Equal(t, "(sum(pyoco_runs_in_progress))"+dashboards.OrZero, targets[0].Expr)
 	require.Contains(t, targets[1].Expr, `status=~"COMPLETED|FAILED|CANCELLED"`)
 	require.Contains(t, targets[1].Expr, "[5m]")
 	for _, c := range []string{dashboards.Lavender, dashboards.Pink, dashboards.Carrot} {

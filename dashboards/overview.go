@@ -118,7 +118,16 @@ func Overview() (dashboard.Dashboard, error) {
 			WithTarget(query("A", quantile(0.5, "pyoco_queue_wait_seconds", "", true), "p50").Exemplar(true)).
 			WithTarget(query("B", quantile(0.95, "pyoco_queue_wait_seconds", "", true), "p95").Exemplar(true)).
 			OverrideByName("p50", colorOverride(Lavender)).
-			OverrideByName("p95", colorOverride(Carrot)))
+			OverrideByName("p95", colorOverride(Carrot))).
+		WithPanel(series("Backlog age by flow",
+			"Age of the oldest PENDING run of each flow (pyoco_queue_oldest_age_seconds, read from the store; 0 when none waits). Rising: no worker takes runs; KEDA's prometheus trigger scales on it (deploy/kubernetes).", "s", 12).
+			WithTarget(query("A", `max by (flow) (pyoco_queue_oldest_age_seconds{flow=~"$flow"})`, "{{flow}}")).
+			Min(0)).
+		WithPanel(series("Undelivered queue entries",
+			"Queue entries no worker took yet (pyoco_queue_lag: the consumer group's lag), the value KEDA's redis-streams trigger scales on.", "none", 12).
+			WithTarget(query("A", `max(pyoco_queue_lag)`, "lag")).
+			Min(0).Decimals(0).
+			OverrideByName("lag", colorOverride(Carrot)))
 
 	// Runs.
 	b = b.WithRow(dashboard.NewRowBuilder("Runs")).
@@ -195,6 +204,20 @@ func Overview() (dashboard.Dashboard, error) {
 				`sum by (http_response_status_code) (rate(http_server_request_duration_seconds_count[$__rate_interval]))`,
 				"{{http_response_status_code}}")))
 
+	// Slowest runs, each linked to its trace.
+	b = b.WithRow(dashboard.NewRowBuilder("Slow runs")).
+		WithPanel(table.NewPanelBuilder().
+			Title("Slowest finished runs").
+			Description(NonPromQLMarker+" The 100 newest finished runs from pyoco's GET /runs, slowest first; the Trace column opens each run's trace in Jaeger (the exemplars of the Run duration panel do the same from a point).").
+			Span(24).Height(10).
+			Datasource(common.DataSourceRef{Type: cog.ToPtr(InfinityType), Uid: cog.ToPtr(InfinityUID)}).
+			WithTarget(infinityRuns("/runs?status=COMPLETED,FAILED,CANCELLED&limit=100")).
+			Footer(tableFooter()).
+			SortBy([]cog.Builder[common.TableSortByFieldState]{
+				common.NewTableSortByFieldStateBuilder().DisplayName("Duration (ms)").Desc(true),
+			}).
+			OverrideByName("Trace", traceLink()))
+
 	// Recent runs, from the API.
 	b = b.WithRow(dashboard.NewRowBuilder("Recent runs")).
 		WithPanel(table.NewPanelBuilder().
@@ -216,17 +239,23 @@ func Overview() (dashboard.Dashboard, error) {
 					},
 				}}},
 			}).
-			OverrideByName("Trace", []dashboard.DynamicConfigValue{
-				{Id: "links", Value: []any{map[string]any{
-					"title": "Open the trace in Jaeger",
-					"url":   "",
-					"internal": map[string]any{
-						"datasourceUid":  "jaeger",
-						"datasourceName": "Jaeger",
-						"query":          map[string]any{"query": "${__value.raw}"},
-					},
-				}}},
-			}))
+			OverrideByName("Trace", traceLink()))
 
 	return build(b)
+}
+
+// traceLink is the data link of a table's Trace column: the run's trace
+// in the Jaeger data source.
+func traceLink() []dashboard.DynamicConfigValue {
+	return []dashboard.DynamicConfigValue{
+		{Id: "links", Value: []any{map[string]any{
+			"title": "Open the trace in Jaeger",
+			"url":   "",
+			"internal": map[string]any{
+				"datasourceUid":  "jaeger",
+				"datasourceName": "Jaeger",
+				"query":          map[string]any{"query": "${__value.raw}"},
+			},
+		}}},
+	}
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"go.opentelemetry.io/otel"
+	otellog "go.opentelemetry.io/otel/log"
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
 )
@@ -27,6 +28,10 @@ type Config struct {
 	TracerProvider trace.TracerProvider
 	// MeterProvider defaults to otel.GetMeterProvider().
 	MeterProvider metric.MeterProvider
+	// LoggerProvider, if set, receives every task log entry as an
+	// OpenTelemetry log record too (besides the store), carrying the
+	// attempt's trace and span ids and a severity. Nil emits none.
+	LoggerProvider otellog.LoggerProvider
 	// Logger receives the engine's own operational records. Defaults to
 	// discarding them.
 	Logger *slog.Logger
@@ -119,6 +124,8 @@ type Engine struct {
 	tracer trace.Tracer
 	ins    *instruments
 	flows  flowCache
+	// logger emits task log records; nil without Config.LoggerProvider.
+	logger otellog.Logger
 }
 
 // New returns an Engine. It returns an error for a nil store or registry
@@ -135,13 +142,17 @@ func New(store Store, reg *Registry, cfg *Config) (*Engine, error) {
 	if err != nil {
 		return nil, fmt.Errorf("engine: create instruments: %w", err)
 	}
-	return &Engine{
+	e := &Engine{
 		store:  store,
 		reg:    reg,
 		cfg:    c,
 		tracer: c.TracerProvider.Tracer("github.com/pyoco/pyoco/engine"),
 		ins:    ins,
-	}, nil
+	}
+	if c.LoggerProvider != nil {
+		e.logger = c.LoggerProvider.Logger("github.com/pyoco/pyoco/engine")
+	}
+	return e, nil
 }
 
 // Registry returns the engine's task registry.
@@ -210,6 +221,7 @@ func (e *Engine) Submit(ctx context.Context, p *SubmitParams) (*Run, error) {
 	} else {
 		run.TraceID = NewTraceID().String()
 	}
+	run.SpanID = NewSpanID().String()
 	for _, name := range f.Order {
 		run.Tasks[name] = &TaskState{Name: name, Use: f.Tasks[name].Use, Status: TaskPending}
 	}

@@ -129,7 +129,11 @@ type execution struct {
 
 	runSpan trace.Span
 	spanCtx context.Context
-	stop    context.CancelCauseFunc // cancels the run's context
+	// runSpanDone is set once this execution finished the run: its span
+	// (whose id is the run's) is then ended, and so emitted.
+	runSpanDone bool
+
+	stop context.CancelCauseFunc // cancels the run's context
 
 	// The store outage budget, shared by every write of the execution.
 	omu       sync.Mutex
@@ -140,6 +144,9 @@ type execution struct {
 
 	mu      sync.Mutex
 	outputs map[string]any // decoded outputs of SUCCEEDED tasks
+	// links holds each task's last attempt made by this execution, which
+	// the span of its next attempt links to (see prevAttempt).
+	links map[string]attemptLink
 
 	// Indexed like plan.names; touched by the scheduling goroutine only
 	// (before and after schedule, by execute).
@@ -169,36 +176,26 @@ func (x *execution) execute(ctx context.Context) (*Run, error) {
 	firstStart := run.Attempt == 1
 	log := e.cfg.Logger.With(LogKeyRunID, run.ID, LogKeyFlow, run.FlowName)
 
-	// The run span continues the trace fixed at submit.
-	tid, _ := trace.TraceIDFromHex(run.TraceID)
-	sctx := context.WithoutCancel(ctx)
-	startOpts := []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindInternal)}
-	if psid, err := trace.SpanIDFromHex(run.ParentSpanID); err == nil && tid.IsValid() {
-		flags := trace.FlagsSampled
-		if run.ParentUnsampled {
-			flags = 0
-		}
-		sctx = trace.ContextWithRemoteSpanContext(sctx, trace.NewSpanContext(trace.SpanContextConfig{
-			TraceID: tid, SpanID: psid, TraceFlags: flags, Remote: true,
-		}))
-	} else {
-		sctx = trace.ContextWithSpanContext(sctx, trace.SpanContext{})
-		if tid.IsValid() {
-			sctx = ContextWithTraceID(sctx, tid)
-		}
-		startOpts = append(startOpts, trace.WithNewRoot())
-	}
-	startOpts = append(startOpts, trace.WithAttributes(
+	// The run span continues the trace fixed at submit, under the span id
+	// fixed at submit: only the execution that finishes the run ends it.
+	sctx, runSpan, fixed := e.startRunSpan(ctx, run,
 		AttrRunID.String(run.ID), AttrFlowName.String(run.FlowName),
 		AttrRunAttempt.Int(run.Attempt), AttrWorkerID.String(e.cfg.WorkerID),
 		AttrCICDPipelineName.String(run.FlowName), AttrCICDPipelineRunID.String(run.ID),
-	))
-	sctx, x.runSpan = e.tracer.Start(sctx, "run "+run.FlowName, startOpts...)
-	x.spanCtx = sctx
-	defer x.runSpan.End()
+	)
+	x.runSpan, x.spanCtx = runSpan, sctx
+	defer func() {
+		if !fixed || x.runSpanDone {
+			x.runSpan.End()
+		}
+	}()
+	if !firstStart {
+		x.runSpan.AddEvent("run resumed", trace.WithAttributes(AttrRunAttempt.Int(run.Attempt), AttrWorkerID.String(e.cfg.WorkerID)))
+	}
 
 	x.sink = &logSink{
 		store: e.store, runID: run.ID, traceID: run.TraceID, maxBytes: e.cfg.LogMaxEntryBytes,
+		otel: e.logger, flow: run.FlowName,
 		now: func() time.Time { return time.Now().UTC() },
 		onErr: func(err error) {
 			log.WarnContext(sctx, "store log entry", LogKeyError, err)
@@ -365,6 +362,7 @@ func (x *execution) closeAttempts(st *TaskState) {
 		}
 		a.Status, a.EndedAt, a.Error = status, now, interruptedMsg
 		x.taskUpdate(&TaskUpdateParams{RunID: x.run.ID, Task: st.Name, Status: st.Status, Attempt: &a, Error: st.Error})
+		x.e.emitInterruptedAttempt(x.spanCtx, x.run, st, &a)
 	}
 }
 
@@ -1127,9 +1125,14 @@ func (x *execution) runAttempt(runCtx context.Context, u *unit, w *taskWorker, d
 	if u.it != nil {
 		attrs = append(attrs, AttrTaskIndex.Int(u.it.Index))
 	}
-	ctx, span := e.tracer.Start(runCtx, "task "+name, trace.WithAttributes(attrs...))
+	opts := []trace.SpanStartOption{trace.WithAttributes(attrs...)}
+	if l := x.prevAttempt(name).linkOpt(x.runSpan.SpanContext()); l != nil {
+		opts = append(opts, l)
+	}
+	ctx, span := e.tracer.Start(runCtx, "task "+name, opts...)
 	defer span.End()
 	sc := span.SpanContext()
+	x.setPrevAttempt(name, sc)
 	att := Attempt{Number: n, Status: TaskRunning, StartedAt: start, WorkerID: e.cfg.WorkerID, SpanID: spanIDString(sc)}
 	if spec.SubFlow != nil {
 		att.ChildRunID = x.childRunID(u.row, n)
@@ -1501,6 +1504,7 @@ func (x *execution) finish(status RunStatus, msg string) (*Run, error) {
 	label := flowLabel(run.FlowFile, run.FlowName)
 	e.ins.runStatus(x.spanCtx, label, status)
 	e.ins.runEnded(x.spanCtx, label, status, dur)
+	x.runSpanDone = true
 	x.runSpan.SetAttributes(AttrRunStatus.String(string(status)), AttrCICDPipelineResult.String(cicdResult(string(status))))
 	if status == RunFailed {
 		x.runSpan.SetStatus(codes.Error, msg)

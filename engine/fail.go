@@ -2,8 +2,11 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
+
+	"go.opentelemetry.io/otel/codes"
 )
 
 // Fail ends run id FAILED with msg without executing it: a worker gives up
@@ -22,6 +25,20 @@ func (e *Engine) Fail(ctx context.Context, id, msg string) (*Run, error) {
 		return nil, fmt.Errorf("fail run %s: run is %s: %w", id, run.Status, ErrConflict)
 	}
 	now := time.Now().UTC()
+	// The run's span (fixed at submit) is emitted here, since no
+	// execution will end it; so are the spans of attempts a lost worker
+	// never ended.
+	sctx, span, fixed := e.startRunSpan(ctx, run,
+		AttrRunID.String(run.ID), AttrFlowName.String(run.FlowName),
+		AttrRunAttempt.Int(run.Attempt), AttrWorkerID.String(e.cfg.WorkerID),
+		AttrCICDPipelineName.String(run.FlowName), AttrCICDPipelineRunID.String(run.ID),
+	)
+	ended := false
+	defer func() {
+		if !fixed || ended {
+			span.End()
+		}
+	}()
 	for name, ts := range run.Tasks {
 		if ts.Status.Terminal() {
 			continue
@@ -36,6 +53,7 @@ func (e *Engine) Fail(ctx context.Context, id, msg string) (*Run, error) {
 			if err := e.store.TaskUpdate(ctx, &TaskUpdateParams{RunID: id, Task: name, Status: TaskCancelled, EndedAt: now, Error: note, Attempt: &a}); err != nil {
 				return nil, fmt.Errorf("fail run %s: %w", id, err)
 			}
+			e.emitInterruptedAttempt(sctx, run, ts, &a)
 		}
 		err := e.store.TaskUpdate(ctx, &TaskUpdateParams{RunID: id, Task: name, Status: TaskCancelled, EndedAt: now, Error: note})
 		if err != nil {
@@ -50,6 +68,10 @@ func (e *Engine) Fail(ctx context.Context, id, msg string) (*Run, error) {
 	if started.IsZero() {
 		started = now
 	}
+	ended = true
+	span.SetAttributes(AttrRunStatus.String(string(RunFailed)), AttrCICDPipelineResult.String(cicdResult(string(RunFailed))))
+	span.SetStatus(codes.Error, msg)
+	span.RecordError(errors.New(msg))
 	label := flowLabel(final.FlowFile, final.FlowName)
 	e.ins.runStatus(ctx, label, RunFailed)
 	e.ins.runEnded(ctx, label, RunFailed, now.Sub(started))

@@ -11,6 +11,8 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"go.opentelemetry.io/otel/attribute"
+	otellog "go.opentelemetry.io/otel/log"
 	"go.opentelemetry.io/otel/trace"
 )
 
@@ -33,6 +35,10 @@ type logSink struct {
 	// traceID fills entries written outside a recording span (tracing
 	// off): the run's trace id is known even then.
 	traceID string
+	// otel, if set, also receives each stored entry as a log record;
+	// flow names the run's flow in its attributes.
+	otel otellog.Logger
+	flow string
 
 	n atomic.Int64 // entries of the run so far (earlier executions included)
 }
@@ -74,6 +80,58 @@ func (s *logSink) write(ctx context.Context, e LogEntry) {
 	if s.onEntry != nil {
 		s.onEntry(entries[0])
 	}
+	if s.otel != nil {
+		s.emit(ctx, &entries[0])
+	}
+}
+
+// emit sends e as an OpenTelemetry log record: body the text, severity
+// from the level, in the context of the attempt's span (so the SDK sets
+// the record's trace and span ids from it), with the run, flow, task,
+// stream and seq as attributes.
+func (s *logSink) emit(ctx context.Context, e *LogEntry) {
+	sc := trace.SpanContextFromContext(ctx)
+	if sid, err := trace.SpanIDFromHex(e.SpanID); err == nil && sid != sc.SpanID() {
+		tid, _ := trace.TraceIDFromHex(e.TraceID)
+		sc = trace.NewSpanContext(trace.SpanContextConfig{TraceID: tid, SpanID: sid, TraceFlags: sc.TraceFlags()})
+	}
+	var r otellog.Record
+	r.SetTimestamp(e.Timestamp)
+	r.SetObservedTimestamp(s.now())
+	r.SetBody(attribute.StringValue(e.Text))
+	r.SetSeverity(logSeverity(e.Level))
+	r.SetSeverityText(e.Level)
+	r.AddAttributes(
+		AttrRunID.String(s.runID),
+		AttrFlowName.String(s.flow),
+		AttrTaskName.String(e.Task),
+		AttrLogStream.String(e.Stream),
+		AttrLogSeq.Int64(e.Seq),
+	)
+	s.otel.Emit(trace.ContextWithSpanContext(context.WithoutCancel(ctx), sc), r)
+}
+
+// Attribute keys of task log records (besides pyoco.run.id,
+// pyoco.flow.name and pyoco.task.name).
+const (
+	AttrLogStream = attribute.Key("pyoco.log.stream") // stdout, stderr or log
+	AttrLogSeq    = attribute.Key("pyoco.log.seq")    // the entry's seq in the run's logs
+)
+
+// logSeverity maps a log entry's level (slog's names: DEBUG, INFO, WARN,
+// ERROR, with offsets such as "INFO+2") to an OpenTelemetry severity.
+func logSeverity(level string) otellog.Severity {
+	switch {
+	case strings.HasPrefix(level, "DEBUG"):
+		return otellog.SeverityDebug
+	case strings.HasPrefix(level, "INFO"):
+		return otellog.SeverityInfo
+	case strings.HasPrefix(level, "WARN"):
+		return otellog.SeverityWarn
+	case strings.HasPrefix(level, "ERROR"):
+		return otellog.SeverityError
+	}
+	return otellog.SeverityUndefined
 }
 
 // cutUTF8 returns the longest prefix of s of at most n bytes that does not

@@ -84,6 +84,19 @@ type QueueStats interface {
 	QueueDepth(ctx context.Context) (map[string]int64, error)
 }
 
+// QueueBacklog is an optional [Store] capability read by the backlog gauges
+// (pyoco_queue_oldest_age_seconds, pyoco_queue_lag), which autoscalers
+// watch: both reads are cheap enough for every scrape.
+type QueueBacklog interface {
+	// QueueOldest returns, for each flow with PENDING runs, the CreatedAt
+	// of its oldest PENDING run. A store may bound the work: past its
+	// bound a flow gets the CreatedAt of the last run it examined, older
+	// than the flow's true oldest (the age is an upper bound).
+	QueueOldest(ctx context.Context) (map[string]time.Time, error)
+	// QueueLag returns the queue entries not yet delivered to any worker.
+	QueueLag(ctx context.Context) (int64, error)
+}
+
 // WorkerInfo describes one live worker (GET /workers).
 type WorkerInfo struct {
 	ID            string    `json:"id"`

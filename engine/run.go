@@ -30,6 +30,12 @@ type Run struct {
 	// digits) is the submitter's span when the submit carried a traceparent.
 	TraceID      string
 	ParentSpanID string
+	// SpanID (16 hex digits) is the id of the run's "run <flow>" span, fixed
+	// at creation like TraceID: the task spans of every attempt, on any
+	// worker, are its children, and the execution that finishes the run
+	// emits it once. Empty for runs stored before it existed: each
+	// execution then makes its own run span.
+	SpanID string
 	// ParentUnsampled is true when the submitter's traceparent had its
 	// sampled flag clear (the zero value keeps it set, as stores that do
 	// not know the field restore it).

@@ -18,25 +18,61 @@ func ContextWithTraceID(ctx context.Context, traceID trace.TraceID) context.Cont
 	return context.WithValue(ctx, traceIDKey{}, traceID)
 }
 
+type spanIDKey struct{}
+
+// wantedSpanID is the value of a context from [ContextWithSpanID].
+type wantedSpanID struct {
+	id trace.SpanID
+	// parent is the span context current when the id was asked for: only
+	// a span started directly in that context takes the id, not its
+	// children (whose contexts carry the value too).
+	parent trace.SpanContext
+}
+
+// ContextWithSpanID returns a context in which the next span started
+// through a tracer provider using [IDGenerator] gets spanID: the span whose
+// id was fixed in advance (a run's span, fixed when the run was created, or
+// the span of an attempt a lost worker never ended). Spans started in the
+// new span's context get random ids as usual.
+func ContextWithSpanID(ctx context.Context, spanID trace.SpanID) context.Context {
+	return context.WithValue(ctx, spanIDKey{}, wantedSpanID{id: spanID, parent: trace.SpanContextFromContext(ctx)})
+}
+
+// spanIDFrom returns the span id ctx asks for, or a random one.
+func spanIDFrom(ctx context.Context) trace.SpanID {
+	if w, ok := ctx.Value(spanIDKey{}).(wantedSpanID); ok && w.id.IsValid() && w.parent.Equal(trace.SpanContextFromContext(ctx)) {
+		return w.id
+	}
+	return newSpanID()
+}
+
 // IDGenerator makes span and trace ids at random, except that a root span
-// started in a context from [ContextWithTraceID] takes that trace id. It
+// started in a context from [ContextWithTraceID] takes that trace id, and a
+// span started in a context from [ContextWithSpanID] takes that span id. It
 // satisfies go.opentelemetry.io/otel/sdk/trace.IDGenerator; the telemetry
-// package installs it. It is safe for concurrent use.
+// package installs it, and a tracer provider given to the engine should use
+// it: without it a run's span cannot be emitted under the id its task spans
+// point to, and each execution of a run makes a span of its own. It is safe
+// for concurrent use.
 type IDGenerator struct{}
 
-// NewIDs returns the trace id wanted by ctx (or a random one) and a random span id.
+// NewIDs returns the trace id wanted by ctx (or a random one) and the span
+// id wanted by ctx (or a random one).
 func (IDGenerator) NewIDs(ctx context.Context) (trace.TraceID, trace.SpanID) {
 	tid, ok := ctx.Value(traceIDKey{}).(trace.TraceID)
 	if !ok || !tid.IsValid() {
 		tid = NewTraceID()
 	}
-	return tid, newSpanID()
+	return tid, spanIDFrom(ctx)
 }
 
-// NewSpanID returns a random span id.
-func (IDGenerator) NewSpanID(context.Context, trace.TraceID) trace.SpanID {
-	return newSpanID()
+// NewSpanID returns the span id wanted by ctx, or a random one.
+func (IDGenerator) NewSpanID(ctx context.Context, _ trace.TraceID) trace.SpanID {
+	return spanIDFrom(ctx)
 }
+
+// NewSpanID returns a random, valid span id.
+func NewSpanID() trace.SpanID { return newSpanID() }
 
 // NewTraceID returns a random, valid trace id.
 func NewTraceID() trace.TraceID {

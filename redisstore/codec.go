@@ -31,6 +31,7 @@ const (
 	fieldWorker    = "worker"  // (lua)
 	fieldTraceID   = "trace"
 	fieldParent    = "parent"     // parent span ID
+	fieldSpanID    = "span"       // the run span's ID (Run.SpanID)
 	fieldParentRun = "parent_run" // a sub-flow run's parent run ID
 	fieldIncludes  = "includes"   // JSON: the flows the snapshot includes
 	fieldUnsampled = "unsampled"  // "1" when Run.ParentUnsampled; absent otherwise
@@ -124,6 +125,7 @@ func runFields(r *engine.Run, member, gc string) ([]any, error) {
 		fieldWorker, r.WorkerID,
 		fieldTraceID, r.TraceID,
 		fieldParent, r.ParentSpanID,
+		fieldSpanID, r.SpanID,
 		fieldError, r.Error,
 		fieldMember, member,
 		fieldGC, gc,
@@ -213,6 +215,7 @@ func parseRun(h map[string]string) (*engine.Run, error) {
 		WorkerID:     h[fieldWorker],
 		TraceID:      h[fieldTraceID],
 		ParentSpanID: h[fieldParent],
+		SpanID:       h[fieldSpanID],
 		Error:        h[fieldError],
 		ParentRunID:  h[fieldParentRun],
 

@@ -273,6 +273,104 @@ func (s *Store) QueueDepth(ctx context.Context) (map[string]int64, error) {
 	return out, nil
 }
 
+// oldestScanMax bounds the PENDING runs QueueOldest examines, and
+// oldestScanBatch how many it reads per round trip.
+const (
+	oldestScanMax   = 1000
+	oldestScanBatch = 100
+)
+
+// QueueOldest returns the CreatedAt of the oldest PENDING run of each flow
+// that has one. It walks the PENDING index oldest first (its members sort
+// by CreatedAt and carry it) reading each run's flow, until it met every
+// flow the queued-per-flow hash counts: one round trip per 100 runs, and
+// usually one in all. Past 1000 runs a flow not met yet gets the CreatedAt
+// of the last run examined (its age is then an upper bound).
+func (s *Store) QueueOldest(ctx context.Context) (map[string]time.Time, error) {
+	depth, err := s.QueueDepth(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]time.Time, len(depth))
+	var last time.Time
+	for off := 0; len(out) < len(depth) && off < oldestScanMax; off += oldestScanBatch {
+		members, err := s.client.ZRangeArgs(ctx, redis.ZRangeArgs{Key: s.keys.status(engine.RunPending),
+			Start: "-", Stop: "+", ByLex: true, Offset: int64(off), Count: oldestScanBatch}).Result()
+		if err != nil {
+			return nil, fmt.Errorf("queue oldest: %w", interpretError(err))
+		}
+		if len(members) == 0 {
+			break
+		}
+		pipe := s.client.Pipeline()
+		created := make([]time.Time, 0, len(members))
+		flows := make([]*redis.StringCmd, 0, len(members))
+		for _, m := range members {
+			c, id, ok := parseIndexMember(m)
+			if !ok {
+				continue
+			}
+			created = append(created, c)
+			flows = append(flows, pipe.HGet(ctx, s.keys.run(id), fieldFlow))
+		}
+		if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+			return nil, fmt.Errorf("queue oldest: %w", interpretError(err))
+		}
+		for i, cmd := range flows {
+			last = created[i]
+			flow, err := cmd.Result()
+			if err != nil {
+				continue // expired, not yet swept
+			}
+			if _, seen := out[flow]; !seen {
+				out[flow] = created[i]
+			}
+		}
+		if len(members) < oldestScanBatch {
+			break
+		}
+	}
+	for flow := range depth {
+		if _, ok := out[flow]; !ok && !last.IsZero() {
+			out[flow] = last
+		}
+	}
+	return out, nil
+}
+
+// QueueLag returns the queue entries not yet delivered to any worker: the
+// consumer group's lag (XINFO GROUPS), or, when Redis cannot tell it (entries
+// were deleted after the group's last delivery), a count of the entries
+// after that delivery, at most 10000. Before any worker made the group,
+// every entry is undelivered.
+func (s *Store) QueueLag(ctx context.Context) (int64, error) {
+	groups, err := s.client.XInfoGroups(ctx, s.keys.queue()).Result()
+	if err != nil {
+		if strings.Contains(err.Error(), "no such key") {
+			return 0, nil // no stream yet: nothing was ever queued
+		}
+		return 0, fmt.Errorf("queue lag: %w", interpretError(err))
+	}
+	for _, g := range groups {
+		if g.Name != queueGroup {
+			continue
+		}
+		if g.Lag >= 0 {
+			return g.Lag, nil
+		}
+		n, err := s.client.XRangeN(ctx, s.keys.queue(), "("+g.LastDeliveredID, "+", 10000).Result()
+		if err != nil {
+			return 0, fmt.Errorf("queue lag: %w", interpretError(err))
+		}
+		return int64(len(n)), nil
+	}
+	n, err := s.client.XLen(ctx, s.keys.queue()).Result()
+	if err != nil {
+		return 0, fmt.Errorf("queue lag: %w", interpretError(err))
+	}
+	return n, nil
+}
+
 // WorkerHeartbeat records w as live for ttl (measured on Redis's clock).
 func (s *Store) WorkerHeartbeat(ctx context.Context, w *engine.WorkerInfo, ttl time.Duration) error {
 	if w == nil || w.ID == "" {
@@ -339,6 +437,7 @@ var (
 	_ engine.Queue            = (*Store)(nil)
 	_ engine.QueueBatchPopper = (*Store)(nil)
 	_ engine.QueueStats       = (*Store)(nil)
+	_ engine.QueueBacklog     = (*Store)(nil)
 	_ engine.WorkerRegistry   = (*Store)(nil)
 	_ engine.Pinger           = (*Store)(nil)
 )

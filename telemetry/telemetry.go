@@ -13,7 +13,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.opentelemetry.io/otel"
+	otellog "go.opentelemetry.io/otel/log"
 	"go.opentelemetry.io/otel/propagation"
+	sdklog "go.opentelemetry.io/otel/sdk/log"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
@@ -66,6 +68,10 @@ type Providers struct {
 	// MeterProvider makes the meters whose instruments [Providers.Handler]
 	// serves.
 	MeterProvider *sdkmetric.MeterProvider
+	// LoggerProvider exports task log records over OTLP; nil when no logs
+	// endpoint is configured (OTEL_EXPORTER_OTLP_[LOGS_]ENDPOINT) or
+	// OTEL_LOGS_EXPORTER is none: then no record is made at all.
+	LoggerProvider *sdklog.LoggerProvider
 
 	registry *prometheus.Registry
 	handler  http.Handler
@@ -110,6 +116,10 @@ func Setup(ctx context.Context, cfg Config) (*Providers, error) {
 	if err != nil {
 		return nil, err
 	}
+	lcfg, err := readLogsConfig(cfg.Env)
+	if err != nil {
+		return nil, err
+	}
 
 	mp, reg, err := newMeterProvider(cfg, res)
 	if err != nil {
@@ -121,6 +131,13 @@ func Setup(ctx context.Context, cfg Config) (*Providers, error) {
 		return nil, errors.Join(err, mp.Shutdown(ctx))
 	}
 
+	var lp *sdklog.LoggerProvider
+	if lcfg != nil {
+		if lp, err = newLoggerProvider(ctx, *lcfg, res); err != nil {
+			return nil, errors.Join(err, tp.Shutdown(ctx), mp.Shutdown(ctx))
+		}
+	}
+
 	otel.SetTextMapPropagator(TextMapPropagator())
 	if cfg.SetGlobal {
 		otel.SetTracerProvider(tp)
@@ -130,12 +147,22 @@ func Setup(ctx context.Context, cfg Config) (*Providers, error) {
 	return &Providers{
 		TracerProvider: tp,
 		MeterProvider:  mp,
+		LoggerProvider: lp,
 		registry:       reg,
 		handler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{
 			EnableOpenMetrics: true,
 			Registry:          reg, // counts promhttp's own errors there
 		}),
 	}, nil
+}
+
+// Logs returns LoggerProvider as the engine takes it (engine.Config
+// LoggerProvider): nil, not a typed nil, when log records are off.
+func (p *Providers) Logs() otellog.LoggerProvider {
+	if p.LoggerProvider == nil {
+		return nil
+	}
+	return p.LoggerProvider
 }
 
 // Handler serves this process's metrics in the Prometheus text format, or
@@ -149,12 +176,16 @@ func (p *Providers) Handler() http.Handler { return p.handler }
 // collectors.
 func (p *Providers) Registry() *prometheus.Registry { return p.registry }
 
-// Shutdown flushes pending spans and stops both providers, returning the
-// errors of both joined. It is idempotent: later calls return the first
+// Shutdown flushes pending spans and log records and stops the providers,
+// returning their errors joined. It is idempotent: later calls return the first
 // call's result. ctx bounds the flush.
 func (p *Providers) Shutdown(ctx context.Context) error {
 	p.shutdownOnce.Do(func() {
-		p.shutdownErr = errors.Join(p.TracerProvider.Shutdown(ctx), p.MeterProvider.Shutdown(ctx))
+		var lerr error
+		if p.LoggerProvider != nil {
+			lerr = p.LoggerProvider.Shutdown(ctx)
+		}
+		p.shutdownErr = errors.Join(p.TracerProvider.Shutdown(ctx), p.MeterProvider.Shutdown(ctx), lerr)
 	})
 	return p.shutdownErr
 }

@@ -81,12 +81,26 @@ func readTraceConfig(env func(string) string) (traceConfig, error) {
 	return tc, nil
 }
 
-// readOTLPConfig resolves the OTLP variables. It returns nil, nil when no
-// endpoint is set: then nothing is exported. The per-signal variables win
-// over the general ones, as the OpenTelemetry specification says.
+// otlpSignal names the per-signal OTLP variables of one signal and its
+// OTLP/HTTP path.
+type otlpSignal struct {
+	endpoint, protocol, headers, path string
+}
+
+var tracesSignal = otlpSignal{envOTLPTracesEndpoint, envOTLPTracesProtocol, envOTLPTracesHeaders, otlpHTTPTracesPath}
+
+// readOTLPConfig resolves the OTLP variables of traces.
 func readOTLPConfig(env func(string) string) (*otlpConfig, error) {
+	return readOTLPSignal(env, tracesSignal)
+}
+
+// readOTLPSignal resolves the OTLP variables of signal sig. It returns nil,
+// nil when no endpoint is set: then nothing is exported. The per-signal
+// variables win over the general ones, as the OpenTelemetry specification
+// says.
+func readOTLPSignal(env func(string) string, sig otlpSignal) (*otlpConfig, error) {
 	oc := otlpConfig{protocol: protocolHTTPProtobuf}
-	if p := firstSet(env, envOTLPTracesProtocol, envOTLPProtocol); p != "" {
+	if p := firstSet(env, sig.protocol, envOTLPProtocol); p != "" {
 		switch p {
 		case protocolGRPC, protocolHTTPProtobuf:
 			oc.protocol = p
@@ -95,9 +109,9 @@ func readOTLPConfig(env func(string) string) (*otlpConfig, error) {
 		}
 	}
 
-	if raw := strings.TrimSpace(env(envOTLPTracesEndpoint)); raw != "" {
+	if raw := strings.TrimSpace(env(sig.endpoint)); raw != "" {
 		// Per-signal endpoints are used as they are.
-		u, err := parseEndpoint(envOTLPTracesEndpoint, raw)
+		u, err := parseEndpoint(sig.endpoint, raw)
 		if err != nil {
 			return nil, err
 		}
@@ -110,14 +124,14 @@ func readOTLPConfig(env func(string) string) (*otlpConfig, error) {
 		if oc.protocol == protocolHTTPProtobuf {
 			// The general endpoint is a base URL: OTLP/HTTP appends the
 			// signal's path to it.
-			u.Path = strings.TrimSuffix(u.Path, "/") + otlpHTTPTracesPath
+			u.Path = strings.TrimSuffix(u.Path, "/") + sig.path
 		}
 		oc.endpoint = u.String()
 	} else {
 		return nil, nil
 	}
 
-	for _, name := range []string{envOTLPHeaders, envOTLPTracesHeaders} {
+	for _, name := range []string{envOTLPHeaders, sig.headers} {
 		kvs, err := parseKeyValues(env(name))
 		if err != nil {
 			return nil, fmt.Errorf("telemetry: %s: %w", name, err)

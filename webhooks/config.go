@@ -28,6 +28,9 @@ var DefaultEvents = []string{EventRunCompleted, EventRunFailed}
 const (
 	FormatStandard = "standard"
 	FormatSlack    = "slack"
+	// FormatCloudEvents posts a CloudEvents 1.0 event in structured JSON
+	// mode (Content-Type application/cloudevents+json); see [CloudEvent].
+	FormatCloudEvents = "cloudevents"
 )
 
 // EndpointConfig is one entry of the server config file's webhooks: section
@@ -39,10 +42,11 @@ type EndpointConfig struct {
 	Events []string `yaml:"events" json:"events,omitempty"`
 	// Secret is one or more space-separated "whsec_…" secrets (several
 	// during a rotation); SecretEnv names an environment variable holding
-	// them instead. The standard format needs one; slack ignores them.
+	// them instead. The standard format needs one; slack ignores them;
+	// cloudevents deliveries are signed (webhook-* headers) when one is set.
 	Secret    string `yaml:"secret" json:"-"`
 	SecretEnv string `yaml:"secret_env" json:"secret_env,omitempty"`
-	// Format is standard (default) or slack.
+	// Format is standard (default), slack or cloudevents.
 	Format string `yaml:"format" json:"format,omitempty"`
 	// Flows, if set, limits the endpoint to runs of these flows.
 	Flows []string `yaml:"flows" json:"flows,omitempty"`
@@ -88,8 +92,8 @@ func NewEndpoint(c EndpointConfig, lookupEnv func(string) (string, bool)) (*Endp
 	if ep.Format == "" {
 		ep.Format = FormatStandard
 	}
-	if ep.Format != FormatStandard && ep.Format != FormatSlack {
-		return nil, fmt.Errorf("format %q: want %s or %s", c.Format, FormatStandard, FormatSlack)
+	if ep.Format != FormatStandard && ep.Format != FormatSlack && ep.Format != FormatCloudEvents {
+		return nil, fmt.Errorf("format %q: want %s, %s or %s", c.Format, FormatStandard, FormatSlack, FormatCloudEvents)
 	}
 	ep.Events = slices.Clone(c.Events)
 	if len(ep.Events) == 0 {

@@ -223,15 +223,40 @@ func New(runs engine.RunStore, store Store, cfg *Config) (*Dispatcher, error) {
 	}}
 	d.tracer = c.TracerProvider.Tracer("github.com/pyoco/pyoco/webhooks")
 	var err error
-	if d.counter, err = c.MeterProvider.Meter("github.com/pyoco/pyoco/webhooks").Int64Counter(MetricDeliveries,
-		metric.WithDescription("Webhook delivery attempts by event and outcome (success, retry, failed).")); err != nil {
-		return nil, fmt.Errorf("webhooks: counter %s: %w", MetricDeliveries, err)
+	if d.counter, err = newDeliveriesCounter(c.MeterProvider); err != nil {
+		return nil, err
 	}
 	if d.lost, err = c.MeterProvider.Meter("github.com/pyoco/pyoco/webhooks").Int64Counter(MetricEventsLost,
 		metric.WithDescription("Run events trimmed from the run-events stream before an endpoint's dispatchers read them.")); err != nil {
 		return nil, fmt.Errorf("webhooks: counter %s: %w", MetricEventsLost, err)
 	}
 	return d, nil
+}
+
+// newDeliveriesCounter makes the pyoco_webhook_deliveries_total counter and
+// starts its series of every event and outcome at 0 (a series that appears
+// with its first increment hides it from rate(); a dashboard shows 0, not
+// "No data"). The zero adds carry no exemplar.
+func newDeliveriesCounter(mp metric.MeterProvider) (metric.Int64Counter, error) {
+	c, err := mp.Meter("github.com/pyoco/pyoco/webhooks").Int64Counter(MetricDeliveries,
+		metric.WithDescription("Webhook delivery attempts by event and outcome (success, retry, failed)."))
+	if err != nil {
+		return nil, fmt.Errorf("webhooks: counter %s: %w", MetricDeliveries, err)
+	}
+	for _, ev := range Events {
+		for _, o := range []string{OutcomeSuccess, OutcomeRetry, OutcomeFailed} {
+			c.Add(context.Background(), 0, metric.WithAttributes(attribute.String("event", ev), attribute.String("outcome", o)))
+		}
+	}
+	return c, nil
+}
+
+// StartCounters starts pyoco_webhook_deliveries_total at 0 on mp for a
+// process that runs no [Dispatcher] (no webhook configured), so that its
+// dashboards show 0 deliveries rather than no data.
+func StartCounters(mp metric.MeterProvider) error {
+	_, err := newDeliveriesCounter(mp)
+	return err
 }
 
 // Consumer returns the dispatcher's consumer name.
@@ -415,13 +440,14 @@ func (d *Dispatcher) handleEvent(ctx context.Context, ev engine.Event, ep *Endpo
 	if at.IsZero() {
 		at = run.EndedAt
 	}
-	body, err := Body(ep.Format, typ, at, run)
+	id := DeliveryID(ev.ID, ev.RunID, ep.Key)
+	body, err := Body(ep.Format, id, typ, at, run)
 	if err != nil {
 		d.log.ErrorContext(ctx, "webhooks: payload not built; not delivered", engine.LogKeyRunID, run.ID, engine.LogKeyError, err)
 		return nil
 	}
 	// The log keeps the URL redacted: the request uses the endpoint's.
-	dl := &engine.WebhookDelivery{ID: DeliveryID(ev.ID, ev.RunID, ep.Key), Event: typ, EventID: ev.ID, RunID: run.ID,
+	dl := &engine.WebhookDelivery{ID: id, Event: typ, EventID: ev.ID, RunID: run.ID,
 		FlowName: run.FlowName, Endpoint: ep.Key, URL: redactURL(ep.URL), Body: body, TraceID: run.TraceID,
 		ParentSpanID: run.ParentSpanID, CreatedAt: time.Now()}
 	created, err := d.store.WebhookDeliveryCreate(ctx, dl, d.cfg.Retention)

@@ -195,7 +195,7 @@ func finishRun(t testing.TB, runs engine.RunStore, flow string, st engine.RunSta
 	ctx := context.Background()
 	now := time.Now()
 	r := &engine.Run{ID: engine.NewRunID(), FlowName: flow, Status: engine.RunPending, CreatedAt: now,
-		TraceID: engine.NewTraceID().String(),
+		TraceID: engine.NewTraceID().String(), SpanID: engine.NewSpanID().String(),
 		Tasks: map[string]*engine.TaskState{
 			"a": {Name: "a", Use: "shell", Status: engine.TaskPending},
 		}}

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/pyoco/pyoco/engine"
 )
 
@@ -54,7 +56,56 @@ type RunData struct {
 // ev (at time at) about run, under [MaxPayloadBytes].
 func StandardBody(ev string, at time.Time, run *engine.Run) ([]byte, error) {
 	p := Payload{Type: ev, Timestamp: engine.Timestamp(at), Data: RunData{RunDoc: engine.NewRunDoc(run, payloadOutputBytes)}}
-	d := &p.Data
+	return fitBody(run, &p.Data, func() any { return p })
+}
+
+// CloudEventsContentType is the Content-Type of a cloudevents delivery
+// (structured content mode, JSON event format).
+const CloudEventsContentType = "application/cloudevents+json; charset=utf-8"
+
+// CloudEventTypePrefix prefixes the event type of a cloudevents delivery:
+// run.failed is sent as "dev.pyoco.run.failed".
+const CloudEventTypePrefix = "dev.pyoco."
+
+// CloudEvent is the body of a cloudevents-format delivery: a CloudEvents
+// 1.0 event in structured JSON mode. ID is the delivery's webhook id (the
+// same on every retry, so a receiver deduplicates on source+id), Source
+// "/pyoco/flows/<flow>", Subject the run id, Time the event's time, and
+// TraceParent the run's span (the distributed-tracing extension). Data is
+// the standard format's data.
+type CloudEvent struct {
+	SpecVersion     string           `json:"specversion"`
+	ID              string           `json:"id"`
+	Source          string           `json:"source"`
+	Type            string           `json:"type"`
+	Subject         string           `json:"subject"`
+	Time            engine.Timestamp `json:"time"`
+	DataContentType string           `json:"datacontenttype"`
+	TraceParent     string           `json:"traceparent,omitempty"`
+	Data            RunData          `json:"data"`
+}
+
+// CloudEventBody returns the JSON body of a cloudevents-format delivery
+// with webhook id id of event ev (at time at) about run, under
+// [MaxPayloadBytes].
+func CloudEventBody(id, ev string, at time.Time, run *engine.Run) ([]byte, error) {
+	ce := CloudEvent{
+		SpecVersion: "1.0", ID: id, Source: "/pyoco/flows/" + run.FlowName, Type: CloudEventTypePrefix + ev,
+		Subject: run.ID, Time: engine.Timestamp(at), DataContentType: "application/json",
+		Data: RunData{RunDoc: engine.NewRunDoc(run, payloadOutputBytes)},
+	}
+	if tid, err := trace.TraceIDFromHex(run.TraceID); err == nil {
+		if sid, err := trace.SpanIDFromHex(run.SpanID); err == nil {
+			ce.TraceParent = engine.FormatTraceParent(trace.NewSpanContext(trace.SpanContextConfig{
+				TraceID: tid, SpanID: sid, TraceFlags: trace.FlagsSampled}))
+		}
+	}
+	return fitBody(run, &ce.Data, func() any { return ce })
+}
+
+// fitBody cuts d, the data of the body that value returns, until the body
+// encodes under [MaxPayloadBytes], and returns it.
+func fitBody(run *engine.Run, d *RunData, value func() any) ([]byte, error) {
 	if d.Error != nil {
 		s := cut(*d.Error, payloadErrorRunes)
 		d.Error = &s
@@ -92,7 +143,7 @@ func StandardBody(ev string, at time.Time, run *engine.Run) ([]byte, error) {
 	}
 	for _, step := range steps {
 		step()
-		b, err := json.Marshal(p)
+		b, err := json.Marshal(value())
 		if err != nil {
 			return nil, fmt.Errorf("encode payload of run %s: %w", run.ID, err)
 		}
@@ -144,10 +195,13 @@ func failedTask(run *engine.Run) (string, *engine.TaskState) {
 	return name, ft
 }
 
-// Body returns the body of a delivery of ev about run in format.
-func Body(format, ev string, at time.Time, run *engine.Run) ([]byte, error) {
-	if format == FormatSlack {
+// Body returns the body of delivery id of ev about run in format.
+func Body(format, id, ev string, at time.Time, run *engine.Run) ([]byte, error) {
+	switch format {
+	case FormatSlack:
 		return SlackBody(ev, run)
+	case FormatCloudEvents:
+		return CloudEventBody(id, ev, at, run)
 	}
 	return StandardBody(ev, at, run)
 }

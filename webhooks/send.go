@@ -22,7 +22,8 @@ type Request struct {
 	// ID is the webhook-id (the delivery's, the same on every attempt).
 	ID   string
 	Body []byte
-	// Format is standard (signed, webhook-* headers) or slack (plain JSON).
+	// Format is standard (signed, webhook-* headers), slack (plain JSON) or
+	// cloudevents (structured mode; webhook-* headers when Keys are set).
 	Format string
 	// Keys sign a standard request (none: no webhook-signature header).
 	Keys [][]byte
@@ -65,8 +66,11 @@ func Send(ctx context.Context, hc *http.Client, r *Request) (*Answer, error) {
 		req.Header[k] = v
 	}
 	req.Header.Set("Content-Type", "application/json")
+	if r.Format == FormatCloudEvents {
+		req.Header.Set("Content-Type", CloudEventsContentType)
+	}
 	req.Header.Set("User-Agent", userAgent)
-	if r.Format != FormatSlack {
+	if r.Format == FormatStandard || r.Format == "" || (r.Format == FormatCloudEvents && len(r.Keys) > 0) {
 		ts := r.Time
 		if ts.IsZero() {
 			ts = time.Now()

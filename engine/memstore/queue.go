@@ -251,6 +251,44 @@ func (s *Store) QueueDepth(ctx context.Context) (map[string]int64, error) {
 	return out, nil
 }
 
+// QueueOldest returns the CreatedAt of the oldest PENDING run of each flow
+// that has one.
+func (s *Store) QueueOldest(ctx context.Context) (map[string]time.Time, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[string]time.Time)
+	if ix := s.byStatus[engine.RunPending]; ix != nil {
+		for _, k := range *ix { // oldest first
+			r := s.runs[k.id].run
+			if _, ok := out[r.FlowName]; !ok {
+				out[r.FlowName] = r.CreatedAt
+			}
+		}
+	}
+	return out, nil
+}
+
+// QueueLag returns the entries waiting in the queue that no worker took
+// yet (entries of runs that ended meanwhile, which QueuePop drops, do not
+// count: Redis deletes them).
+func (s *Store) QueueLag(ctx context.Context) (int64, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var n int64
+	for _, e := range s.q.ready {
+		if s.live(e.runID) {
+			n++
+		}
+	}
+	return n, nil
+}
+
 // WorkerHeartbeat records w (a copy) as live for ttl.
 func (s *Store) WorkerHeartbeat(ctx context.Context, w *engine.WorkerInfo, ttl time.Duration) error {
 	if err := ctx.Err(); err != nil {
@@ -307,6 +345,7 @@ var (
 	_ engine.Queue            = (*Store)(nil)
 	_ engine.QueueBatchPopper = (*Store)(nil)
 	_ engine.QueueStats       = (*Store)(nil)
+	_ engine.QueueBacklog     = (*Store)(nil)
 	_ engine.WorkerRegistry   = (*Store)(nil)
 	_ engine.Pinger           = (*Store)(nil)
 )

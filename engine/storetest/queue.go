@@ -406,6 +406,51 @@ func RunQueue(t *testing.T, newStore func(t *testing.T) engine.Store) {
 		require.Equal(t, map[string]int64{"alpha": 1}, d)
 	})
 
+	t.Run("QueueBacklog", func(t *testing.T) {
+		t.Parallel()
+		b, q := setup(t)
+		qb, ok := b.store.(engine.QueueBacklog)
+		if !ok {
+			t.Skip("store does not implement engine.QueueBacklog")
+		}
+		requireBacklog := func(wantOldest map[string]time.Time, wantLag int64) {
+			t.Helper()
+			got, err := qb.QueueOldest(b.ctx)
+			require.NoError(t, err)
+			require.Len(t, got, len(wantOldest))
+			for flow, at := range wantOldest {
+				require.True(t, at.Equal(got[flow]), "oldest PENDING run of %s: want %v, got %v", flow, at, got[flow])
+			}
+			lag, err := qb.QueueLag(b.ctx)
+			require.NoError(t, err)
+			require.Equal(t, wantLag, lag, "lag")
+		}
+		requireBacklog(nil, 0)
+		t0 := b.now.Truncate(time.Millisecond)
+		mk := func(flow string, age time.Duration) *engine.Run {
+			r := NewTestRun(flow, "a")
+			r.CreatedAt = t0.Add(-age)
+			return createRun(t, b, r)
+		}
+		a1 := mk("alpha", 3*time.Minute)
+		a2 := mk("alpha", 2*time.Minute)
+		b1 := mk("beta", time.Minute)
+		requireBacklog(map[string]time.Time{"alpha": a1.CreatedAt, "beta": b1.CreatedAt}, 3)
+
+		l := pop(t, b, q, "w1") // a1, delivered but not started: still PENDING
+		require.Equal(t, a1.ID, l.RunID)
+		requireBacklog(map[string]time.Time{"alpha": a1.CreatedAt, "beta": b1.CreatedAt}, 2)
+		startRun(t, b, a1.ID, "w1", b.now)
+		requireBacklog(map[string]time.Time{"alpha": a2.CreatedAt, "beta": b1.CreatedAt}, 2)
+		// A PENDING run cancelled leaves the queue.
+		_, err := b.store.RunCancel(b.ctx, &engine.RunCancelParams{RunID: b1.ID, At: b.now})
+		require.NoError(t, err)
+		requireBacklog(map[string]time.Time{"alpha": a2.CreatedAt}, 1)
+		require.Equal(t, a2.ID, pop(t, b, q, "w2").RunID)
+		startRun(t, b, a2.ID, "w2", b.now)
+		requireBacklog(nil, 0)
+	})
+
 	t.Run("WorkerRegistry", func(t *testing.T) {
 		t.Parallel()
 		b, _ := setup(t)

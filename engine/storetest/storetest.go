@@ -61,6 +61,7 @@ func NewTestRun(flow string, tasks ...string) *engine.Run {
 		Params:     map[string]any{"who": "world"},
 		CreatedAt:  time.Now().UTC().Truncate(time.Millisecond),
 		TraceID:    engine.NewTraceID().String(),
+		SpanID:     engine.NewSpanID().String(),
 		Tasks:      make(map[string]*engine.TaskState, len(tasks)),
 	}
 	for _, name := range tasks {

@@ -154,6 +154,7 @@ func runLocal(ctx context.Context, e *env, flow *engine.Flow, reg *engine.Regist
 	eng, err := engine.New(store, reg, &engine.Config{
 		TracerProvider: tel.TracerProvider,
 		MeterProvider:  tel.MeterProvider,
+		LoggerProvider: tel.Logs(),
 		Observer:       pr.observe,
 		LookupEnv:      e.lookupEnv,
 	})

@@ -288,7 +288,7 @@ func runServer(ctx context.Context, e *env, o *serverOptions) error {
 	}()
 	newEngine := func(id string) (*engine.Engine, error) {
 		return engine.New(store, reg, &engine.Config{WorkerID: id, TracerProvider: tel.TracerProvider,
-			MeterProvider: tel.MeterProvider, Logger: log, LookupEnv: e.lookupEnv})
+			MeterProvider: tel.MeterProvider, LoggerProvider: tel.Logs(), Logger: log, LookupEnv: e.lookupEnv})
 	}
 	host, _ := os.Hostname()
 	baseID := fmt.Sprintf("%s-%d", host, os.Getpid())
@@ -343,6 +343,8 @@ func runServer(ctx context.Context, e *env, o *serverOptions) error {
 			Logger: log, TracerProvider: tel.TracerProvider, MeterProvider: tel.MeterProvider}); err != nil {
 			return usageErr("webhooks: %v", err)
 		}
+	} else if err := webhooks.StartCounters(tel.MeterProvider); err != nil {
+		return err
 	}
 
 	// Schedules of the --flows flows: every server runs them; the store's

@@ -152,11 +152,11 @@ print the receiver's answer. Exits 1 unless the answer is 2xx.`,
 			case webhooks.EventRunCancelled:
 				run.Status, run.Error = engine.RunCancelled, "cancelled"
 			}
-			body, err := webhooks.Body(ep.Format, event, now, run)
+			id := "msg_test_" + strconv.FormatInt(now.UnixNano(), 36)
+			body, err := webhooks.Body(ep.Format, id, event, now, run)
 			if err != nil {
 				return err
 			}
-			id := "msg_test_" + strconv.FormatInt(now.UnixNano(), 36)
 			ans, err := webhooks.Send(c.Context(), webhooks.NewHTTPClient(timeout),
 				&webhooks.Request{URL: ep.URL, ID: id, Body: body, Format: ep.Format, Keys: ep.Keys, Time: now})
 			if err != nil {
@@ -167,7 +167,7 @@ print the receiver's answer. Exits 1 unless the answer is 2xx.`,
 				return &exitError{code: ExitFailed, msg: fmt.Sprintf("%s: no answer: %v", args[0], err)}
 			}
 			signed := "unsigned"
-			if len(ep.Keys) > 0 && ep.Format == webhooks.FormatStandard {
+			if len(ep.Keys) > 0 && ep.Format != webhooks.FormatSlack {
 				signed = fmt.Sprintf("signed with %d secret(s)", len(ep.Keys))
 			}
 			fmt.Fprintf(e.stdout, "sent %s %s (%s, %d bytes, webhook-id %s)\n", event, ep.Format, signed, len(body), id)
@@ -182,7 +182,7 @@ print the receiver's answer. Exits 1 unless the answer is 2xx.`,
 		},
 	}
 	c.Flags().StringVar(&secret, "secret", "", "whsec_ secret(s) to sign with, space-separated [PYOCO_WEBHOOK_SECRET]")
-	c.Flags().StringVar(&format, "format", webhooks.FormatStandard, "standard or slack")
+	c.Flags().StringVar(&format, "format", webhooks.FormatStandard, "standard, slack or cloudevents")
 	c.Flags().StringVar(&event, "event", webhooks.EventRunFailed, "the sample's event: run.completed, run.failed or run.cancelled")
 	c.Flags().DurationVar(&timeout, "timeout", webhooks.DefaultTimeout, "how long to wait for the answer")
 	return c

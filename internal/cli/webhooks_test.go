@@ -87,6 +87,15 @@ func TestWebhooksTestCommand(t *testing.T) {
 	require.Contains(t, hr.got()[1], `"text"`)
 	require.Contains(t, hr.got()[1], "COMPLETED")
 
+	code, out, errOut = cliAt(t, nil, "webhooks", "test", url, "--format", "cloudevents", "--event", "run.cancelled")
+	require.Equal(t, 0, code, errOut)
+	require.Contains(t, out, "sent run.cancelled cloudevents (unsigned")
+	var ce map[string]any
+	require.NoError(t, json.Unmarshal([]byte(hr.got()[2]), &ce))
+	require.Equal(t, "1.0", ce["specversion"])
+	require.Equal(t, "dev.pyoco.run.cancelled", ce["type"])
+	require.Regexp(t, `^msg_test_`, ce["id"])
+
 	_, badURL := newHookReceiver(t, http.StatusInternalServerError)
 	code, out, _ = cliAt(t, nil, "webhooks", "test", badURL, "--secret", testSecret)
 	require.Equal(t, 1, code)

@@ -160,6 +160,7 @@ func runWorker(ctx context.Context, e *env, o *workerOptions) error {
 		WorkerID:       id,
 		TracerProvider: tel.TracerProvider,
 		MeterProvider:  tel.MeterProvider,
+		LoggerProvider: tel.Logs(),
 		Logger:         log,
 		LookupEnv:      e.lookupEnv,
 	})

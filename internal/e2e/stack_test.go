@@ -127,6 +127,7 @@ func TestStack(t *testing.T) {
 	s := newStack(t)
 	j := s.startJaeger(jaegerPath)
 	hooks := startWebhookReceiver(t)
+	logs := startLogsReceiver(t)
 
 	otel := []string{
 		"OTEL_EXPORTER_OTLP_ENDPOINT=" + j.otlpHTTP,
@@ -136,6 +137,9 @@ func TestStack(t *testing.T) {
 		"OTEL_TRACES_EXPORTER=otlp",
 		"OTEL_TRACES_SAMPLER=always_on",
 		"OTEL_BSP_SCHEDULE_DELAY=200",
+		// Task log records go to the test's OTLP logs receiver.
+		"OTEL_EXPORTER_OTLP_LOGS_ENDPOINT=" + logs.url + "/v1/logs",
+		"OTEL_BLRP_SCHEDULE_DELAY=200",
 		"PYOCO_PLUGIN_PATH=" + s.dir,
 		"PYOCO_API_TOKEN=", // the API is open here
 	}
@@ -152,16 +156,23 @@ func TestStack(t *testing.T) {
 	require.NoError(t, err)
 	api := &pyocoAPI{s: s, url: m[1], traces: map[string]string{}}
 
-	// Two workers, two slots each: four long runs fill every slot.
+	// Two workers, two slots each: four long runs fill every slot. A
+	// short lease, so that the crash at the end is taken over soon.
 	const slots = 2
 	var workerURLs []string
-	for i := range 2 {
-		w := s.start(fmt.Sprintf("worker-%d", i+1), pyocoBin, []string{"worker", "--redis", redisURL, "--namespace", ns,
-			"--concurrency", strconv.Itoa(slots), "--metrics-addr", "127.0.0.1:0", "--shutdown-timeout", "5s"},
+	var workers []*stackProc
+	startWorker := func(name string) (*stackProc, string) {
+		w := s.start(name, pyocoBin, []string{"worker", "--redis", redisURL, "--namespace", ns,
+			"--concurrency", strconv.Itoa(slots), "--metrics-addr", "127.0.0.1:0", "--shutdown-timeout", "5s", "--lease", "3s"},
 			slices.Concat(otel, []string{"OTEL_SERVICE_NAME=pyoco-worker"}))
 		m, err := w.waitLog(metricsRe, 30*time.Second)
 		require.NoError(t, err)
-		workerURLs = append(workerURLs, m[1])
+		return w, m[1]
+	}
+	for i := range 2 {
+		w, u := startWorker(fmt.Sprintf("worker-%d", i+1))
+		workers = append(workers, w)
+		workerURLs = append(workerURLs, u)
 	}
 	hostPort := func(u string) string { p, _ := url.Parse(u); return p.Host }
 	workerTargets := []string{hostPort(workerURLs[0]), hostPort(workerURLs[1])}
@@ -193,6 +204,9 @@ func TestStack(t *testing.T) {
 	}
 	promq("every target scraped", `count(up == 1)`, 30*time.Second, scalarIs(3))
 	promq("both workers alive", `max(pyoco_workers)`, 30*time.Second, scalarIs(2))
+	// Before any run: no dashboard query says "No data" (webhook
+	// deliveries, failures, durations show 0).
+	checkDashboards(t, s, prom, nil, dashboardFiles(t), true)
 
 	// 1. Four long runs take every slot: in progress 4.
 	var long []string
@@ -347,7 +361,122 @@ func TestStack(t *testing.T) {
 	})
 
 	// c) Every query of every dashboard returns data.
-	checkDashboards(t, s, prom, api, dashboardFiles(t))
+	checkDashboards(t, s, prom, api, dashboardFiles(t), false)
+
+	// e) Task log records reach an OTLP receiver with their attempt's span.
+	for _, id := range all {
+		r := runs[id]
+		if r.FlowName != "e2e_ok" {
+			continue
+		}
+		spanOf := map[string]string{}
+		for name, ts := range r.Tasks {
+			for _, a := range ts.AttemptLog {
+				spanOf[a.SpanID] = name
+			}
+		}
+		eventually(t, 30*time.Second, "task log records of run "+id, func() error {
+			recs, bad := logs.received(id)
+			if len(bad) > 0 {
+				return fmt.Errorf("bad OTLP log requests: %v", bad)
+			}
+			for _, rec := range recs {
+				if strings.HasPrefix(rec.body, "hello from a") {
+					if rec.traceID != r.TraceID || spanOf[rec.spanID] != "a" || rec.attrs["pyoco.task.name"] != "a" ||
+						rec.severity != "INFO" || rec.service != "pyoco-worker" || rec.attrs["pyoco.log.stream"] != "stdout" {
+						return fmt.Errorf("record %+v: want trace %s, a span of task a (%v), INFO, service pyoco-worker", rec, r.TraceID, spanOf)
+					}
+					return nil
+				}
+			}
+			return fmt.Errorf("%d records of the run, none with task a's output", len(recs))
+		})
+	}
+
+	// f) A worker SIGKILLed mid-task: the other takes the run over after
+	// the lease, and Jaeger shows ONE trace with one run span, the
+	// interrupted attempt (emitted by the survivor) and the resumed one
+	// linked to it.
+	crash := api.submit(t, "e2e_crash")
+	var victim, survivor *stackProc
+	eventually(t, 30*time.Second, "the crash run's first attempt running", func() error {
+		r, err := api.get(crash)
+		if err != nil {
+			return err
+		}
+		if h := r.Tasks["hold"]; r.Status != "RUNNING" || h.State != "RUNNING" || len(h.AttemptLog) != 1 {
+			return fmt.Errorf("run %s, hold %s, %d attempts", r.Status, h.State, len(h.AttemptLog))
+		}
+		for i, w := range workers {
+			if strings.HasSuffix(r.WorkerID, "-"+strconv.Itoa(w.cmd.Process.Pid)) {
+				victim, survivor = w, workers[1-i]
+			}
+		}
+		if victim == nil {
+			return fmt.Errorf("worker %s is none of the stack's", r.WorkerID)
+		}
+		return nil
+	})
+	require.NoError(t, victim.cmd.Process.Kill())
+	<-victim.done
+	crashed := api.waitStatus(t, []string{crash}, 60*time.Second, "COMPLETED", "FAILED")[crash]
+	require.Equal(t, "COMPLETED", crashed.Status, "the taken-over run completes")
+	require.Equal(t, 2, crashed.Attempt, "one takeover")
+	hold := crashed.Tasks["hold"]
+	require.Len(t, hold.AttemptLog, 2)
+	require.Equal(t, "FAILED", hold.AttemptLog[0].Status, "the interrupted attempt")
+	checkTrace(t, s, j, crashed)
+	spans, err := s.trace(j, crashed.TraceID)
+	require.NoError(t, err)
+	var interrupted, resumed *jaegerSpan
+	for i := range spans {
+		switch spans[i].SpanID {
+		case hold.AttemptLog[0].SpanID:
+			interrupted = &spans[i]
+		case hold.AttemptLog[1].SpanID:
+			resumed = &spans[i]
+		}
+	}
+	require.NotNil(t, interrupted, "the interrupted attempt's span, emitted by the worker that took over")
+	require.NotNil(t, resumed)
+	require.Equal(t, "true", interrupted.tag("pyoco.task.interrupted"))
+	require.Equal(t, hold.AttemptLog[0].WorkerID, interrupted.tag("pyoco.worker.id"), "the lost worker's attempt")
+	require.Equal(t, "ERROR", interrupted.tag("otel.status_code"))
+	linked := false
+	for _, ref := range resumed.References {
+		linked = linked || (ref.RefType == "FOLLOWS_FROM" && ref.SpanID == interrupted.SpanID)
+	}
+	require.True(t, linked, "the resumed attempt links to the interrupted one: %+v", resumed.References)
+	t.Logf("crash run %s: one trace, interrupted attempt %s linked from %s", crash, interrupted.SpanID, resumed.SpanID)
+
+	// g) Backlog: with no worker left, the oldest PENDING run's age rises;
+	// a new worker drains the queue and the age falls to 0.
+	survivor.stop(15 * time.Second)
+	backlog := []string{api.submit(t, "e2e_ok"), api.submit(t, "e2e_ok")}
+	const ageQ = `max(pyoco_queue_oldest_age_seconds{flow="e2e_ok"})`
+	var age0 float64
+	promq("backlog age while no worker runs", ageQ, 30*time.Second, func(r []promSample) error {
+		if len(r) != 1 {
+			return fmt.Errorf("want one series, got %v", r)
+		}
+		v, err := strconv.ParseFloat(r[0].value(), 64)
+		if err != nil || v <= 0 {
+			return fmt.Errorf("age %s, want > 0", r[0].value())
+		}
+		age0 = v
+		return nil
+	})
+	promq("backlog age rising", ageQ, 30*time.Second, func(r []promSample) error {
+		if v, err := strconv.ParseFloat(r[0].value(), 64); err != nil || v <= age0 {
+			return fmt.Errorf("age %s, want > %v", r[0].value(), age0)
+		}
+		return nil
+	})
+	promq("queue lag while no worker runs", `max(pyoco_queue_lag)`, 30*time.Second, scalarIs(2))
+	startWorker("worker-3")
+	api.waitStatus(t, backlog, 60*time.Second, "COMPLETED")
+	promq("backlog age back to 0", ageQ, 30*time.Second, scalarIs(0))
+	promq("queue lag back to 0", `max(pyoco_queue_lag)`, 30*time.Second, scalarIs(0))
 
 	t.Logf("stack test done in %s", time.Since(start).Round(time.Millisecond))
 }
