@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/pyoco/pyoco/engine"
+	"github.com/pyoco/pyoco/internal/procgroup"
 )
 
 // shellWaitDelay is how long a shell task's process group gets after SIGTERM
@@ -72,6 +73,8 @@ func runShell(ctx context.Context, tc *engine.TaskContext, in shellInputs) (any,
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start shell: %w", err)
 	}
+	// Recorded for a second Ctrl+C, which kills every task's group at once.
+	defer procgroup.Add(cmd.Process.Pid)()
 	err := cmd.Wait()
 	if ctx.Err() != nil {
 		// The group leader is reaped; members that ignored SIGTERM may remain.
