@@ -287,6 +287,12 @@ func runServer(ctx context.Context, e *env, o *serverOptions) error {
 	if err != nil {
 		return err
 	}
+	// Every engine of this process shares the meter provider: one start at
+	// 0 covers the API's PENDING counts and the in-process workers' too.
+	if flowSource != nil {
+		list, _ := flowSource.FlowList()
+		eng.CountersStart(list...)
+	}
 
 	// In-process workers, each with its own engine so that its id is the
 	// worker_id of the runs it executes.
