@@ -179,7 +179,11 @@ func (s *Server) requestFlow(req *runCreateRequest) (*engine.Flow, error) {
 		if strings.TrimSpace(*req.FlowYAML) == "" {
 			return nil, errBadRequest("flow_yaml: must not be empty")
 		}
-		return engine.LoadFlow(engine.InlineFlowFile, []byte(*req.FlowYAML), s.eng.Registry())
+		var tasks engine.TaskLookup = s.eng.Registry()
+		if s.cfg.FlowTasks != nil {
+			tasks = s.cfg.FlowTasks
+		}
+		return engine.LoadFlow(engine.InlineFlowFile, []byte(*req.FlowYAML), tasks)
 	}
 	return nil, errBadRequest("give flow_name (a flow of GET /flows) or flow_yaml (a flow file's text)")
 }

@@ -440,7 +440,7 @@ func testTraceParent(t *testing.T, mk serverFactory) {
 
 func testFlowYAMLError(t *testing.T, mk serverFactory) {
 	b := mk(t)
-	a := b.do("POST", "/runs", map[string]any{"flow_yaml": "version: 1\nflow:\n  name: x\ntasks:\n  a: {use: log, inputs: {message: hi}}\n  b: {use: nope, bogus: 1}\n"})
+	a := b.do("POST", "/runs", map[string]any{"flow_yaml": "version: 1\nflow:\n  name: x\ntasks:\n  a: {use: log, inputs: {message: hi}}\n  b: {use: nope, bogus: 1, retries: -1}\n"})
 	requireError(t, a, http.StatusUnprocessableEntity, api.CodeUnprocessable)
 	details := a.json(t)["error"].(map[string]any)["details"].([]any)
 	require.GreaterOrEqual(t, len(details), 2)
@@ -457,6 +457,20 @@ func testFlowYAMLError(t *testing.T, mk serverFactory) {
 	require.Contains(t, d["message"], `param "must"`)
 	require.Equal(t, float64(5), d["line"])
 	require.Equal(t, http.StatusCreated, b.do("POST", "/runs", map[string]any{"flow_name": "needs", "params": map[string]any{"must": 1}}).status)
+
+	// An unknown use: 422 where this server is the one that executes runs;
+	// accepted where workers elsewhere may have it, and the run fails on
+	// the worker that takes it, naming the use.
+	a = b.do("POST", "/runs", map[string]any{"flow_yaml": "version: 1\nflow: {name: u}\ntasks:\n  a: {use: no_such_task}\n"})
+	if !b.openUse {
+		requireError(t, a, http.StatusUnprocessableEntity, api.CodeUnprocessable)
+		require.Contains(t, string(a.body), `unknown use \"no_such_task\"`)
+		return
+	}
+	require.Equal(t, http.StatusCreated, a.status, "%s", a.body)
+	run := b.wait(a.json(t)["run_id"].(string))
+	require.Equal(t, "FAILED", run["status"])
+	require.Contains(t, run["error"], `unknown use "no_such_task"`)
 }
 
 // requireError checks a's status and the one JSON error shape.
@@ -587,7 +601,7 @@ func testBadInput(t *testing.T, mk serverFactory) {
 		"unknown flow_name wild":   {"POST", "/runs", `{"flow_name": "../../etc/passwd"}`, nil, 404, "not_found", ""},
 		"flow_yaml empty":          {"POST", "/runs", `{"flow_yaml": "  "}`, nil, 400, "bad_request", ""},
 		"flow_yaml not string":     {"POST", "/runs", `{"flow_yaml": 1}`, nil, 400, "bad_request", ""},
-		"flow_yaml unknown task":   {"POST", "/runs", `{"flow_yaml": "version: 1\nflow: {name: u}\ntasks:\n  a: {use: no_such_task}\n"}`, nil, 422, "unprocessable", ""},
+		"flow_yaml unknown task":   {"POST", "/runs", `{"flow_yaml": "version: 1\nflow: {name: u}\ntasks:\n  a: {use: noop, depends_on: [no_such_task]}\n"}`, nil, 422, "unprocessable", ""},
 		"flow_yaml unknown field":  {"POST", "/runs", `{"flow_yaml": "version: 1\nflow: {name: u}\ntasks:\n  a: {use: noop, bogus: 1}\n"}`, nil, 422, "unprocessable", ""},
 		"tags not array":           {"POST", "/runs", `{"flow_name": "other", "tags": "a"}`, nil, 400, "bad_request", ""},
 		"too many tags":            {"POST", "/runs", `{"flow_name": "other", "tags": [` + strings.Repeat(`"t",`, 64) + `"t"]}`, nil, 400, "bad_request", ""},

@@ -24,6 +24,22 @@ type TaskLookup interface {
 	Lookup(name string) (*TaskDef, bool)
 }
 
+// AllowUnknownUse returns tasks as a [TaskLookup] under which [LoadFlow]
+// accepts a `use` that tasks does not know, with a warning instead of an
+// error (the inputs of such a task are not checked). It is for a process
+// that does not execute the runs it accepts: `pyoco server` on Redis offers
+// flows whose plug-in tasks only its workers have (SPEC §3); the worker
+// that executes the run loads the flow with its own registry, and the run
+// fails there, with the unknown use named, if the worker lacks it.
+func AllowUnknownUse(tasks TaskLookup) TaskLookup {
+	if r, ok := tasks.(*Registry); ok && r == nil || tasks == nil {
+		tasks = NewRegistry()
+	}
+	return openLookup{tasks}
+}
+
+type openLookup struct{ TaskLookup }
+
 // Limits on flow settings.
 const (
 	maxRetries     = 100
@@ -870,6 +886,8 @@ func (l *loader) task(e mapEntry) *taskInfo {
 			if l.tasks != nil {
 				if def, ok := l.tasks.Lookup(s); ok {
 					ti.def = def
+				} else if _, open := l.tasks.(openLookup); open {
+					l.warnf(l.pos(fv.value), "task %s: use %q is not registered in this process: the worker that executes the run must have it", e.key, s)
 				} else {
 					l.errorf(l.pos(fv.value), "task %s: unknown use %q (not a registered task)", e.key, s)
 				}

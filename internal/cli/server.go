@@ -248,7 +248,15 @@ func runServer(ctx context.Context, e *env, o *serverOptions) error {
 	if err != nil {
 		return usageErr("plug-ins: %v", err)
 	}
-	flows, err := api.LoadFlowDir(o.flows, reg)
+	// On Redis the runs may execute on workers with tasks this process
+	// lacks (SPEC §3): a use it does not know is a warning here, checked by
+	// the worker that executes the run. In memory, this process is the
+	// worker: its registry decides.
+	var flowTasks engine.TaskLookup = reg
+	if o.redis != "" {
+		flowTasks = engine.AllowUnknownUse(reg)
+	}
+	flows, err := api.LoadFlowDir(o.flows, flowTasks)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		log.Warn("flows directory not found: no flows offered by name (flow_yaml still works)", "flows", o.flows)
@@ -347,7 +355,7 @@ func runServer(ctx context.Context, e *env, o *serverOptions) error {
 		pluginDoc = rep
 	}
 	srv, err := api.New(eng, &api.Config{
-		Flows: flowSource, Token: e.getenv("PYOCO_API_TOKEN"), Metrics: tel.Handler(), Plugins: pluginDoc, Logger: log,
+		Flows: flowSource, FlowTasks: flowTasks, Token: e.getenv("PYOCO_API_TOKEN"), Metrics: tel.Handler(), Plugins: pluginDoc, Logger: log,
 		TracerProvider: tel.TracerProvider, MeterProvider: tel.MeterProvider, Webhooks: whLog,
 	})
 	if err != nil {
