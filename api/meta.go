@@ -24,11 +24,11 @@ type TaskDoc struct {
 	Inputs   []engine.Param `json:"inputs"`
 	Outputs  []engine.Param `json:"outputs"`
 	// Workers are the live workers that announce the task (GET /tasks;
-	// empty in `pyoco tasks list`).
-	Workers []string `json:"workers"`
-	// Local is false for a task only live workers have: this server knows
-	// its name, not its metadata.
-	Local bool `json:"local"`
+	// absent when none does, and in `pyoco tasks list`).
+	Workers []string `json:"workers,omitempty"`
+	// Remote is true for a task only live workers have: this server knows
+	// its name and plug-in, not its metadata.
+	Remote bool `json:"remote,omitempty"`
 }
 
 // NewTaskDoc returns the document of d.
@@ -43,8 +43,7 @@ func NewTaskDoc(d *engine.TaskDef) TaskDoc {
 	if out == nil {
 		out = []engine.Param{}
 	}
-	return TaskDoc{Name: d.Name, Plugin: d.Plugin, Summary: d.Summary, Tags: tags, Category: d.Category, Inputs: in, Outputs: out,
-		Workers: []string{}, Local: true}
+	return TaskDoc{Name: d.Name, Plugin: d.Plugin, Summary: d.Summary, Tags: tags, Category: d.Category, Inputs: in, Outputs: out}
 }
 
 // workerDoc is one live worker in GET /workers.
@@ -122,7 +121,7 @@ func (s *Server) taskList(w http.ResponseWriter, r *http.Request) error {
 				i = len(docs)
 				byName[name] = i
 				docs = append(docs, TaskDoc{Name: name, Plugin: plugin, Tags: []string{}, Inputs: []engine.Param{},
-					Outputs: []engine.Param{}, Workers: []string{}})
+					Outputs: []engine.Param{}, Remote: true})
 			}
 			docs[i].Workers = append(docs[i].Workers, wi.ID)
 		}

@@ -126,6 +126,19 @@ func LoadFlow(file string, src []byte, tasks TaskLookup) (*Flow, error) {
 	return f, nil
 }
 
+// inputNames lists declared inputs for a message: "cmd, env, dir" or "no
+// inputs".
+func inputNames(ps []Param) string {
+	if len(ps) == 0 {
+		return "no inputs"
+	}
+	names := make([]string, len(ps))
+	for i, p := range ps {
+		names[i] = p.Name
+	}
+	return strings.Join(names, ", ")
+}
+
 func sortByPos(es []*LoadError) {
 	sort.SliceStable(es, func(i, j int) bool {
 		a, b := es[i].Pos, es[j].Pos
@@ -1091,11 +1104,17 @@ func (l *loader) link(f *Flow, infos []*taskInfo, graphNode ast.Node, defaultsPo
 					l.errorf(ti.inputsPos, "task %s: missing required input %q of %s", name, p.Name, ti.def.Name)
 				}
 			}
-			if len(ti.def.Inputs) > 0 {
-				for _, k := range sortedKeys(ti.inputKeys) {
-					if !slices.ContainsFunc(ti.def.Inputs, func(p Param) bool { return p.Name == k }) {
-						l.warnf(ti.inputKeys[k], "task %s: input %q is not declared by %s", name, k, ti.def.Name)
+			for _, k := range sortedKeys(ti.inputKeys) {
+				i := slices.IndexFunc(ti.def.Inputs, func(p Param) bool { return p.Name == k })
+				switch {
+				case i >= 0:
+					if why := typeProblem(ti.def.Inputs[i], ti.spec.Inputs[k], f.Defaults); why != "" {
+						l.errorf(ti.inputKeys[k], "task %s: input %q of %s%s", name, k, ti.def.Name, why)
 					}
+				case ti.def.StrictInputs:
+					l.errorf(ti.inputKeys[k], "task %s: unknown input %q: %s does not take it (it takes %s)", name, k, ti.def.Name, inputNames(ti.def.Inputs))
+				case len(ti.def.Inputs) > 0:
+					l.warnf(ti.inputKeys[k], "task %s: input %q is not declared by %s", name, k, ti.def.Name)
 				}
 			}
 		}

@@ -36,14 +36,15 @@ func shellDef() engine.TaskDef {
 		Category: categorySystem,
 		Inputs: []engine.Param{
 			{Name: "cmd", Type: "string", Required: true, Description: "Command line, run with /bin/sh -c."},
-			{Name: "env", Type: "object", Description: "Environment variables (string values) added to pyoco's environment."},
+			{Name: "env", Type: "object", Items: "string", Description: "Environment variables (string values) added to pyoco's environment."},
 			{Name: "dir", Type: "string", Description: "Working directory; defaults to pyoco's."},
 		},
 		Outputs: []engine.Param{
 			{Name: "exit_code", Type: "integer", Description: "Exit status of the command."},
 			{Name: "stdout", Type: "string", Description: "Standard output, capped at 64 KiB (a cut output ends with \"[output truncated]\")."},
 		},
-		Run: engine.Typed("shell", runShell),
+		StrictInputs: true,
+		Run:          engine.Typed("shell", runShell),
 	}
 }
 

@@ -191,7 +191,7 @@ func TestServerNeedsNoPlugins(t *testing.T) {
 		Name    string   `json:"name"`
 		Plugin  string   `json:"plugin"`
 		Workers []string `json:"workers"`
-		Local   bool     `json:"local"`
+		Remote  bool     `json:"remote"`
 	}
 	var greet taskDoc
 	eventually(t, 30*time.Second, "the worker announces greet/hello", func() error {
@@ -213,7 +213,7 @@ func TestServerNeedsNoPlugins(t *testing.T) {
 		return fmt.Errorf("greet/hello not in GET /tasks: %+v", tasks.Tasks)
 	})
 	require.Equal(t, "greet", greet.Plugin)
-	require.False(t, greet.Local)
+	require.True(t, greet.Remote)
 	require.Len(t, greet.Workers, 1)
 
 	submit := func(flow string) string {
