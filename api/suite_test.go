@@ -422,6 +422,26 @@ func testIdempotency(t *testing.T, mk serverFactory) {
 	// A request that failed validation binds nothing.
 	requireError(t, b.do("POST", "/runs", map[string]any{"flow_name": "nope"}, "Idempotency-Key", "key-3"), http.StatusNotFound, api.CodeNotFound)
 	require.Equal(t, http.StatusCreated, b.do("POST", "/runs", body, "Idempotency-Key", "key-3").status)
+
+	// The same key with another body is 422, not the earlier run; the same
+	// body written differently (key order, spacing) is a replay.
+	withParams := `{"flow_name": "other", "params": {"a": 1, "b": [2]}, "tags": ["t"]}`
+	a4 := b.do("POST", "/runs", withParams, "Idempotency-Key", "key-4")
+	require.Equal(t, http.StatusCreated, a4.status, "%s", a4.body)
+	a5 := b.do("POST", "/runs", `{"tags":["t"],"params":{"b":[2],"a":1},"flow_name":"other"}`, "Idempotency-Key", "key-4")
+	require.Equal(t, http.StatusOK, a5.status, "%s", a5.body)
+	require.Equal(t, a4.json(t)["run_id"], a5.json(t)["run_id"])
+	for name, other := range map[string]string{
+		"params": `{"flow_name": "other", "params": {"a": 2, "b": [2]}, "tags": ["t"]}`,
+		"tags":   `{"flow_name": "other", "params": {"a": 1, "b": [2]}}`,
+		"flow":   `{"flow_name": "hello", "params": {"who": "x"}, "tags": ["t"]}`,
+	} {
+		a := b.do("POST", "/runs", other, "Idempotency-Key", "key-4")
+		requireError(t, a, http.StatusUnprocessableEntity, api.CodeUnprocessable)
+		msg := a.json(t)["error"].(map[string]any)["message"].(string)
+		require.Contains(t, msg, "different request", name)
+		require.Contains(t, msg, a4.json(t)["run_id"], name)
+	}
 }
 
 func testTraceParent(t *testing.T, mk serverFactory) {
