@@ -104,7 +104,9 @@ PYOCO_MAX_ATTEMPTS, PYOCO_RETENTION, PYOCO_CONFIG) > config file > default.`,
 	f.StringVar(&o.flows, "flows", "./flows", "directory of the flow files offered by name [PYOCO_FLOWS]")
 	f.StringVar(&o.redis, "redis", "", "Redis URL or comma-separated Cluster host:port list; none: embedded memory store [PYOCO_REDIS_URL]")
 	f.StringVar(&o.namespace, "namespace", redisstore.DefaultNamespace, "Redis key namespace [PYOCO_NAMESPACE]")
-	f.IntVar(&o.workers, "workers", 1, "in-process workers (default 1 without Redis, 0 with it) [PYOCO_WORKERS]")
+	// The default depends on --redis (resolve sets it), so the flag's own
+	// is 0, which the help does not print as "(default 0)".
+	f.IntVar(&o.workers, "workers", 0, "in-process workers: default 1 without --redis, 0 with it [PYOCO_WORKERS]")
 	f.IntVar(&o.concurrency, "concurrency", worker.DefaultConcurrency, "runs each in-process worker executes at once [PYOCO_CONCURRENCY]")
 	f.DurationVar(&o.lease, "lease", worker.DefaultLease, "lease before a silent worker's runs are taken over [PYOCO_LEASE]")
 	f.IntVar(&o.maxAttempts, "max-attempts", worker.DefaultMaxAttempts, "workers that may take a run before it fails [PYOCO_MAX_ATTEMPTS]")
@@ -182,8 +184,11 @@ func (o *serverOptions) resolve(c *cobra.Command, e *env) error {
 		return usageErr("%v", err)
 	}
 	o.webhooks = eps
-	if !o.workersSet && o.redis != "" {
+	if !o.workersSet {
 		o.workers = 0
+		if o.redis == "" {
+			o.workers = 1
+		}
 	}
 	switch {
 	case o.workers < 0:
