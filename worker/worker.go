@@ -278,7 +278,9 @@ func (w *Worker) Stop(ctx context.Context) error {
 			}
 		}
 		w.mu.Unlock()
-		w.log.WarnContext(ctx, "worker stopping: handing runs back", "runs", n)
+		// A stop that outlasts its runs is what the hand-back is for: no
+		// warning (another worker resumes them).
+		w.log.InfoContext(ctx, "worker stopping: handing runs back", "runs", n)
 		<-done
 	}
 	// Reclaimed and taken runs that never got a slot go back too.

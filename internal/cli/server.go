@@ -403,7 +403,7 @@ func runServer(ctx context.Context, e *env, o *serverOptions) error {
 			for _, w := range workers {
 				wg.Go(func() {
 					if err := w.Stop(sctx); err != nil {
-						log.Warn("worker stopped before its runs finished: they were handed back", engine.LogKeyWorker, w.ID(), engine.LogKeyError, err)
+						log.Info("worker stopped before its runs finished: they were handed back", engine.LogKeyWorker, w.ID(), "reason", err)
 					}
 				})
 			}

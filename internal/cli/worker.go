@@ -218,7 +218,7 @@ func runWorker(ctx context.Context, e *env, o *workerOptions) error {
 	sctx, cancel := context.WithTimeout(bg, o.shutdownTimeout)
 	defer cancel()
 	if err := w.Stop(sctx); err != nil {
-		log.Warn("runs handed back to other workers", engine.LogKeyError, err)
+		log.Info("runs handed back to other workers", "reason", err)
 	}
 	return nil
 }
