@@ -89,7 +89,7 @@ tasks:
 flow:
   name: broken
 tasks:
-  a: {use: no_such_task}
+  a: {use: noop, depends_on: [no_such_task]}
 `,
 }
 
@@ -121,6 +121,10 @@ type bundle struct {
 	metrics bool
 	// pluginPath is the plug-in path GET /plugins reports.
 	pluginPath []any
+	// openUse is true when the server accepts a use it does not know
+	// (engine.AllowUnknownUse: `pyoco server` on Redis), leaving the check
+	// to the worker that executes the run.
+	openUse bool
 }
 
 // setup serves api.New over a store from newStore, with the test flows and

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/pyoco/pyoco/engine"
@@ -22,6 +23,12 @@ type TaskDoc struct {
 	Category string         `json:"category"`
 	Inputs   []engine.Param `json:"inputs"`
 	Outputs  []engine.Param `json:"outputs"`
+	// Workers are the live workers that announce the task (GET /tasks;
+	// absent when none does, and in `pyoco tasks list`).
+	Workers []string `json:"workers,omitempty"`
+	// Remote is true for a task only live workers have: this server knows
+	// its name and plug-in, not its metadata.
+	Remote bool `json:"remote,omitempty"`
 }
 
 // NewTaskDoc returns the document of d.
@@ -92,8 +99,37 @@ func (s *Server) taskList(w http.ResponseWriter, r *http.Request) error {
 	}
 	defs := s.eng.Registry().List()
 	docs := make([]TaskDoc, 0, len(defs))
+	byName := make(map[string]int, len(defs))
 	for _, d := range defs {
+		byName[d.Name] = len(docs)
 		docs = append(docs, NewTaskDoc(d))
+	}
+	// The union with what live workers announce: a server on Redis need
+	// not have the plug-ins its workers run.
+	ws, err := s.workers(r.Context())
+	if err != nil {
+		return err
+	}
+	for _, wi := range ws {
+		for _, name := range wi.Tasks {
+			i, ok := byName[name]
+			if !ok {
+				plugin, _, found := strings.Cut(name, "/")
+				if !found {
+					plugin = ""
+				}
+				i = len(docs)
+				byName[name] = i
+				docs = append(docs, TaskDoc{Name: name, Plugin: plugin, Tags: []string{}, Inputs: []engine.Param{},
+					Outputs: []engine.Param{}, Remote: true})
+			}
+			docs[i].Workers = append(docs[i].Workers, wi.ID)
+		}
+	}
+	slices.SortFunc(docs, func(a, b TaskDoc) int { return strings.Compare(a.Name, b.Name) })
+	for i := range docs {
+		slices.Sort(docs[i].Workers)
+		docs[i].Workers = slices.Compact(docs[i].Workers)
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"tasks": docs})
 	return nil

@@ -105,7 +105,7 @@ func processServer(t *testing.T, edit ...func(*api.Config)) *bundle {
 	client := &http.Client{Transport: &http.Transport{}}
 	t.Cleanup(client.CloseIdleConnections)
 	return &bundle{t: t, url: addr, dir: dir, client: client, token: cfg.Token,
-		workerID: fmt.Sprintf("%s-%d", host, w.cmd.Process.Pid), metrics: true, pluginPath: []any{"/nowhere"}}
+		workerID: fmt.Sprintf("%s-%d", host, w.cmd.Process.Pid), metrics: true, pluginPath: []any{"/nowhere"}, openUse: true}
 }
 
 // proc is one pyoco process whose stderr is kept for the failure report.

@@ -3,6 +3,7 @@ package api
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -129,8 +130,12 @@ func (s *Server) runCreate(w http.ResponseWriter, r *http.Request) error {
 
 	ctx := r.Context()
 	runID := engine.NewRunID()
+	binding := runID
 	if key != "" {
-		prior, err := s.bindIdempotencyKey(ctx, key, runID)
+		// The key is bound to the run and to what was asked: the same key
+		// with another request is a client bug, not a replay.
+		binding = runID + " " + requestHash(flow, &req, params)
+		prior, err := s.bindIdempotencyKey(ctx, key, binding)
 		if err != nil {
 			return err
 		}
@@ -148,7 +153,7 @@ func (s *Server) runCreate(w http.ResponseWriter, r *http.Request) error {
 			// Free the key for a retry. If the store cannot be reached now
 			// (often why Submit failed), this server remembers the failure,
 			// and any server takes the binding as stale after idemStale.
-			if rerr := s.idem.IdempotencyRelease(context.WithoutCancel(ctx), key, runID); rerr != nil {
+			if rerr := s.idem.IdempotencyRelease(context.WithoutCancel(ctx), key, binding); rerr != nil {
 				s.failed.add(runID)
 			}
 		}
@@ -180,7 +185,11 @@ func (s *Server) requestFlow(req *runCreateRequest) (*engine.Flow, error) {
 		if strings.TrimSpace(*req.FlowYAML) == "" {
 			return nil, errBadRequest("flow_yaml: must not be empty")
 		}
-		return engine.LoadFlow(engine.InlineFlowFile, []byte(*req.FlowYAML), serverTasks{s.eng.Registry(), s.cfg.Flows})
+		var tasks engine.TaskLookup = s.eng.Registry()
+		if s.cfg.FlowTasks != nil {
+			tasks = s.cfg.FlowTasks
+		}
+		return engine.LoadFlow(engine.InlineFlowFile, []byte(*req.FlowYAML), engine.WithFlows(tasks, s.serverFlow))
 	}
 	return nil, errBadRequest("give flow_name (a flow of GET /flows) or flow_yaml (a flow file's text)")
 }
@@ -276,15 +285,25 @@ func (s *Server) traceParent(r *http.Request) string {
 // submit takes milliseconds). A stale binding is released (compare-and-
 // delete, so a newer binding is left alone) and the key bound again; of
 // concurrent retries, one binds it and the others replay its run.
-func (s *Server) bindIdempotencyKey(ctx context.Context, key, runID string) (*engine.Run, error) {
+//
+// A binding is "<run id> <request hash>" (see [requestHash]); a binding of
+// another request is 422, whatever became of its run. (Bindings made
+// before the hash was stored hold a run id alone and replay as before.)
+func (s *Server) bindIdempotencyKey(ctx context.Context, key, binding string) (*engine.Run, error) {
+	_, hash, _ := strings.Cut(binding, " ")
 	deadline := time.Now().Add(idemWait)
 	for {
-		existing, err := s.idem.IdempotencyGetOrSet(ctx, key, runID, s.cfg.IdempotencyTTL)
+		existingBinding, err := s.idem.IdempotencyGetOrSet(ctx, key, binding, s.cfg.IdempotencyTTL)
 		if err != nil {
 			return nil, fmt.Errorf("idempotency key: %w", err)
 		}
-		if existing == "" {
+		if existingBinding == "" {
 			return nil, nil
+		}
+		existing, prevHash, hashed := strings.Cut(existingBinding, " ")
+		if hashed && prevHash != hash {
+			return nil, errUnprocessable(fmt.Sprintf("Idempotency-Key %q was used within %s for a different request (run %s): send the same body to get that run, or use a new key",
+				clip(key), shortDuration(s.cfg.IdempotencyTTL), clip(existing)), nil)
 		}
 		run, err := s.store.RunGet(ctx, existing)
 		if err == nil {
@@ -294,7 +313,7 @@ func (s *Server) bindIdempotencyKey(ctx context.Context, key, runID string) (*en
 			return nil, err
 		}
 		if t, ok := runIDTime(existing); s.failed.has(existing) || (ok && time.Since(t) > idemStale) {
-			if err := s.idem.IdempotencyRelease(ctx, key, existing); err != nil {
+			if err := s.idem.IdempotencyRelease(ctx, key, existingBinding); err != nil {
 				return nil, fmt.Errorf("idempotency key: %w", err)
 			}
 			continue
@@ -308,6 +327,41 @@ func (s *Server) bindIdempotencyKey(ctx context.Context, key, runID string) (*en
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
+}
+
+// requestHash is the hex SHA-256 of what a POST /runs asks for: the flow
+// (its name, or the text of flow_yaml), the params as decoded (so key order
+// and spacing do not matter) and the tags.
+func requestHash(flow *engine.Flow, req *runCreateRequest, params map[string]any) string {
+	doc := struct {
+		FlowName string         `json:"flow_name,omitempty"`
+		FlowYAML string         `json:"flow_yaml,omitempty"`
+		Params   map[string]any `json:"params,omitempty"`
+		Tags     []string       `json:"tags,omitempty"`
+	}{Params: params, Tags: req.Tags}
+	if req.FlowYAML != nil {
+		doc.FlowYAML = *req.FlowYAML
+	} else {
+		doc.FlowName = flow.Name
+	}
+	b, err := json.Marshal(doc)
+	if err != nil { // params came from JSON: cannot happen
+		b = []byte(fmt.Sprint(doc))
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
+}
+
+// shortDuration is d without zero trailing units: "24h", "1h30m".
+func shortDuration(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
 }
 
 // runIDTime reads the creation time out of a UUIDv7 run id.
@@ -432,18 +486,11 @@ func sortedStrings(ss []string) []string {
 	return out
 }
 
-// serverTasks is what an inline flow of POST /runs may use: the engine's
-// tasks, and the server's flows for `use: flow/<name>`.
-type serverTasks struct {
-	*engine.Registry
-	flows FlowSource
-}
-
-// LookupFlow implements [engine.FlowLookup].
-func (t serverTasks) LookupFlow(name string) (*engine.Flow, bool) {
-	if t.flows == nil {
+// serverFlow is a flow of the server, for `use: flow/<name>` in an inline flow.
+func (s *Server) serverFlow(name string) (*engine.Flow, bool) {
+	if s.cfg.Flows == nil {
 		return nil, false
 	}
-	f, err := t.flows.FlowGet(name)
+	f, err := s.cfg.Flows.FlowGet(name)
 	return f, err == nil
 }

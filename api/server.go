@@ -38,6 +38,12 @@ type Config struct {
 	// Flows are the flows POST /runs accepts by flow_name and GET /flows
 	// lists. nil offers none.
 	Flows FlowSource
+	// FlowTasks resolves the `use` names of a flow_yaml that POST /runs
+	// loads. Defaults to the engine's registry, which refuses a use this
+	// process does not know (422); a server whose workers have tasks it
+	// lacks passes [engine.AllowUnknownUse] of it (the worker that executes
+	// the run checks it then). Load the Flows with the same lookup.
+	FlowTasks engine.TaskLookup
 	// Token, when set, is the bearer token every endpoint but /healthz,
 	// /readyz and /metrics requires (PYOCO_API_TOKEN). Compared in constant
 	// time.

@@ -423,6 +423,26 @@ func testIdempotency(t *testing.T, mk serverFactory) {
 	// A request that failed validation binds nothing.
 	requireError(t, b.do("POST", "/runs", map[string]any{"flow_name": "nope"}, "Idempotency-Key", "key-3"), http.StatusNotFound, api.CodeNotFound)
 	require.Equal(t, http.StatusCreated, b.do("POST", "/runs", body, "Idempotency-Key", "key-3").status)
+
+	// The same key with another body is 422, not the earlier run; the same
+	// body written differently (key order, spacing) is a replay.
+	withParams := `{"flow_name": "other", "params": {"a": 1, "b": [2]}, "tags": ["t"]}`
+	a4 := b.do("POST", "/runs", withParams, "Idempotency-Key", "key-4")
+	require.Equal(t, http.StatusCreated, a4.status, "%s", a4.body)
+	a5 := b.do("POST", "/runs", `{"tags":["t"],"params":{"b":[2],"a":1},"flow_name":"other"}`, "Idempotency-Key", "key-4")
+	require.Equal(t, http.StatusOK, a5.status, "%s", a5.body)
+	require.Equal(t, a4.json(t)["run_id"], a5.json(t)["run_id"])
+	for name, other := range map[string]string{
+		"params": `{"flow_name": "other", "params": {"a": 2, "b": [2]}, "tags": ["t"]}`,
+		"tags":   `{"flow_name": "other", "params": {"a": 1, "b": [2]}}`,
+		"flow":   `{"flow_name": "hello", "params": {"who": "x"}, "tags": ["t"]}`,
+	} {
+		a := b.do("POST", "/runs", other, "Idempotency-Key", "key-4")
+		requireError(t, a, http.StatusUnprocessableEntity, api.CodeUnprocessable)
+		msg := a.json(t)["error"].(map[string]any)["message"].(string)
+		require.Contains(t, msg, "different request", name)
+		require.Contains(t, msg, a4.json(t)["run_id"], name)
+	}
 }
 
 func testTraceParent(t *testing.T, mk serverFactory) {
@@ -441,7 +461,7 @@ func testTraceParent(t *testing.T, mk serverFactory) {
 
 func testFlowYAMLError(t *testing.T, mk serverFactory) {
 	b := mk(t)
-	a := b.do("POST", "/runs", map[string]any{"flow_yaml": "version: 1\nflow:\n  name: x\ntasks:\n  a: {use: log, inputs: {message: hi}}\n  b: {use: nope, bogus: 1}\n"})
+	a := b.do("POST", "/runs", map[string]any{"flow_yaml": "version: 1\nflow:\n  name: x\ntasks:\n  a: {use: log, inputs: {message: hi}}\n  b: {use: nope, bogus: 1, retries: -1}\n"})
 	requireError(t, a, http.StatusUnprocessableEntity, api.CodeUnprocessable)
 	details := a.json(t)["error"].(map[string]any)["details"].([]any)
 	require.GreaterOrEqual(t, len(details), 2)
@@ -458,6 +478,20 @@ func testFlowYAMLError(t *testing.T, mk serverFactory) {
 	require.Contains(t, d["message"], `param "must"`)
 	require.Equal(t, float64(5), d["line"])
 	require.Equal(t, http.StatusCreated, b.do("POST", "/runs", map[string]any{"flow_name": "needs", "params": map[string]any{"must": 1}}).status)
+
+	// An unknown use: 422 where this server is the one that executes runs;
+	// accepted where workers elsewhere may have it, and the run fails on
+	// the worker that takes it, naming the use.
+	a = b.do("POST", "/runs", map[string]any{"flow_yaml": "version: 1\nflow: {name: u}\ntasks:\n  a: {use: no_such_task}\n"})
+	if !b.openUse {
+		requireError(t, a, http.StatusUnprocessableEntity, api.CodeUnprocessable)
+		require.Contains(t, string(a.body), `unknown use \"no_such_task\"`)
+		return
+	}
+	require.Equal(t, http.StatusCreated, a.status, "%s", a.body)
+	run := b.wait(a.json(t)["run_id"].(string))
+	require.Equal(t, "FAILED", run["status"])
+	require.Contains(t, run["error"], `unknown use "no_such_task"`)
 }
 
 // requireError checks a's status and the one JSON error shape.
@@ -588,7 +622,7 @@ func testBadInput(t *testing.T, mk serverFactory) {
 		"unknown flow_name wild":   {"POST", "/runs", `{"flow_name": "../../etc/passwd"}`, nil, 404, "not_found", ""},
 		"flow_yaml empty":          {"POST", "/runs", `{"flow_yaml": "  "}`, nil, 400, "bad_request", ""},
 		"flow_yaml not string":     {"POST", "/runs", `{"flow_yaml": 1}`, nil, 400, "bad_request", ""},
-		"flow_yaml unknown task":   {"POST", "/runs", `{"flow_yaml": "version: 1\nflow: {name: u}\ntasks:\n  a: {use: no_such_task}\n"}`, nil, 422, "unprocessable", ""},
+		"flow_yaml unknown task":   {"POST", "/runs", `{"flow_yaml": "version: 1\nflow: {name: u}\ntasks:\n  a: {use: noop, depends_on: [no_such_task]}\n"}`, nil, 422, "unprocessable", ""},
 		"flow_yaml unknown field":  {"POST", "/runs", `{"flow_yaml": "version: 1\nflow: {name: u}\ntasks:\n  a: {use: noop, bogus: 1}\n"}`, nil, 422, "unprocessable", ""},
 		"tags not array":           {"POST", "/runs", `{"flow_name": "other", "tags": "a"}`, nil, 400, "bad_request", ""},
 		"too many tags":            {"POST", "/runs", `{"flow_name": "other", "tags": [` + strings.Repeat(`"t",`, 64) + `"t"]}`, nil, 400, "bad_request", ""},

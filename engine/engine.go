@@ -158,6 +158,24 @@ func New(store Store, reg *Registry, cfg *Config) (*Engine, error) {
 // Registry returns the engine's task registry.
 func (e *Engine) Registry() *Registry { return e.reg }
 
+// CountersStart starts at 0 the pyoco_runs_total series of every run
+// status and the pyoco_tasks_total series of every task and outcome of
+// each flow, as a process does at start for the flows it knows (a server's
+// flow directory, the flow of `pyoco run`). A counter series that appears
+// with its first increment hides that increment from increase() and rate(),
+// so without this the runs finished before the first scrape after a restart
+// would not count. Runs of other flows start their series at their first
+// run. Safe for concurrent use; touching a flow again changes nothing.
+func (e *Engine) CountersStart(flows ...*Flow) {
+	for _, f := range flows {
+		if f == nil {
+			continue
+		}
+		e.ins.touchFlow(flowLabel(f.File, f.Name))
+		e.ins.touchTasks(context.Background(), newPlan(f))
+	}
+}
+
 // Store returns the engine's store.
 func (e *Engine) Store() Store { return e.store }
 

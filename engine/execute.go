@@ -223,7 +223,13 @@ func (x *execution) execute(ctx context.Context) (*Run, error) {
 
 	flow, pl, err := e.loadSnapshot(run)
 	if err != nil {
-		return x.abort(fmt.Sprintf("load flow snapshot: %v", err))
+		// Also where an unknown `use` is caught when the process that
+		// accepted the run has no task implementations (AllowUnknownUse).
+		where := ""
+		if id := e.cfg.WorkerID; id != "" {
+			where = " on worker " + id
+		}
+		return x.abort(fmt.Sprintf("load flow snapshot%s: %v", where, err))
 	}
 	x.flow, x.plan = flow, pl
 

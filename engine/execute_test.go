@@ -512,13 +512,17 @@ func TestExecuteTaskErrors(t *testing.T) {
 	}{
 		{"panic", `{use: test/panic, retries: 1, retry_delay: 1ms}`, "task panicked: boom", 2},
 		{"not json", `{use: test/badoutput, retries: 3}`, "output is not JSON-serialisable", 1},
-		{"input type", `{use: sleep, retries: 3, inputs: {duration: true}}`, `input "duration" of sleep`, 1}, // retrying cannot help
+		// A param given at run time (a literal of the wrong type is a load
+		// error); retrying cannot help.
+		{"input type", `{use: sleep, retries: 3, inputs: {duration: "$ctx.params.d"}}`, `input "duration" of sleep`, 1},
 		{"unresolved ref", `{use: test/record, retries: 3, inputs: {x: "$env.PYOCO_TEST_SURELY_UNSET_VAR"}}`, "PYOCO_TEST_SURELY_UNSET_VAR", 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			b := setup(t, nil)
-			final := b.run(t, "version: 1\nflow: {name: errs}\ntasks:\n  t: "+tc.task+"\n")
+			run := b.submit(t, "version: 1\nflow: {name: errs}\ntasks:\n  t: "+tc.task+"\n", map[string]any{"d": true})
+			final, err := b.eng.Execute(context.Background(), &engine.ExecuteParams{RunID: run.ID})
+			require.NoError(t, err)
 			require.Equal(t, engine.RunFailed, final.Status)
 			require.Contains(t, final.Tasks["t"].Error, tc.want)
 			require.Len(t, final.Tasks["t"].Attempts, tc.attempts)

@@ -12,6 +12,9 @@ import (
 // A store shared by several API servers (Redis) should implement it, so
 // that every server sees the same keys; without it the API keeps the keys
 // in its own process.
+//
+// The value bound is opaque to the store: the API binds "<run id>
+// <request hash>" so that the same key with another request is refused.
 type IdempotencyStore interface {
 	// IdempotencyGetOrSet atomically binds key to runID for ttl unless key
 	// is already bound. It returns the run id bound earlier (existing), or

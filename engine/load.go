@@ -38,6 +38,49 @@ const SubFlowPrefix = "flow/"
 // maxSubFlowDepth bounds how deeply sub-flows nest (through files or inline).
 const maxSubFlowDepth = 8
 
+// AllowUnknownUse returns tasks as a [TaskLookup] under which [LoadFlow]
+// accepts a `use` that tasks does not know, with a warning instead of an
+// error (the inputs of such a task are not checked). It is for a process
+// that does not execute the runs it accepts: `pyoco server` on Redis offers
+// flows whose plug-in tasks only its workers have (SPEC §3); the worker
+// that executes the run loads the flow with its own registry, and the run
+// fails there, with the unknown use named, if the worker lacks it.
+func AllowUnknownUse(tasks TaskLookup) TaskLookup {
+	if r, ok := tasks.(*Registry); ok && r == nil || tasks == nil {
+		tasks = NewRegistry()
+	}
+	return openLookup{tasks}
+}
+
+type openLookup struct{ TaskLookup }
+
+// WithFlows returns tasks as a [TaskLookup] that also resolves `use:
+// flow/<name>` through flows ([FlowLookup]): the flows of a server, for an
+// inline flow it accepts.
+func WithFlows(tasks TaskLookup, flows func(name string) (*Flow, bool)) TaskLookup {
+	return flowsLookup{tasks, flows}
+}
+
+type flowsLookup struct {
+	TaskLookup
+	flows func(string) (*Flow, bool)
+}
+
+// LookupFlow implements [FlowLookup].
+func (f flowsLookup) LookupFlow(name string) (*Flow, bool) { return f.flows(name) }
+
+// allowsUnknownUse reports whether tasks was made by [AllowUnknownUse]
+// (perhaps inside [WithFlows]).
+func allowsUnknownUse(tasks TaskLookup) bool {
+	switch t := tasks.(type) {
+	case openLookup:
+		return true
+	case flowsLookup:
+		return allowsUnknownUse(t.TaskLookup)
+	}
+	return false
+}
+
 // Limits on flow settings.
 const (
 	maxRetries     = 100
@@ -133,6 +176,19 @@ func loadFlow(file string, src []byte, tasks TaskLookup, stack []string) (*Flow,
 	sortByPos(l.warnings)
 	f.Warnings = l.warnings
 	return f, nil
+}
+
+// inputNames lists declared inputs for a message: "cmd, env, dir" or "no
+// inputs".
+func inputNames(ps []Param) string {
+	if len(ps) == 0 {
+		return "no inputs"
+	}
+	names := make([]string, len(ps))
+	for i, p := range ps {
+		names[i] = p.Name
+	}
+	return strings.Join(names, ", ")
 }
 
 func sortByPos(es []*LoadError) {
@@ -916,6 +972,8 @@ func (l *loader) task(e mapEntry) *taskInfo {
 			} else if l.tasks != nil {
 				if def, ok := l.tasks.Lookup(s); ok {
 					ti.def = def
+				} else if allowsUnknownUse(l.tasks) {
+					l.warnf(l.pos(fv.value), "task %s: use %q is not registered in this process: the worker that executes the run must have it", e.key, s)
 				} else {
 					l.errorf(l.pos(fv.value), "task %s: unknown use %q (not a registered task)", e.key, s)
 				}
@@ -1413,11 +1471,17 @@ func (l *loader) link(f *Flow, infos []*taskInfo, graphNode ast.Node, defaultsPo
 					l.errorf(ti.inputsPos, "task %s: missing required input %q of %s", name, p.Name, ti.def.Name)
 				}
 			}
-			if len(ti.def.Inputs) > 0 {
-				for _, k := range sortedKeys(ti.inputKeys) {
-					if !slices.ContainsFunc(ti.def.Inputs, func(p Param) bool { return p.Name == k }) {
-						l.warnf(ti.inputKeys[k], "task %s: input %q is not declared by %s", name, k, ti.def.Name)
+			for _, k := range sortedKeys(ti.inputKeys) {
+				i := slices.IndexFunc(ti.def.Inputs, func(p Param) bool { return p.Name == k })
+				switch {
+				case i >= 0:
+					if why := typeProblem(ti.def.Inputs[i], ti.spec.Inputs[k], f.Defaults); why != "" {
+						l.errorf(ti.inputKeys[k], "task %s: input %q of %s%s", name, k, ti.def.Name, why)
 					}
+				case ti.def.StrictInputs:
+					l.errorf(ti.inputKeys[k], "task %s: unknown input %q: %s does not take it (it takes %s)", name, k, ti.def.Name, inputNames(ti.def.Inputs))
+				case len(ti.def.Inputs) > 0:
+					l.warnf(ti.inputKeys[k], "task %s: input %q is not declared by %s", name, k, ti.def.Name)
 				}
 			}
 		}

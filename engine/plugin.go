@@ -148,6 +148,11 @@ func WithOutputs(ps ...Param) TaskOption {
 	return func(d *TaskDef) { d.Outputs = slices.Clone(ps) }
 }
 
+// WithStrictInputs says that the task refuses inputs it does not declare
+// (a [Typed] function does): `pyoco check` and every flow load then report
+// such an input as an error (see [TaskDef.StrictInputs]).
+func WithStrictInputs() TaskOption { return func(d *TaskDef) { d.StrictInputs = true } }
+
 // Task registers fn under name with the metadata opts set; it is the
 // helper form of [Registry.Add] and returns the same errors. Wrap a
 // function taking a struct with [Typed] to get decoded, checked inputs.

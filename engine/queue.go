@@ -107,6 +107,10 @@ type WorkerInfo struct {
 	Running []string `json:"running"`
 	// Concurrency is how many runs it executes at once at most.
 	Concurrency int `json:"concurrency"`
+	// Tasks are the names of the tasks it can execute (its registry:
+	// built-ins, Go and exec plug-ins), sorted. A server that has no task
+	// implementations lists the union of its live workers' (GET /tasks).
+	Tasks []string `json:"tasks,omitempty"`
 }
 
 // WorkerRegistry is an optional [Store] capability: live workers announce

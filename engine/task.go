@@ -16,7 +16,11 @@ type Param struct {
 	Name string `json:"name"`
 	// Type is a JSON type name: string, number, integer, boolean, object,
 	// array, duration (a string such as "1s"), or any.
-	Type        string `json:"type"`
+	Type string `json:"type"`
+	// Items is the type of every member of an object or array input (the
+	// values of shell's env are strings), in the names of Type; "" leaves
+	// them unchecked.
+	Items       string `json:"items,omitempty"`
 	Required    bool   `json:"required,omitempty"`
 	Description string `json:"description,omitempty"`
 }
@@ -33,7 +37,11 @@ type TaskDef struct {
 	Category string
 	Inputs   []Param
 	Outputs  []Param
-	Run      TaskFunc
+	// StrictInputs says that the task refuses, at run time, an input it
+	// does not declare in Inputs (as a task run through [Typed] does): the
+	// flow loader then reports such an input as an error, not a warning.
+	StrictInputs bool
+	Run          TaskFunc
 }
 
 // TaskContext is what a running task attempt knows about itself. It is

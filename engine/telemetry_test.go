@@ -178,3 +178,53 @@ func TestExecuteMetrics(t *testing.T) {
 	require.True(t, ok)
 	require.Len(t, th.DataPoints, 3) // ok/SUCCEEDED, flaky/FAILED, flaky/SUCCEEDED
 }
+
+// TestCountersStart: before any run, CountersStart gives every run status
+// and every task outcome of a flow its series at 0; inline flows count
+// under _inline.
+func TestCountersStart(t *testing.T) {
+	t.Parallel()
+	b := setupTelemetry(t)
+	f, err := engine.LoadFlow("traced.yaml", []byte(tracedFlow), b.reg)
+	require.NoError(t, err)
+	inline, err := engine.LoadFlow(engine.InlineFlowFile, []byte(tracedFlow), b.reg)
+	require.NoError(t, err)
+	b.eng.CountersStart(f, nil, inline)
+	b.eng.CountersStart(f) // again: no change
+
+	var rm metricdata.ResourceMetrics
+	require.NoError(t, b.reader.Collect(context.Background(), &rm))
+	series := map[string]map[string]int64{} // metric → "flow/task/status" → value
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			s, ok := m.Data.(metricdata.Sum[int64])
+			if !ok {
+				continue
+			}
+			for _, dp := range s.DataPoints {
+				fl, _ := dp.Attributes.Value(engine.LabelFlow)
+				tk, _ := dp.Attributes.Value(engine.LabelTask)
+				st, _ := dp.Attributes.Value(engine.LabelStatus)
+				if series[m.Name] == nil {
+					series[m.Name] = map[string]int64{}
+				}
+				series[m.Name][fl.AsString()+"/"+tk.AsString()+"/"+st.AsString()] = dp.Value
+			}
+		}
+	}
+	for _, flow := range []string{"traced", engine.LabelInline} {
+		for _, st := range []string{"PENDING", "RUNNING", "CANCELLING", "COMPLETED", "FAILED", "CANCELLED"} {
+			v, ok := series[engine.MetricRuns][flow+"//"+st]
+			require.True(t, ok, "%s %s: %v", flow, st, series[engine.MetricRuns])
+			require.Zero(t, v)
+		}
+	}
+	for _, task := range []string{"ok", "flaky"} {
+		for _, st := range []string{"SUCCEEDED", "FAILED", "CANCELLED"} {
+			v, ok := series[engine.MetricTasks]["traced/"+task+"/"+st]
+			require.True(t, ok, "%s %s: %v", task, st, series[engine.MetricTasks])
+			require.Zero(t, v)
+		}
+	}
+	require.Len(t, series[engine.MetricTasks], 2*3+3, "traced's tasks, and _inline/_inline: %v", series[engine.MetricTasks])
+}

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/pyoco/pyoco/engine"
+	"github.com/pyoco/pyoco/internal/procgroup"
 )
 
 // ExecPrefix starts the file name of every exec plug-in: "pyoco-plugin-<name>".
@@ -369,6 +370,8 @@ func (p *execPlugin) taskFunc(task string) engine.TaskFunc {
 			return cmd
 		})
 		if err == nil {
+			// Recorded for a second Ctrl+C, which kills every task's group.
+			defer procgroup.Add(cmd.Process.Pid)()
 			err = cmd.Wait()
 		}
 		if errors.Is(err, exec.ErrWaitDelay) {

@@ -38,6 +38,10 @@ func Lint(rep *Report, reg *engine.Registry) []string {
 						out = append(out, fmt.Sprintf("task %s: %s %q has no type", name, io.kind, prm.Name))
 					case !paramTypes[prm.Type]:
 						out = append(out, fmt.Sprintf("task %s: %s %q has unknown type %q", name, io.kind, prm.Name, prm.Type))
+					case prm.Items != "" && prm.Type != "object" && prm.Type != "array":
+						out = append(out, fmt.Sprintf("task %s: %s %q has items but type %q (items is for object and array)", name, io.kind, prm.Name, prm.Type))
+					case prm.Items != "" && !paramTypes[prm.Items]:
+						out = append(out, fmt.Sprintf("task %s: %s %q has unknown items type %q", name, io.kind, prm.Name, prm.Items))
 					}
 				}
 			}

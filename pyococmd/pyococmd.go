@@ -28,11 +28,14 @@ import (
 
 	"github.com/pyoco/pyoco/engine"
 	"github.com/pyoco/pyoco/internal/cli"
+	"github.com/pyoco/pyoco/internal/procgroup"
 )
 
 // Main runs the pyoco command line with os.Args and exits with its status.
 // The first SIGINT or SIGTERM cancels a running flow gracefully; a second
-// one exits at once with status 130.
+// one kills the process group of every running task (shell commands, exec
+// plug-ins, and whatever they started) with SIGKILL and exits at once with
+// status 130.
 func Main() {
 	os.Exit(Status())
 }
@@ -56,7 +59,11 @@ func Status() int {
 		}
 		select {
 		case <-sigs:
-			fmt.Fprintln(os.Stderr, "pyoco: interrupted again, stopping now")
+			// Kill what the tasks started first: the shells and plug-ins
+			// are in their own process groups, so our exit would not
+			// reach them, and children that ignore SIGTERM would stay.
+			n := procgroup.KillAll()
+			fmt.Fprintf(os.Stderr, "pyoco: interrupted again, stopping now (killed %d task process groups)\n", n)
 			os.Exit(cli.ExitCancelled)
 		case <-done:
 		}

@@ -103,6 +103,7 @@ type Worker struct {
 	eng     *engine.Engine
 	q       engine.Queue
 	reg     engine.WorkerRegistry // nil if the store has none
+	tasks   []string              // announced in the worker record
 	cfg     Config
 	log     *slog.Logger
 	started time.Time
@@ -194,6 +195,11 @@ func New(eng *engine.Engine, q engine.Queue, cfg *Config) (*Worker, error) {
 		freed:     make(chan struct{}, 1),
 	}
 	w.reg, _ = q.(engine.WorkerRegistry)
+	if r := eng.Registry(); r != nil {
+		for _, d := range r.List() {
+			w.tasks = append(w.tasks, d.Name)
+		}
+	}
 	return w, nil
 }
 
@@ -272,7 +278,9 @@ func (w *Worker) Stop(ctx context.Context) error {
 			}
 		}
 		w.mu.Unlock()
-		w.log.WarnContext(ctx, "worker stopping: handing runs back", "runs", n)
+		// A stop that outlasts its runs is what the hand-back is for: no
+		// warning (another worker resumes them).
+		w.log.InfoContext(ctx, "worker stopping: handing runs back", "runs", n)
 		<-done
 	}
 	// Reclaimed and taken runs that never got a slot go back too.
@@ -572,7 +580,7 @@ func (w *Worker) heartbeat(ctx context.Context) {
 	if w.reg != nil {
 		info := &engine.WorkerInfo{
 			ID: w.cfg.ID, Host: w.cfg.Host, StartedAt: w.started, LastHeartbeat: time.Now().UTC(),
-			Running: running, Concurrency: w.cfg.Concurrency,
+			Running: running, Concurrency: w.cfg.Concurrency, Tasks: w.tasks,
 		}
 		if err := w.reg.WorkerHeartbeat(hctx, info, w.cfg.Lease); err != nil {
 			w.storeFailed(ctx, "worker heartbeat", err)

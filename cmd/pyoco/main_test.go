@@ -2,7 +2,9 @@ package main
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/rogpeppe/go-internal/testscript"
@@ -25,6 +27,18 @@ func TestScripts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	root, err := filepath.Abs("../..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Scripts that build a custom pyoco (plugin_build.txtar) use this
+	// checkout and the machine's Go caches, offline.
+	goEnv := map[string]string{}
+	if out, err := exec.Command("go", "env", "GOMODCACHE", "GOCACHE").Output(); err == nil {
+		if v := strings.Fields(string(out)); len(v) == 2 {
+			goEnv["GOMODCACHE"], goEnv["GOCACHE"] = v[0], v[1]
+		}
+	}
 	testscript.Run(t, testscript.Params{
 		Dir: "testdata/script",
 		Setup: func(env *testscript.Env) error {
@@ -32,6 +46,13 @@ func TestScripts(t *testing.T) {
 			env.Setenv("NO_COLOR", "")
 			env.Setenv("PYOCO_PLUGIN_PATH", filepath.Join(env.WorkDir, "no-plugins"))
 			env.Setenv("HOME", env.WorkDir)
+			env.Setenv("PYOCO_ROOT", root)
+			for k, v := range goEnv {
+				env.Setenv(k, v)
+			}
+			env.Setenv("GOPROXY", "off")
+			env.Setenv("GOTOOLCHAIN", "local")
+			env.Setenv("GOFLAGS", "-buildvcs=false")
 			return nil
 		},
 		RequireExplicitExec: true,

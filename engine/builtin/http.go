@@ -46,9 +46,9 @@ func httpDef() engine.TaskDef {
 		Inputs: []engine.Param{
 			{Name: "method", Type: "string", Description: "HTTP method. Defaults to GET."},
 			{Name: "url", Type: "string", Required: true, Description: "Request URL (http or https)."},
-			{Name: "headers", Type: "object", Description: "Request headers (string values)."},
+			{Name: "headers", Type: "object", Items: "string", Description: "Request headers (string values)."},
 			{Name: "body", Type: "any", Description: "Request body: a string is sent as is; any other JSON value is sent as JSON with Content-Type application/json."},
-			{Name: "allow_status", Type: "array", Description: "Status codes outside 2xx that do not fail the task."},
+			{Name: "allow_status", Type: "array", Items: "integer", Description: "Status codes outside 2xx that do not fail the task."},
 			{Name: "timeout", Type: "duration", Description: "Time limit for the whole request, body included. Defaults to none beyond the task's own timeout."},
 		},
 		Outputs: []engine.Param{
@@ -56,7 +56,8 @@ func httpDef() engine.TaskDef {
 			{Name: "headers", Type: "object", Description: "Response headers, first value of each."},
 			{Name: "body", Type: "any", Description: "Response body: parsed JSON when the response is JSON, else text capped at 64 KiB."},
 		},
-		Run: engine.Typed("http", runHTTP),
+		StrictInputs: true,
+		Run:          engine.Typed("http", runHTTP),
 	}
 }
 

@@ -27,7 +27,8 @@ func sleepDef() engine.TaskDef {
 		Outputs: []engine.Param{
 			{Name: "slept", Type: "duration", Description: "The duration waited, e.g. \"200ms\"."},
 		},
-		Run: engine.Typed("sleep", runSleep),
+		StrictInputs: true,
+		Run:          engine.Typed("sleep", runSleep),
 	}
 }
 
@@ -64,7 +65,8 @@ func logDef() engine.TaskDef {
 		Outputs: []engine.Param{
 			{Name: "message", Type: "any", Description: "The message input, unchanged (the whole output is the message)."},
 		},
-		Run: engine.Typed("log", runLog),
+		StrictInputs: true,
+		Run:          engine.Typed("log", runLog),
 	}
 }
 
@@ -112,6 +114,7 @@ func failDef() engine.TaskDef {
 		Inputs: []engine.Param{
 			{Name: "message", Type: "string", Description: "The error message. Defaults to \"failed on purpose\"."},
 		},
+		StrictInputs: true,
 		Run: engine.Typed("fail", func(_ context.Context, _ *engine.TaskContext, in failInputs) (any, error) {
 			if in.Message == "" {
 				in.Message = "failed on purpose"
@@ -123,10 +126,11 @@ func failDef() engine.TaskDef {
 
 func noopDef() engine.TaskDef {
 	return engine.TaskDef{
-		Name:     "noop",
-		Summary:  "Do nothing and succeed; a placeholder or join point in a graph.",
-		Tags:     []string{"noop", "placeholder"},
-		Category: categoryControl,
+		Name:         "noop",
+		Summary:      "Do nothing and succeed; a placeholder or join point in a graph.",
+		Tags:         []string{"noop", "placeholder"},
+		Category:     categoryControl,
+		StrictInputs: true,
 		Run: engine.Typed("noop", func(context.Context, *engine.TaskContext, struct{}) (any, error) {
 			return nil, nil
 		}),

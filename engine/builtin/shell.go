@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/pyoco/pyoco/engine"
+	"github.com/pyoco/pyoco/internal/procgroup"
 )
 
 // shellWaitDelay is how long a shell task's process group gets after SIGTERM
@@ -35,14 +36,15 @@ func shellDef() engine.TaskDef {
 		Category: categorySystem,
 		Inputs: []engine.Param{
 			{Name: "cmd", Type: "string", Required: true, Description: "Command line, run with /bin/sh -c."},
-			{Name: "env", Type: "object", Description: "Environment variables (string values) added to pyoco's environment."},
+			{Name: "env", Type: "object", Items: "string", Description: "Environment variables (string values) added to pyoco's environment."},
 			{Name: "dir", Type: "string", Description: "Working directory; defaults to pyoco's."},
 		},
 		Outputs: []engine.Param{
 			{Name: "exit_code", Type: "integer", Description: "Exit status of the command."},
 			{Name: "stdout", Type: "string", Description: "Standard output, capped at 64 KiB (a cut output ends with \"[output truncated]\")."},
 		},
-		Run: engine.Typed("shell", runShell),
+		StrictInputs: true,
+		Run:          engine.Typed("shell", runShell),
 	}
 }
 
@@ -72,6 +74,8 @@ func runShell(ctx context.Context, tc *engine.TaskContext, in shellInputs) (any,
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start shell: %w", err)
 	}
+	// Recorded for a second Ctrl+C, which kills every task's group at once.
+	defer procgroup.Add(cmd.Process.Pid)()
 	err := cmd.Wait()
 	if ctx.Err() != nil {
 		// The group leader is reaped; members that ignored SIGTERM may remain.

@@ -299,6 +299,7 @@ func (s *Store) WorkerHeartbeat(ctx context.Context, w *engine.WorkerInfo, ttl t
 	}
 	c := *w
 	c.Running = slices.Clone(w.Running)
+	c.Tasks = slices.Clone(w.Tasks)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.q.workers[w.ID] = workerEntry{info: c, expires: time.Now().Add(ttl)}
@@ -332,6 +333,7 @@ func (s *Store) WorkerList(ctx context.Context) ([]engine.WorkerInfo, error) {
 		}
 		c := w.info
 		c.Running = slices.Clone(w.info.Running)
+		c.Tasks = slices.Clone(w.info.Tasks)
 		out = append(out, c)
 	}
 	slices.SortFunc(out, func(a, b engine.WorkerInfo) int { return cmp.Compare(a.ID, b.ID) })

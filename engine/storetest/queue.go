@@ -461,7 +461,8 @@ func RunQueue(t *testing.T, newStore func(t *testing.T) engine.Store) {
 		ws, err := wr.WorkerList(b.ctx)
 		require.NoError(t, err)
 		require.Empty(t, ws)
-		w1 := &engine.WorkerInfo{ID: "w1", Host: "h1", StartedAt: b.now, LastHeartbeat: b.now, Running: []string{"r1"}, Concurrency: 4}
+		w1 := &engine.WorkerInfo{ID: "w1", Host: "h1", StartedAt: b.now, LastHeartbeat: b.now, Running: []string{"r1"}, Concurrency: 4,
+			Tasks: []string{"noop", "x/y"}}
 		require.NoError(t, wr.WorkerHeartbeat(b.ctx, w1, time.Minute))
 		require.NoError(t, wr.WorkerHeartbeat(b.ctx, &engine.WorkerInfo{ID: "w2", Host: "h2", StartedAt: b.now, LastHeartbeat: b.now}, 200*time.Millisecond))
 		ws, err = wr.WorkerList(b.ctx)
@@ -471,6 +472,8 @@ func RunQueue(t *testing.T, newStore func(t *testing.T) engine.Store) {
 		require.Equal(t, "h1", ws[0].Host)
 		require.Equal(t, []string{"r1"}, ws[0].Running)
 		require.Equal(t, 4, ws[0].Concurrency)
+		require.Equal(t, []string{"noop", "x/y"}, ws[0].Tasks, "the tasks a worker announces")
+		require.Empty(t, ws[1].Tasks)
 		requireTimeEqual(t, b.now, ws[0].StartedAt)
 
 		time.Sleep(300 * time.Millisecond)

@@ -24,7 +24,7 @@ func runRemote(ctx context.Context, e *env, server, arg string, params map[strin
 		return err
 	}
 	bg := context.WithoutCancel(ctx)
-	ans, err := submitRun(bg, cl, arg, params, nil)
+	ans, err := submitRun(bg, cl, arg, params, nil, "")
 	if err != nil {
 		return err
 	}

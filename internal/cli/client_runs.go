@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -33,6 +35,9 @@ type submitAnswer struct {
 	RunID   string           `json:"run_id"`
 	Status  engine.RunStatus `json:"status"`
 	TraceID string           `json:"trace_id"`
+	// replayed is true when the server answered with the run an earlier
+	// submit with the same Idempotency-Key created (200, not 201).
+	replayed bool
 }
 
 // isFlowFile tells a flow file argument from a flow name: a .yaml/.yml
@@ -46,8 +51,9 @@ func isFlowFile(arg string) bool {
 	return err == nil && fi.Mode().IsRegular()
 }
 
-// submitRun posts a run of arg (flow file or flow name).
-func submitRun(ctx context.Context, cl *apiClient, arg string, params map[string]any, tags []string) (*submitAnswer, error) {
+// submitRun posts a run of arg (flow file or flow name), with the
+// Idempotency-Key key unless it is "".
+func submitRun(ctx context.Context, cl *apiClient, arg string, params map[string]any, tags []string, key string) (*submitAnswer, error) {
 	req := submitRequest{Params: params, Tags: tags}
 	if isFlowFile(arg) {
 		b, err := engine.ReadFlowFile(arg)
@@ -58,10 +64,20 @@ func submitRun(ctx context.Context, cl *apiClient, arg string, params map[string
 	} else {
 		req.FlowName = arg
 	}
-	var ans submitAnswer
-	if _, err := cl.call(ctx, "POST", "/runs", req, &ans); err != nil {
+	var header http.Header
+	if key != "" {
+		header = http.Header{"Idempotency-Key": {key}}
+	}
+	resp, err := cl.request(ctx, "POST", "/runs", req, header)
+	if err != nil {
 		return nil, err
 	}
+	defer resp.Body.Close()
+	var ans submitAnswer
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&ans); err != nil {
+		return nil, &exitError{code: ExitFailed, msg: fmt.Sprintf("server %s: bad answer to POST /runs: %v", cl.base, err)}
+	}
+	ans.replayed = resp.StatusCode == http.StatusOK
 	return &ans, nil
 }
 
@@ -72,12 +88,18 @@ func newSubmitCmd(e *env) *cobra.Command {
 		tags       []string
 		wait       bool
 		asJSON     bool
+		idemKey    string
 	)
 	c := &cobra.Command{
 		Use:   "submit FLOW_NAME|FLOW.yaml",
 		Short: "Submit a run to a pyoco server",
 		Long: `Submit a run to a pyoco server: a flow the server offers by name, or a flow
 file (a .yaml/.yml path), whose text is sent.
+
+--idempotency-key KEY makes the submit safe to retry: the server answers a
+second submit with the same key and the same request (within 24 h) with
+the run the first one created (printed with "(existing run of this key)"),
+and refuses the key with another request (exit 1).
 
 With --wait, wait until the run ends; exit 0 COMPLETED, 1 FAILED, 130
 CANCELLED (Ctrl+C stops waiting; the run goes on: 'pyoco runs cancel ID').`,
@@ -92,7 +114,7 @@ CANCELLED (Ctrl+C stops waiting; the run goes on: 'pyoco runs cancel ID').`,
 				return err
 			}
 			ctx := c.Context()
-			ans, err := submitRun(ctx, cl, args[0], params, tags)
+			ans, err := submitRun(ctx, cl, args[0], params, tags, idemKey)
 			if err != nil {
 				return err
 			}
@@ -100,11 +122,11 @@ CANCELLED (Ctrl+C stops waiting; the run goes on: 'pyoco runs cancel ID').`,
 				if asJSON {
 					return printJSON(e, ans)
 				}
-				fmt.Fprintf(e.stdout, "run %s %s  trace_id %s\n", ans.RunID, ans.Status, ans.TraceID)
+				fmt.Fprintf(e.stdout, "run %s %s  trace_id %s%s\n", ans.RunID, ans.Status, ans.TraceID, replayNote(ans))
 				return nil
 			}
 			if !asJSON {
-				fmt.Fprintf(e.stderr, "run %s %s  trace_id %s; waiting…\n", ans.RunID, ans.Status, ans.TraceID)
+				fmt.Fprintf(e.stderr, "run %s %s  trace_id %s%s; waiting…\n", ans.RunID, ans.Status, ans.TraceID, replayNote(ans))
 			}
 			doc, raw, err := cl.waitRun(ctx, ans.RunID, pollEvery, nil)
 			if err != nil {
@@ -129,8 +151,17 @@ CANCELLED (Ctrl+C stops waiting; the run goes on: 'pyoco runs cancel ID').`,
 	c.Flags().StringArrayVarP(&paramFlags, "param", "p", nil, "set a param: key=value (JSON values keep their type); repeatable")
 	c.Flags().StringArrayVar(&tags, "tag", nil, "tag the run; repeatable")
 	c.Flags().BoolVar(&wait, "wait", false, "wait until the run ends; exit 0/1/130 like 'pyoco run'")
+	c.Flags().StringVar(&idemKey, "idempotency-key", "", "Idempotency-Key header: a retried submit with the same key and request gets the same run")
 	c.Flags().BoolVar(&asJSON, "json", false, "print JSON (with --wait: the finished Run)")
 	return c
+}
+
+// replayNote marks an answer that is an earlier submit's run.
+func replayNote(ans *submitAnswer) string {
+	if ans.replayed {
+		return " (existing run of this key)"
+	}
+	return ""
 }
 
 func errSuffix(s *string) string {

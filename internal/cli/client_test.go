@@ -319,3 +319,34 @@ func (b *syncBuffer) String() string {
 	defer b.mu.Unlock()
 	return b.buf.String()
 }
+
+// TestSubmitIdempotencyKey: `pyoco submit --idempotency-key` sends the
+// header: the same key and request give the same run (marked as such), the
+// same key with other params is refused with the server's reason.
+func TestSubmitIdempotencyKey(t *testing.T) {
+	t.Parallel()
+	vars := map[string]string{"PYOCO_SERVER": apiServer(t, "")}
+	code, out1, errOut := cliAt(t, vars, "submit", "ok_flow", "--idempotency-key", "k-1", "--json")
+	require.Equal(t, 0, code, errOut)
+	var first submitAnswer
+	require.NoError(t, json.Unmarshal([]byte(out1), &first))
+	require.NotEmpty(t, first.RunID)
+
+	code, out2, errOut := cliAt(t, vars, "submit", "ok_flow", "--idempotency-key", "k-1")
+	require.Equal(t, 0, code, errOut)
+	require.Contains(t, out2, "run "+first.RunID+" ")
+	require.Contains(t, out2, "(existing run of this key)")
+
+	code, out3, _ := cliAt(t, vars, "submit", "ok_flow", "--idempotency-key", "k-2")
+	require.Equal(t, 0, code)
+	require.NotContains(t, out3, first.RunID)
+	require.NotContains(t, out3, "existing run")
+
+	code, _, errOut = cliAt(t, vars, "submit", "ok_flow", "--idempotency-key", "k-1", "--param", "x=1")
+	require.Equal(t, ExitFailed, code)
+	require.Contains(t, errOut, `Idempotency-Key "k-1" was used within 24h for a different request (run `+first.RunID+`)`)
+
+	code, _, errOut = cliAt(t, vars, "submit", "ok_flow", "--idempotency-key", "bad\tkey")
+	require.NotEqual(t, 0, code)
+	require.Contains(t, errOut, "Idempotency-Key")
+}

@@ -161,6 +161,7 @@ func runLocal(ctx context.Context, e *env, flow *engine.Flow, reg *engine.Regist
 	if err != nil {
 		return cancelledOr(ctx, e, err)
 	}
+	eng.CountersStart(flow)
 	bg := context.WithoutCancel(ctx)
 	run, err := eng.Submit(bg, &engine.SubmitParams{Flow: flow, Params: params})
 	if err != nil {

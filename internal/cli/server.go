@@ -111,7 +111,9 @@ token); --trace-url links each run to its trace in Jaeger or Tempo.`,
 	f.StringVar(&o.flows, "flows", "./flows", "directory of the flow files offered by name [PYOCO_FLOWS]")
 	f.StringVar(&o.redis, "redis", "", "Redis URL or comma-separated Cluster host:port list; none: embedded memory store [PYOCO_REDIS_URL]")
 	f.StringVar(&o.namespace, "namespace", redisstore.DefaultNamespace, "Redis key namespace [PYOCO_NAMESPACE]")
-	f.IntVar(&o.workers, "workers", 1, "in-process workers (default 1 without Redis, 0 with it) [PYOCO_WORKERS]")
+	// The default depends on --redis (resolve sets it), so the flag's own
+	// is 0, which the help does not print as "(default 0)".
+	f.IntVar(&o.workers, "workers", 0, "in-process workers: default 1 without --redis, 0 with it [PYOCO_WORKERS]")
 	f.IntVar(&o.concurrency, "concurrency", worker.DefaultConcurrency, "runs each in-process worker executes at once [PYOCO_CONCURRENCY]")
 	f.DurationVar(&o.lease, "lease", worker.DefaultLease, "lease before a silent worker's runs are taken over [PYOCO_LEASE]")
 	f.IntVar(&o.maxAttempts, "max-attempts", worker.DefaultMaxAttempts, "workers that may take a run before it fails [PYOCO_MAX_ATTEMPTS]")
@@ -191,8 +193,11 @@ func (o *serverOptions) resolve(c *cobra.Command, e *env) error {
 		return usageErr("%v", err)
 	}
 	o.webhooks = eps
-	if !o.workersSet && o.redis != "" {
+	if !o.workersSet {
 		o.workers = 0
+		if o.redis == "" {
+			o.workers = 1
+		}
 	}
 	switch {
 	case o.workers < 0:
@@ -257,7 +262,15 @@ func runServer(ctx context.Context, e *env, o *serverOptions) error {
 	if err != nil {
 		return usageErr("plug-ins: %v", err)
 	}
-	flows, err := api.LoadFlowDir(o.flows, reg)
+	// On Redis the runs may execute on workers with tasks this process
+	// lacks (SPEC §3): a use it does not know is a warning here, checked by
+	// the worker that executes the run. In memory, this process is the
+	// worker: its registry decides.
+	var flowTasks engine.TaskLookup = reg
+	if o.redis != "" {
+		flowTasks = engine.AllowUnknownUse(reg)
+	}
+	flows, err := api.LoadFlowDir(o.flows, flowTasks)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		log.Warn("flows directory not found: no flows offered by name (flow_yaml still works)", "flows", o.flows)
@@ -295,6 +308,12 @@ func runServer(ctx context.Context, e *env, o *serverOptions) error {
 	eng, err := newEngine(baseID)
 	if err != nil {
 		return err
+	}
+	// Every engine of this process shares the meter provider: one start at
+	// 0 covers the API's PENDING counts and the in-process workers' too.
+	if flowSource != nil {
+		list, _ := flowSource.FlowList()
+		eng.CountersStart(list...)
 	}
 
 	// In-process workers, each with its own engine so that its id is the
@@ -363,7 +382,7 @@ func runServer(ctx context.Context, e *env, o *serverOptions) error {
 		pluginDoc = rep
 	}
 	srv, err := api.New(eng, &api.Config{
-		Flows: flowSource, Token: e.getenv("PYOCO_API_TOKEN"), Metrics: tel.Handler(), Plugins: pluginDoc, Logger: log,
+		Flows: flowSource, FlowTasks: flowTasks, Token: e.getenv("PYOCO_API_TOKEN"), Metrics: tel.Handler(), Plugins: pluginDoc, Logger: log,
 		TracerProvider: tel.TracerProvider, MeterProvider: tel.MeterProvider, Webhooks: whLog, Schedules: sched,
 	})
 	if err != nil {
@@ -410,7 +429,7 @@ func runServer(ctx context.Context, e *env, o *serverOptions) error {
 			for _, w := range workers {
 				wg.Go(func() {
 					if err := w.Stop(sctx); err != nil {
-						log.Warn("worker stopped before its runs finished: they were handed back", engine.LogKeyWorker, w.ID(), engine.LogKeyError, err)
+						log.Info("worker stopped before its runs finished: they were handed back", engine.LogKeyWorker, w.ID(), "reason", err)
 					}
 				})
 			}

@@ -122,6 +122,10 @@ func TestServerShutdownStopsWorkersTogether(t *testing.T) {
 	require.Equal(t, 2, handBack, "each worker handed its run back: %s", out)
 	require.Less(t, lastStopping, firstHandBack, "both workers stop together, not one after the other: %s", out)
 	require.Contains(t, out, "server stopped")
+	// A hand-back at the end of --shutdown-timeout is the normal way a
+	// stop ends: INFO, no warning.
+	require.NotContains(t, out, "level=WARN", out)
+	require.Regexp(t, `level=INFO msg="worker stopped before its runs finished: they were handed back" .*reason="context deadline exceeded"`, out)
 }
 
 // TestOpenRedisPoolSize: the worker's Redis client has room for every run

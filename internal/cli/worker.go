@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -17,6 +18,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/spf13/cobra"
 
+	"github.com/pyoco/pyoco/api"
 	"github.com/pyoco/pyoco/engine"
 	"github.com/pyoco/pyoco/redisstore"
 	"github.com/pyoco/pyoco/telemetry"
@@ -32,6 +34,8 @@ type workerOptions struct {
 	lease           time.Duration
 	maxAttempts     int
 	metricsAddr     string
+	flows           string
+	flowsSet        bool // --flows or PYOCO_FLOWS given
 	retention       time.Duration
 	shutdownTimeout time.Duration
 	popts           pluginOptions
@@ -51,11 +55,13 @@ after --lease and resumed; after --max-attempts takeovers a run ends FAILED.
 SIGTERM (or Ctrl+C) stops taking runs, lets the running ones finish for up to
 --shutdown-timeout and hands the rest back to other workers; a second signal
 exits at once. Each worker serves its own Prometheus /metrics on
---metrics-addr ("off" disables it).
+--metrics-addr ("off" disables it). The flows of --flows, when that
+directory exists, are only read so that their run and task counters start
+at 0 (a worker executes the snapshot stored with each run, of any flow).
 
 Settings: flag > environment (PYOCO_REDIS_URL, PYOCO_NAMESPACE,
 PYOCO_CONCURRENCY, PYOCO_LEASE, PYOCO_MAX_ATTEMPTS, PYOCO_METRICS_ADDR,
-PYOCO_RETENTION, PYOCO_SHUTDOWN_TIMEOUT) > default.`,
+PYOCO_FLOWS, PYOCO_RETENTION, PYOCO_SHUTDOWN_TIMEOUT) > default.`,
 		Args: exactArgs(0, "no arguments"),
 		RunE: func(c *cobra.Command, args []string) error {
 			if err := o.resolve(c, e); err != nil {
@@ -71,6 +77,7 @@ PYOCO_RETENTION, PYOCO_SHUTDOWN_TIMEOUT) > default.`,
 	f.DurationVar(&o.lease, "lease", worker.DefaultLease, "lease before a silent worker's runs are taken over [PYOCO_LEASE]")
 	f.IntVar(&o.maxAttempts, "max-attempts", worker.DefaultMaxAttempts, "workers that may take a run before it fails [PYOCO_MAX_ATTEMPTS]")
 	f.StringVar(&o.metricsAddr, "metrics-addr", ":9464", `address of this worker's /metrics ("off" disables) [PYOCO_METRICS_ADDR]`)
+	f.StringVar(&o.flows, "flows", "./flows", "directory of flow files whose counters start at 0 (optional: runs carry their flow) [PYOCO_FLOWS]")
 	f.DurationVar(&o.retention, "retention", redisstore.DefaultRetention, "how long finished runs are kept [PYOCO_RETENTION]")
 	f.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 25*time.Second, "how long a stopping worker lets running runs finish before handing them back [PYOCO_SHUTDOWN_TIMEOUT]")
 	o.popts.register(c)
@@ -99,6 +106,7 @@ func (o *workerOptions) resolve(c *cobra.Command, e *env) error {
 		fromEnv("lease", "PYOCO_LEASE", setDuration(&o.lease)),
 		fromEnv("max-attempts", "PYOCO_MAX_ATTEMPTS", setInt(&o.maxAttempts)),
 		fromEnv("metrics-addr", "PYOCO_METRICS_ADDR", setString(&o.metricsAddr)),
+		fromEnv("flows", "PYOCO_FLOWS", setString(&o.flows)),
 		fromEnv("retention", "PYOCO_RETENTION", setDuration(&o.retention)),
 		fromEnv("shutdown-timeout", "PYOCO_SHUTDOWN_TIMEOUT", setDuration(&o.shutdownTimeout)),
 	} {
@@ -106,6 +114,7 @@ func (o *workerOptions) resolve(c *cobra.Command, e *env) error {
 			return err
 		}
 	}
+	o.flowsSet = c.Flags().Changed("flows") || e.getenv("PYOCO_FLOWS") != ""
 	switch {
 	case o.redis == "":
 		return usageErr("pyoco worker needs Redis: give --redis URL or set PYOCO_REDIS_URL (without Redis, 'pyoco server' runs in-process workers)")
@@ -167,6 +176,7 @@ func runWorker(ctx context.Context, e *env, o *workerOptions) error {
 	if err != nil {
 		return err
 	}
+	startCounters(log, eng, o.flows, o.flowsSet)
 	w, err := worker.New(eng, store, &worker.Config{
 		ID: id, Concurrency: o.concurrency, Lease: o.lease, MaxAttempts: o.maxAttempts, Logger: log, Host: host,
 	})
@@ -209,7 +219,7 @@ func runWorker(ctx context.Context, e *env, o *workerOptions) error {
 	sctx, cancel := context.WithTimeout(bg, o.shutdownTimeout)
 	defer cancel()
 	if err := w.Stop(sctx); err != nil {
-		log.Warn("runs handed back to other workers", engine.LogKeyError, err)
+		log.Info("runs handed back to other workers", "reason", err)
 	}
 	return nil
 }
@@ -275,4 +285,21 @@ func openRedis(spec string, minPool int) (redis.UniversalClient, error) {
 	q.Set("pool_size", strconv.Itoa(size))
 	u.RawQuery = q.Encode()
 	return redisstore.OpenClient(u.String())
+}
+
+// startCounters starts the counters of the flows of dir at 0 (see
+// [engine.Engine.CountersStart]). A worker needs no flow files, so a
+// directory that does not exist is fine unless it was asked for (given),
+// and files that do not load are only counted in the log.
+func startCounters(log *slog.Logger, eng *engine.Engine, dir string, given bool) {
+	flows, err := api.LoadFlowDir(dir, eng.Registry())
+	if err != nil {
+		if given || !errors.Is(err, fs.ErrNotExist) {
+			log.Warn("flows not read: their counters start at their first run", "flows", dir, engine.LogKeyError, err)
+		}
+		return
+	}
+	list, problems := flows.FlowList()
+	eng.CountersStart(list...)
+	log.Info("counters started at 0", "flows", dir, "count", len(list), "not_loaded", len(problems))
 }
