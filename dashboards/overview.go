@@ -212,6 +212,7 @@ func Overview() (dashboard.Dashboard, error) {
 			Span(24).Height(10).
 			Datasource(common.DataSourceRef{Type: cog.ToPtr(InfinityType), Uid: cog.ToPtr(InfinityUID)}).
 			WithTarget(infinityRuns("/runs?status=COMPLETED,FAILED,CANCELLED&limit=100")).
+			Unit("none").
 			Footer(tableFooter()).
 			SortBy([]cog.Builder[common.TableSortByFieldState]{
 				common.NewTableSortByFieldStateBuilder().DisplayName("Duration (ms)").Desc(true),
