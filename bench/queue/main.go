@@ -152,7 +152,7 @@ func pyocoDrain(ctx context.Context, admin *redis.Client, addr string, workers i
 	if err != nil {
 		log.Fatal(err)
 	}
-	c0 := commands(ctx, admin)
+	c0, calls0 := commands(ctx, admin), commandCalls(ctx, admin)
 	var wg sync.WaitGroup
 	var next atomic.Int64
 	for range 32 {
@@ -165,7 +165,7 @@ func pyocoDrain(ctx context.Context, admin *redis.Client, addr string, workers i
 		})
 	}
 	wg.Wait()
-	c1 := commands(ctx, admin)
+	c1, calls1 := commands(ctx, admin), commandCalls(ctx, admin)
 
 	var finished atomic.Int64
 	done := make(chan struct{})
@@ -210,6 +210,10 @@ func pyocoDrain(ctx context.Context, admin *redis.Client, addr string, workers i
 	fmt.Printf("(pyoco %d worker(s) draining: redis-server CPU %.0f%% of one core, %.0f µs/run; worker process CPU %.0f µs/run)\n", workers,
 		100*(redisCPU(ctx, admin)-cpu0)/elapsed.Seconds(), 1e6*(redisCPU(ctx, admin)-cpu0)/float64(*n), 1e6*(selfCPU()-self0)/float64(*n))
 	c2 := commands(ctx, admin)
+	if workers == 1 {
+		printCalls("pyoco submit", calls0, calls1, *n)
+		printCalls("pyoco 1 worker execute", calls1, commandCalls(ctx, admin), *n)
+	}
 	for _, w := range ws {
 		_ = w.Stop(ctx)
 	}
@@ -345,21 +349,52 @@ func percentiles(lat []time.Duration) (p50, p99 time.Duration) {
 // commands returns the total calls in INFO commandstats, minus the INFO
 // calls themselves.
 func commands(ctx context.Context, c *redis.Client) int64 {
+	var total int64
+	for _, k := range commandCalls(ctx, c) {
+		total += k
+	}
+	return total
+}
+
+// commandCalls returns the calls per command in INFO commandstats, minus
+// the INFO calls themselves.
+func commandCalls(ctx context.Context, c *redis.Client) map[string]int64 {
 	s, err := c.Info(ctx, "commandstats").Result()
 	if err != nil {
 		log.Fatal(err)
 	}
-	var total int64
+	out := make(map[string]int64)
 	for _, line := range strings.Split(s, "\n") {
 		if !strings.HasPrefix(line, "cmdstat_") || strings.HasPrefix(line, "cmdstat_info:") {
 			continue
 		}
-		_, rest, _ := strings.Cut(line, "calls=")
+		name, rest, _ := strings.Cut(strings.TrimPrefix(line, "cmdstat_"), ":calls=")
 		v, _, _ := strings.Cut(rest, ",")
 		k, _ := strconv.ParseInt(v, 10, 64)
-		total += k
+		out[name] = k
 	}
-	return total
+	return out
+}
+
+// printCalls prints the calls per run of each command between two
+// commandCalls snapshots, most frequent first.
+func printCalls(what string, before, after map[string]int64, runs int) {
+	type kv struct {
+		name string
+		n    int64
+	}
+	var d []kv
+	for name, n := range after {
+		if n -= before[name]; n > 0 {
+			d = append(d, kv{name, n})
+		}
+	}
+	slices.SortFunc(d, func(a, b kv) int { return int(b.n - a.n) })
+	var b strings.Builder
+	for _, e := range d {
+		fmt.Fprintf(&b, " %s %.2f", strings.ToUpper(e.name), float64(e.n)/float64(runs))
+	}
+	fmt.Printf("(%s, Redis commands per run:%s)\n", what, b.String())
 }
 
 // selfCPU returns the CPU seconds (user + system) this process used so far.
