@@ -126,6 +126,9 @@ type Engine struct {
 	flows  flowCache
 	// logger emits task log records; nil without Config.LoggerProvider.
 	logger otellog.Logger
+	// commit is the group commit of executions' writes (nil unless the
+	// store is a [BatchWriter]).
+	commit *committer
 }
 
 // New returns an Engine. It returns an error for a nil store or registry
@@ -148,6 +151,9 @@ func New(store Store, reg *Registry, cfg *Config) (*Engine, error) {
 		cfg:    c,
 		tracer: c.TracerProvider.Tracer("github.com/pyoco/pyoco/engine"),
 		ins:    ins,
+	}
+	if bw, ok := store.(BatchWriter); ok {
+		e.commit = &committer{bw: bw}
 	}
 	if c.LoggerProvider != nil {
 		e.logger = c.LoggerProvider.Logger("github.com/pyoco/pyoco/engine")

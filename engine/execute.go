@@ -84,7 +84,7 @@ func (e *Engine) Execute(ctx context.Context, p *ExecuteParams) (*Run, error) {
 	if worker == "" {
 		worker = e.cfg.WorkerID
 	}
-	run, err := e.store.RunStart(ctx, &RunStartParams{RunID: p.RunID, WorkerID: worker, At: time.Now().UTC(), Lease: p.Lease})
+	run, err := e.runStart(ctx, &RunStartParams{RunID: p.RunID, WorkerID: worker, At: time.Now().UTC(), Lease: p.Lease})
 	if err != nil {
 		return nil, fmt.Errorf("start run %s: %w", p.RunID, err)
 	}

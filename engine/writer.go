@@ -105,7 +105,7 @@ func (w *writer) write(p *TaskUpdateParams) {
 	}
 	x := w.x
 	params := &TaskUpdateManyParams{RunID: x.run.ID, RunAttempt: x.fence, Tasks: tasks}
-	err := x.persist(func(c context.Context) error { return x.e.store.TaskUpdateMany(c, params) })
+	err := x.persist(func(c context.Context) error { return x.e.taskUpdateMany(c, params) })
 	if errors.Is(err, ErrConflict) {
 		x.loseOwnership()
 	}
@@ -122,7 +122,7 @@ func (w *writer) finish(p *RunFinishParams, fn func(c context.Context, r *Run, e
 	w.hmu.Unlock()
 	x := w.x
 	return x.persist(func(c context.Context) error {
-		r, err := x.e.store.RunFinish(c, p)
+		r, err := x.e.runFinish(c, p)
 		return fn(c, r, err)
 	})
 }

@@ -31,11 +31,11 @@ var (
 	// startScript: RunStart.
 	startScript = loadScript("start")
 	// finishScript: RunFinish.
-	finishScript = loadScript("finish")
+	finishScript = spliceScript("finish", taskApplyMarker, "task_apply")
 	// cancelScript: RunCancel (publishes on the cancel channel).
 	cancelScript = loadScript("cancel")
 	// taskUpdateScript: TaskUpdate.
-	taskUpdateScript = loadScript("task_update")
+	taskUpdateScript = spliceScript("task_update", taskApplyMarker, "task_apply")
 	// logAppendScript: LogAppend.
 	logAppendScript = loadScript("log_append")
 	// listScript: one step of RunList.
@@ -46,6 +46,10 @@ var (
 	// create.lua).
 	scheduleClaimScript = spliceScript("create", "local nkeys, nargs = #KEYS, #ARGV\n", "schedule_claim")
 )
+
+// taskApplyMarker is the line of task_update.lua and finish.lua that
+// task_apply.lua (their shared apply_tasks function) replaces.
+const taskApplyMarker = "-- @task_apply\n"
 
 // spliceScript returns the script lua/<into>.lua with the line marker
 // replaced by the text of lua/<prelude>.lua.

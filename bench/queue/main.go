@@ -47,6 +47,7 @@ var (
 	samples     = flag.Int("latency-samples", 300, "single runs for the latency measurement")
 	withAsynq   = flag.Bool("asynq", true, "also measure Asynq (false: pyoco only, for quick iterations)")
 	cpuProfile  = flag.String("cpuprofile", "", "write a CPU profile of the pyoco 1-worker drain to this file")
+	withFlows   = flag.Bool("flows", true, "also drain runs of a 10-task chain and a 10-wide fan-out (pyoco, 1 worker, n/10 runs)")
 )
 
 const flowSrc = `version: 1
@@ -54,6 +55,32 @@ flow: {name: bench_noop}
 tasks:
   a: {use: noop}
 `
+
+// chainSrc and fanoutSrc are the 10-task flows: t0 >> t1 >> … >> t9, and
+// ten independent tasks run at once.
+var chainSrc, fanoutSrc = tenTasks("bench_chain10", true), tenTasks("bench_fanout10", false)
+
+func tenTasks(name string, chain bool) string {
+	var b strings.Builder
+	graph := ""
+	for i := range 10 {
+		if chain && i > 0 {
+			graph += " >> "
+		}
+		if chain {
+			graph += fmt.Sprintf("t%d", i)
+		}
+	}
+	if chain {
+		fmt.Fprintf(&b, "version: 1\nflow: {name: %s, graph: %q}\ntasks:\n", name, graph)
+	} else {
+		fmt.Fprintf(&b, "version: 1\nflow: {name: %s, max_parallel: 10}\ntasks:\n", name)
+	}
+	for i := range 10 {
+		fmt.Fprintf(&b, "  t%d: {use: noop}\n", i)
+	}
+	return b.String()
+}
 
 func main() {
 	flag.Parse()
@@ -83,8 +110,16 @@ func main() {
 	}
 	var rows []row
 	for _, workers := range []int{1, 2} {
-		r, sub, run := pyocoDrain(ctx, admin, addr, workers)
+		r, sub, run := pyocoDrain(ctx, admin, addr, workers, flowSrc, *n)
 		rows = append(rows, row{fmt.Sprintf("pyoco, %d worker(s)", workers), r, sub, run})
+	}
+	if *withFlows {
+		for _, f := range []struct{ name, src string }{{"10-task chain", chainSrc}, {"10-wide fan-out", fanoutSrc}} {
+			runs := max(*n/10, 1)
+			fmt.Printf("(pyoco %s, 1 worker, %d runs:)\n", f.name, runs)
+			r, sub, run := pyocoDrain(ctx, admin, addr, 1, f.src, runs)
+			fmt.Printf("(pyoco %s: %.0f runs/s = %.0f tasks/s; commands per task: %.1f submit, %.1f execute)\n", f.name, r, 10*r, sub/10, run/10)
+		}
 	}
 	p50, p99 := pyocoLatency(ctx, addr)
 	header := func() {
@@ -144,20 +179,20 @@ func newEngine(ctx context.Context, addr, ns, id string, observe func(engine.Pro
 // pyocoDrain pre-fills the queue with n runs, then drains it with workers
 // workers; it returns runs/s and Redis commands per run while submitting and
 // while executing.
-func pyocoDrain(ctx context.Context, admin *redis.Client, addr string, workers int) (perSec, submitCmds, runCmds float64) {
+func pyocoDrain(ctx context.Context, admin *redis.Client, addr string, workers int, src string, runs int) (perSec, submitCmds, runCmds float64) {
 	ns := fmt.Sprintf("bench-%d-%d", workers, time.Now().UnixNano())
 	sub, _, closeSub := newEngine(ctx, addr, ns, "submitter", nil)
 	defer closeSub()
-	flow, err := engine.LoadFlow("bench.yaml", []byte(flowSrc), sub.Registry())
+	flow, err := engine.LoadFlow("bench.yaml", []byte(src), sub.Registry())
 	if err != nil {
 		log.Fatal(err)
 	}
-	c0 := commands(ctx, admin)
+	c0, calls0 := commands(ctx, admin), commandCalls(ctx, admin)
 	var wg sync.WaitGroup
 	var next atomic.Int64
 	for range 32 {
 		wg.Go(func() {
-			for next.Add(1) <= int64(*n) {
+			for next.Add(1) <= int64(runs) {
 				if _, err := sub.Submit(ctx, &engine.SubmitParams{Flow: flow}); err != nil {
 					log.Fatal(err)
 				}
@@ -165,12 +200,12 @@ func pyocoDrain(ctx context.Context, admin *redis.Client, addr string, workers i
 		})
 	}
 	wg.Wait()
-	c1 := commands(ctx, admin)
+	c1, calls1 := commands(ctx, admin), commandCalls(ctx, admin)
 
 	var finished atomic.Int64
 	done := make(chan struct{})
 	observe := func(p engine.Progress) {
-		if p.Kind == engine.ProgressRunFinished && finished.Add(1) == int64(*n) {
+		if p.Kind == engine.ProgressRunFinished && finished.Add(1) == int64(runs) {
 			close(done)
 		}
 	}
@@ -208,8 +243,12 @@ func pyocoDrain(ctx context.Context, admin *redis.Client, addr string, workers i
 		pprof.StopCPUProfile()
 	}
 	fmt.Printf("(pyoco %d worker(s) draining: redis-server CPU %.0f%% of one core, %.0f µs/run; worker process CPU %.0f µs/run)\n", workers,
-		100*(redisCPU(ctx, admin)-cpu0)/elapsed.Seconds(), 1e6*(redisCPU(ctx, admin)-cpu0)/float64(*n), 1e6*(selfCPU()-self0)/float64(*n))
+		100*(redisCPU(ctx, admin)-cpu0)/elapsed.Seconds(), 1e6*(redisCPU(ctx, admin)-cpu0)/float64(runs), 1e6*(selfCPU()-self0)/float64(runs))
 	c2 := commands(ctx, admin)
+	if workers == 1 {
+		printCalls("pyoco submit", calls0, calls1, runs)
+		printCalls("pyoco 1 worker execute", calls1, commandCalls(ctx, admin), runs)
+	}
 	for _, w := range ws {
 		_ = w.Stop(ctx)
 	}
@@ -217,7 +256,7 @@ func pyocoDrain(ctx context.Context, admin *redis.Client, addr string, workers i
 		c()
 	}
 	cleanup(ctx, admin, "{"+ns+"}*")
-	return float64(*n) / elapsed.Seconds(), float64(c1-c0) / float64(*n), float64(c2-c1) / float64(*n)
+	return float64(runs) / elapsed.Seconds(), float64(c1-c0) / float64(runs), float64(c2-c1) / float64(runs)
 }
 
 // pyocoLatency submits single runs to one idle worker and returns the
@@ -345,21 +384,52 @@ func percentiles(lat []time.Duration) (p50, p99 time.Duration) {
 // commands returns the total calls in INFO commandstats, minus the INFO
 // calls themselves.
 func commands(ctx context.Context, c *redis.Client) int64 {
+	var total int64
+	for _, k := range commandCalls(ctx, c) {
+		total += k
+	}
+	return total
+}
+
+// commandCalls returns the calls per command in INFO commandstats, minus
+// the INFO calls themselves.
+func commandCalls(ctx context.Context, c *redis.Client) map[string]int64 {
 	s, err := c.Info(ctx, "commandstats").Result()
 	if err != nil {
 		log.Fatal(err)
 	}
-	var total int64
+	out := make(map[string]int64)
 	for _, line := range strings.Split(s, "\n") {
 		if !strings.HasPrefix(line, "cmdstat_") || strings.HasPrefix(line, "cmdstat_info:") {
 			continue
 		}
-		_, rest, _ := strings.Cut(line, "calls=")
+		name, rest, _ := strings.Cut(strings.TrimPrefix(line, "cmdstat_"), ":calls=")
 		v, _, _ := strings.Cut(rest, ",")
 		k, _ := strconv.ParseInt(v, 10, 64)
-		total += k
+		out[name] = k
 	}
-	return total
+	return out
+}
+
+// printCalls prints the calls per run of each command between two
+// commandCalls snapshots, most frequent first.
+func printCalls(what string, before, after map[string]int64, runs int) {
+	type kv struct {
+		name string
+		n    int64
+	}
+	var d []kv
+	for name, n := range after {
+		if n -= before[name]; n > 0 {
+			d = append(d, kv{name, n})
+		}
+	}
+	slices.SortFunc(d, func(a, b kv) int { return int(b.n - a.n) })
+	var b strings.Builder
+	for _, e := range d {
+		fmt.Fprintf(&b, " %s %.2f", strings.ToUpper(e.name), float64(e.n)/float64(runs))
+	}
+	fmt.Printf("(%s, Redis commands per run:%s)\n", what, b.String())
 }
 
 // selfCPU returns the CPU seconds (user + system) this process used so far.

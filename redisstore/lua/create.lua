@@ -44,10 +44,14 @@ end
 
 local n = tonumber(ARGV[6])
 if ARGV[7] == '1' then
+  -- The entry ID rides in the run hash's first HSET (no HSET of its own).
   local qid = redis.call('XADD', KEYS[7], '*', 'run_id', ARGV[3], 'flow', ARGV[4])
-  redis.call('HSET', KEYS[1], 'qid', qid)
+  local to = math.min(7 + n, 8 + 197)
+  redis.call('HSET', KEYS[1], 'qid', qid, unpack(ARGV, 8, to))
+  hset(KEYS[1], to + 1, 7 + n)
+else
+  hset(KEYS[1], 8, 7 + n)
 end
-hset(KEYS[1], 8, 7 + n)
 hset(KEYS[2], 8 + n, nargs)
 
 local member = ARGV[1]

@@ -21,9 +21,10 @@
 -- ARGV[8]  expected attempt ("" for no check): the fence of task_update.lua.
 --          A stale writer gets "CONFLICT owner lost: …" and changes nothing,
 --          not even the entry (which the new owner holds under the same ID)
--- ARGV[9]  m = number of deferred task changes (see task_update.lua, whose
---          groups follow), applied before the status changes; one of a task
---          that does not exist is skipped
+-- ARGV[9]  m = number of held task changes (see task_update.lua, whose
+--          groups follow), applied before the status changes with one HMGET
+--          and one HSET (task_apply.lua); one of a task that does not exist
+--          is skipped
 --
 -- Returns {run hash, tasks hash} as field/value lists, after the change;
 -- the error replies "NOTFOUND run", "CONFLICT <status>" (already terminal)
@@ -33,7 +34,9 @@
 local index = {PENDING = 6, RUNNING = 7, CANCELLING = 8, COMPLETED = 9, FAILED = 10, CANCELLED = 11}
 local terminal = {COMPLETED = true, FAILED = true, CANCELLED = true}
 
-local f = redis.call('HMGET', KEYS[1], 'status', 'member', 'id', 'flow', 'gc', 'qid', 'attempt')
+-- @task_apply
+
+local f = redis.call('HMGET', KEYS[1], 'status', 'member', 'id', 'flow', 'gc', 'qid', 'attempt', 'logseq')
 local status, to = f[1], ARGV[1]
 if status and ARGV[8] ~= '' and f[7] ~= ARGV[8] then
   return redis.error_reply('CONFLICT owner lost: the run was taken over (attempt ' .. tostring(f[7]) .. ')')
@@ -53,19 +56,9 @@ if not terminal[to] then
   return redis.error_reply('INVALID status ' .. to)
 end
 
-local m, i = tonumber(ARGV[9]) or 0, 10
-for _ = 1, m do
-  local field, d, s = ARGV[i], tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])
-  local from = i + 3
-  i = from + d + s
-  if redis.call('HEXISTS', KEYS[2], field) == 1 then
-    if d > 0 then
-      redis.call('HDEL', KEYS[2], unpack(ARGV, from, from + d - 1))
-    end
-    if s > 0 then
-      redis.call('HSET', KEYS[2], unpack(ARGV, from + d, from + d + s - 1))
-    end
-  end
+local m = tonumber(ARGV[9]) or 0
+if m > 0 then
+  apply_tasks(KEYS[2], 10, m)
 end
 
 redis.call('HSET', KEYS[1], 'status', to, 'ended', ARGV[2], 'error', ARGV[3])
@@ -87,8 +80,12 @@ redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[4], '*',
 
 local t = redis.call('TIME')
 local at = string.format('%d', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(ARGV[5]))
-for i = 1, 3 do
-  redis.call('PEXPIREAT', KEYS[i], at)
+redis.call('PEXPIREAT', KEYS[1], at)
+redis.call('PEXPIREAT', KEYS[2], at)
+if f[8] then
+  -- The run has log lines (log_append.lua counts them in logseq before it
+  -- adds them): no stream, no expiry to set. Later lines get the run's TTL.
+  redis.call('PEXPIREAT', KEYS[3], at)
 end
 redis.call('ZADD', KEYS[5], at, f[5])
 

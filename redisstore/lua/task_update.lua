@@ -1,8 +1,8 @@
 -- task_update.lua: apply one or more task changes to a non-terminal run, in
 -- order. The caller computes the task-hash fields (see codec.go); the script
 -- checks the run and each task and applies the changes. Earlier changes are
--- ones the Store deferred (terminal task statuses, see deferred.go): one of
--- a task that does not exist is skipped.
+-- ones the engine's writer held (task ends, see engine/writer.go): one of a
+-- task that does not exist is skipped.
 --
 -- The writer's fence: ARGV[1] is the run's attempt number as the writer's
 -- RunStart left it (start.lua increments it on every start), or "" when the
@@ -11,7 +11,8 @@
 --
 -- KEYS[1]  run hash            KEYS[2]  tasks hash
 -- ARGV[1]  expected attempt ("" for no check)
--- ARGV[2]  m = number of changes, then m groups of:
+-- ARGV[2]  m = number of changes (applied with one HMGET and one HSET, see
+--          task_apply.lua), then m groups of:
 --            the check field: the task's status field (it exists for every task
 --            of the run; for a foreach iteration "name[k]", its task's: the
 --            row is created by its first write),
@@ -21,6 +22,8 @@
 -- Returns 1; the error replies "NOTFOUND run", "CONFLICT owner lost: …"
 -- (fence) and "CONFLICT <status>" (terminal run) change nothing; "NOTFOUND task" (the last change's task)
 -- leaves the earlier changes applied.
+
+-- @task_apply
 
 local f = redis.call('HMGET', KEYS[1], 'status', 'attempt')
 local status = f[1]
@@ -33,22 +36,8 @@ end
 if status == 'COMPLETED' or status == 'FAILED' or status == 'CANCELLED' then
   return redis.error_reply('CONFLICT ' .. status)
 end
-local m, i = tonumber(ARGV[2]), 3
-for u = 1, m do
-  local field, d, s = ARGV[i], tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])
-  local from = i + 3
-  i = from + d + s
-  if redis.call('HEXISTS', KEYS[2], field) == 0 then
-    if u == m then
-      return redis.error_reply('NOTFOUND task')
-    end
-  else
-    if d > 0 then
-      redis.call('HDEL', KEYS[2], unpack(ARGV, from, from + d - 1))
-    end
-    if s > 0 then
-      redis.call('HSET', KEYS[2], unpack(ARGV, from + d, from + d + s - 1))
-    end
-  end
+local m = tonumber(ARGV[2])
+if m > 0 and not apply_tasks(KEYS[2], 3, m) then
+  return redis.error_reply('NOTFOUND task')
 end
 return 1
