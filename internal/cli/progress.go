@@ -24,6 +24,10 @@ type progress struct {
 	// board, when set, draws the running tasks below the lines; summary
 	// (or close) stops it.
 	board *board
+	// run is the run being followed (the first one started); the tasks of
+	// other runs (its sub-flows' child runs) are shown as
+	// "<flow>[<run id prefix>]/<task>".
+	run string
 }
 
 // close stops the board, if any; the lines printed stay. It may be called
@@ -81,6 +85,12 @@ func firstLine(s string) string {
 func (p *progress) observe(ev engine.Progress) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if p.run == "" && ev.Kind == engine.ProgressRunStarted {
+		p.run = ev.RunID
+	}
+	if p.run != "" && ev.RunID != p.run && ev.Task != "" {
+		ev.Task = childTask(ev)
+	}
 	if p.board != nil {
 		var line strings.Builder
 		p.line(&line, ev)
@@ -88,6 +98,16 @@ func (p *progress) observe(ev engine.Progress) {
 		return
 	}
 	p.line(p.w, ev)
+}
+
+// childTask names a task of a sub-flow's child run in the lines and the
+// board: "<flow>[<first 8 characters of the run id>]/<task>".
+func childTask(ev engine.Progress) string {
+	id := ev.RunID
+	if len(id) > 8 {
+		id = id[:8]
+	}
+	return ev.FlowName + "[" + id + "]/" + ev.Task
 }
 
 // line writes the line of ev (none for some) to w.
