@@ -3,7 +3,6 @@ package engine
 import (
 	"context"
 	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -516,6 +515,8 @@ type plan struct {
 	// flowName and inline give the metric labels (see [LabelInline]).
 	flowName string
 	inline   bool
+	// subFlows is true when a task runs a sub-flow (see failOrphans).
+	subFlows bool
 	// attemptAttrs caches the metric attributes of an attempt's end, by
 	// task index·3 + outcome (made on first use: building a set hashes it).
 	attemptAttrs []atomic.Pointer[metric.MeasurementOption]
@@ -566,6 +567,7 @@ func newPlan(f *Flow) *plan {
 	for i, name := range f.Order {
 		p.index[name] = i
 		p.specs[i] = f.Tasks[name]
+		p.subFlows = p.subFlows || p.specs[i].SubFlow != nil
 	}
 	for i, s := range p.specs {
 		for _, u := range s.Upstream {
@@ -699,7 +701,7 @@ func (s *scheduler) admit(i int) {
 		}
 	}
 	if spec.When != nil {
-		ok, err := spec.When.evalBool(x.exprScope(nil, nil))
+		ok, err := spec.When.evalBool(x.exprScope(spec.When, nil, nil))
 		switch {
 		case err != nil:
 			x.status[i], x.errs[i] = TaskFailed, "when: "+err.Error()
@@ -941,8 +943,7 @@ func ChildRunID(parent, row string, n int) string {
 	copy(u[:], sum[:16])
 	u[6] = (u[6] & 0x0f) | 0x80 // version 8
 	u[8] = (u[8] & 0x3f) | 0x80 // variant 10
-	h := hex.EncodeToString(u[:])
-	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:32]
+	return formatUUID(u)
 }
 
 // childDef runs spec's sub-flow as run id: created (a child in this run's
@@ -1019,7 +1020,7 @@ func (x *execution) defOf(spec *TaskSpec) *TaskDef {
 // tasks of its branches (and a run taken over later) follow.
 func (x *execution) decide(spec *TaskSpec) (any, error) {
 	sw := spec.Switch
-	v, err := sw.Expr.eval(x.exprScope(nil, nil))
+	v, err := sw.Expr.eval(x.exprScope(sw.Expr, nil, nil))
 	if err != nil {
 		return nil, &noRetryError{"switch: " + err.Error()}
 	}
@@ -1035,13 +1036,16 @@ func (x *execution) decide(spec *TaskSpec) (any, error) {
 	return map[string]any{"value": v, "case": key, "default": !matched, "tasks": tasks}, nil
 }
 
-// exprScope is what an expression sees now: the run's params, the outputs
-// so far, and the iteration and round output when given.
-func (x *execution) exprScope(it *Iteration, output any) *exprScope {
+// exprScope is what expression e sees now: the run's params, the outputs
+// so far of the tasks it reads, and the iteration and round output when
+// given.
+func (x *execution) exprScope(e *Expr, it *Iteration, output any) *exprScope {
+	outs := make(map[string]any, len(e.nodes))
 	x.mu.Lock()
-	outs := make(map[string]any, len(x.outputs))
-	for k, v := range x.outputs {
-		outs[k] = v
+	for _, name := range e.nodes {
+		if v, ok := x.outputs[name]; ok {
+			outs[name] = v
+		}
 	}
 	x.mu.Unlock()
 	s := &exprScope{params: x.run.Params, outputs: outs, output: output}
@@ -1067,12 +1071,15 @@ func retryDelay(delay, maxDelay time.Duration, i int) time.Duration {
 // this run left going and this one did not resume (the run was cancelled
 // or failed before their task ran again): nothing else would run them.
 func (x *execution) failOrphans() {
+	if x.plan == nil || !x.plan.subFlows {
+		return
+	}
 	for row, st := range x.run.Tasks {
 		name := row
 		if parent, _, ok := IterationOf(row); ok {
 			name = parent
 		}
-		if spec := x.flow; spec == nil || spec.Tasks[name] == nil || spec.Tasks[name].SubFlow == nil || len(st.Attempts) == 0 {
+		if spec := x.flow.Tasks[name]; spec == nil || spec.SubFlow == nil || len(st.Attempts) == 0 {
 			continue
 		}
 		id := st.Attempts[len(st.Attempts)-1].ChildRunID
@@ -1244,7 +1251,7 @@ func (x *execution) runAttempt(runCtx context.Context, u *unit, w *taskWorker, d
 			if spec.Until == nil {
 				break
 			}
-			done, err := spec.Until.evalBool(x.exprScope(u.it, o.out))
+			done, err := spec.Until.evalBool(x.exprScope(spec.Until, u.it, o.out))
 			switch {
 			case err != nil:
 				status, errMsg, retry = TaskFailed, "until: "+err.Error(), false
@@ -1643,7 +1650,7 @@ func (x *execution) giveUp(err error) {
 func (x *execution) runForeach(runCtx context.Context, i int, w *taskWorker) taskResult {
 	e, run, spec := x.e, x.run, x.plan.specs[i]
 	name := spec.Name
-	v, err := spec.Foreach.eval(x.exprScope(nil, nil))
+	v, err := spec.Foreach.eval(x.exprScope(spec.Foreach, nil, nil))
 	if err != nil {
 		return x.endTask(i, TaskFailed, "foreach: "+err.Error())
 	}

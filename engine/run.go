@@ -205,6 +205,11 @@ func NewRunID() string {
 	copy(u[0:6], ts[2:8])
 	u[6] = (u[6] & 0x0f) | 0x70 // version 7
 	u[8] = (u[8] & 0x3f) | 0x80 // variant 10
+	return formatUUID(u)
+}
+
+// formatUUID writes u in the 8-4-4-4-12 hex form.
+func formatUUID(u [16]byte) string {
 	var b [36]byte
 	hex.Encode(b[0:8], u[0:4])
 	b[8] = '-'

@@ -188,18 +188,8 @@ func TestSubFlowResume(t *testing.T) {
 	require.NoError(t, b.store.TaskUpdate(ctx, &engine.TaskUpdateParams{RunID: run.ID, Task: "prep", Status: engine.TaskSucceeded,
 		StartedAt: now, EndedAt: now, Output: json.RawMessage(`{"veg":"kale"}`),
 		Attempt: &engine.Attempt{Number: 1, Status: engine.TaskSucceeded, StartedAt: now, EndedAt: now}}))
-	childID := engine.ChildRunID(run.ID, "cook", 1)
-	require.NoError(t, b.store.TaskUpdate(ctx, &engine.TaskUpdateParams{RunID: run.ID, Task: "cook", Status: engine.TaskRunning,
-		StartedAt: now, Attempt: &engine.Attempt{Number: 1, Status: engine.TaskRunning, StartedAt: now, ChildRunID: childID}}))
 	// The child as the lost worker left it: chop done, boil running.
-	parent, err := b.store.RunGet(ctx, run.ID)
-	require.NoError(t, err)
-	f, err := engine.LoadFlow(parent.FlowFile, []byte(parent.FlowSource), b.reg)
-	require.NoError(t, err)
-	_, err = b.eng.Submit(ctx, &engine.SubmitParams{RunID: childID, Flow: f.Tasks["cook"].SubFlow, Params: map[string]any{"veg": "kale", "n": 2}, ParentRunID: run.ID})
-	require.NoError(t, err)
-	_, err = b.store.RunStart(ctx, &engine.RunStartParams{RunID: childID, WorkerID: "lost", At: now})
-	require.NoError(t, err)
+	childID := lostChild(t, b, run.ID, map[string]any{"veg": "kale", "n": 2})
 	require.NoError(t, b.store.TaskUpdate(ctx, &engine.TaskUpdateParams{RunID: childID, Task: "chop", Status: engine.TaskSucceeded,
 		StartedAt: now, EndedAt: now, Output: json.RawMessage(`{"what":"kale (first worker)"}`),
 		Attempt: &engine.Attempt{Number: 1, Status: engine.TaskSucceeded, StartedAt: now, EndedAt: now}}))
@@ -227,18 +217,7 @@ func TestSubFlowOrphanFailed(t *testing.T) {
 	ctx := context.Background()
 	_, err := b.store.RunStart(ctx, &engine.RunStartParams{RunID: run.ID, WorkerID: "lost", At: time.Now()})
 	require.NoError(t, err)
-	now := time.Now()
-	childID := engine.ChildRunID(run.ID, "cook", 1)
-	require.NoError(t, b.store.TaskUpdate(ctx, &engine.TaskUpdateParams{RunID: run.ID, Task: "cook", Status: engine.TaskRunning,
-		StartedAt: now, Attempt: &engine.Attempt{Number: 1, Status: engine.TaskRunning, StartedAt: now, ChildRunID: childID}}))
-	parent, err := b.store.RunGet(ctx, run.ID)
-	require.NoError(t, err)
-	f, err := engine.LoadFlow(parent.FlowFile, []byte(parent.FlowSource), b.reg)
-	require.NoError(t, err)
-	_, err = b.eng.Submit(ctx, &engine.SubmitParams{RunID: childID, Flow: f.Tasks["cook"].SubFlow, ParentRunID: run.ID})
-	require.NoError(t, err)
-	_, err = b.store.RunStart(ctx, &engine.RunStartParams{RunID: childID, WorkerID: "lost", At: now})
-	require.NoError(t, err)
+	childID := lostChild(t, b, run.ID, nil)
 	_, err = b.eng.Cancel(ctx, run.ID)
 	require.NoError(t, err)
 	final, err := b.eng.Execute(ctx, &engine.ExecuteParams{RunID: run.ID})
@@ -248,6 +227,27 @@ func TestSubFlowOrphanFailed(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, engine.RunFailed, child.Status)
 	require.Equal(t, "its parent run "+run.ID+" ended", child.Error)
+}
+
+// lostChild plays a worker lost while the cook task of run parent (of
+// inlineParent, started by that worker) ran its child: the task's attempt 1
+// is RUNNING with the child, which is RUNNING too. It returns the child's ID.
+func lostChild(t *testing.T, b *testBundle, parent string, params map[string]any) string {
+	t.Helper()
+	ctx := context.Background()
+	now := time.Now()
+	childID := engine.ChildRunID(parent, "cook", 1)
+	require.NoError(t, b.store.TaskUpdate(ctx, &engine.TaskUpdateParams{RunID: parent, Task: "cook", Status: engine.TaskRunning,
+		StartedAt: now, Attempt: &engine.Attempt{Number: 1, Status: engine.TaskRunning, StartedAt: now, ChildRunID: childID}}))
+	run, err := b.store.RunGet(ctx, parent)
+	require.NoError(t, err)
+	f, err := engine.LoadFlow(run.FlowFile, []byte(run.FlowSource), b.reg)
+	require.NoError(t, err)
+	_, err = b.eng.Submit(ctx, &engine.SubmitParams{RunID: childID, Flow: f.Tasks["cook"].SubFlow, Params: params, ParentRunID: parent})
+	require.NoError(t, err)
+	_, err = b.store.RunStart(ctx, &engine.RunStartParams{RunID: childID, WorkerID: "lost", At: now})
+	require.NoError(t, err)
+	return childID
 }
 
 type flowSet map[string]*engine.Flow
