@@ -87,7 +87,7 @@ func (e *Engine) Execute(ctx context.Context, p *ExecuteParams) (*Run, error) {
 	if err != nil {
 		return nil, fmt.Errorf("start run %s: %w", p.RunID, err)
 	}
-	x := &execution{e: e, bg: bg, ctx: ctx, run: run, lease: p.Lease, fence: run.Attempt, settledFunc: p.SettledFunc}
+	x := &execution{e: e, bg: bg, ctx: ctx, run: run, lease: p.Lease, fence: run.Attempt, settledFunc: p.SettledFunc, brief: p.Brief}
 	x.w = &writer{x: x}
 	defer x.w.close()
 	return x.execute(ctx)
@@ -105,6 +105,11 @@ type ExecuteParams struct {
 	// worker's heartbeat that then finds the lease gone knows the run ended
 	// here rather than being taken over.
 	SettledFunc func()
+	// Brief says the caller needs only the outcome: the run Execute returns
+	// after finishing it may be brief (ID, Status, EndedAt, Error and
+	// Attempt; no tasks), which saves the store reading the whole run back
+	// (see [RunFinishParams.Brief]). A worker sets it.
+	Brief bool
 }
 
 // execution is the state of one attempt of one run on this engine.
@@ -118,6 +123,7 @@ type execution struct {
 	lease *Lease
 	// settledFunc is ExecuteParams.SettledFunc.
 	settledFunc func()
+	brief       bool // ExecuteParams.Brief
 	fence       int
 	// w is the execution's writer: every task change and the finish go
 	// through it.
@@ -1467,7 +1473,7 @@ func (x *execution) finish(status RunStatus, msg string) (*Run, error) {
 	end := time.Now().UTC()
 	var final *Run
 	elsewhere := false
-	fp := &RunFinishParams{RunID: run.ID, Status: status, At: end, Error: msg, RunAttempt: x.fence, Lease: x.lease}
+	fp := &RunFinishParams{RunID: run.ID, Status: status, At: end, Error: msg, RunAttempt: x.fence, Lease: x.lease, Brief: x.brief}
 	err := x.w.finish(fp, func(c context.Context, r *Run, err error) error {
 		if errors.Is(err, ErrConflict) {
 			// Refused: the run is terminal already, or taken over (the

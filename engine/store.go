@@ -105,6 +105,11 @@ type RunFinishParams struct {
 	// change (their RunID and RunAttempt are ignored). One of a task that
 	// does not exist is skipped.
 	Tasks []*TaskUpdateParams
+	// Brief says the caller needs no stored run back: the store may then
+	// return a brief run, with only ID, Status, EndedAt, Error and Attempt
+	// set and no tasks, and save reading the whole run back (the Redis
+	// store then answers with the attempt alone). Refusals are the same.
+	Brief bool
 }
 
 // RunCancelParams are the arguments of [RunStore.RunCancel].

@@ -1,6 +1,7 @@
 package redisstore
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -259,7 +260,7 @@ func (s *Store) runFinishCmd(ctx context.Context, c redis.Scripter, p *engine.Ru
 		s.keys.run(p.RunID), s.keys.tasks(p.RunID), s.keys.logs(p.RunID), s.keys.events(), s.keys.expiry(),
 	}, s.keys.statuses()...)
 	ks = append(ks, s.keys.queued(), s.keys.queue())
-	args := []any{string(p.Status), ms(orNow(p.At)), p.Error, s.cfg.EventMaxLen, s.cfg.Retention.Milliseconds(), queueGroup, leaseID(p.Lease), fenceArg(p.RunAttempt), len(p.Tasks)}
+	args := []any{string(p.Status), ms(orNow(p.At)), p.Error, s.cfg.EventMaxLen, s.cfg.Retention.Milliseconds(), queueGroup, leaseID(p.Lease), fenceArg(p.RunAttempt), boolString(p.Brief), len(p.Tasks)}
 	for _, t := range p.Tasks {
 		g, err := taskUpdateGroup(t)
 		if err != nil {
@@ -273,6 +274,16 @@ func (s *Store) runFinishCmd(ctx context.Context, c redis.Scripter, p *engine.Ru
 func (s *Store) runFinishResult(p *engine.RunFinishParams, v any, err error) (*engine.Run, error) {
 	if err != nil {
 		return nil, fmt.Errorf("finish run %s: %w", p.RunID, interpretError(err))
+	}
+	if p.Brief {
+		// The attempt alone: the rest is what p set (times kept to the
+		// millisecond, as stored).
+		s, _ := v.(string)
+		attempt, err := strconv.Atoi(cmp.Or(s, "0"))
+		if err != nil {
+			return nil, fmt.Errorf("finish run %s: attempt %q: %w", p.RunID, s, err)
+		}
+		return &engine.Run{ID: p.RunID, Status: p.Status, EndedAt: p.At.Truncate(time.Millisecond), Error: p.Error, Attempt: attempt}, nil
 	}
 	r, err := parseRunWithTasks(v)
 	if err != nil {

@@ -459,7 +459,7 @@ func (w *Worker) execute(base context.Context, l *engine.Lease) {
 
 	var bo backoff.Backoff
 	for {
-		run, err := w.eng.Execute(runCtx, &engine.ExecuteParams{RunID: l.RunID, WorkerID: w.cfg.ID, Lease: l,
+		run, err := w.eng.Execute(runCtx, &engine.ExecuteParams{RunID: l.RunID, WorkerID: w.cfg.ID, Lease: l, Brief: true,
 			SettledFunc: func() { w.settled(l) }})
 		if !errors.Is(err, engine.ErrUnavailable) || runCtx.Err() != nil {
 			w.ended(l) // not executed again: the switch settles the lease

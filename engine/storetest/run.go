@@ -282,6 +282,35 @@ func testRunFinish(t *testing.T, setup setupFunc) {
 		}
 	})
 
+	t.Run("Brief", func(t *testing.T) {
+		// A brief finish stores the same run; what it returns holds at
+		// least the fields the finish set, and the attempt.
+		t.Parallel()
+		b := setup(t)
+		r := createRun(t, b, NewTestRun("hello", "a", "b"))
+		startRun(t, b, r.ID, "w1", b.now)
+		at := b.now.Add(time.Minute)
+		got, err := b.store.RunFinish(b.ctx, &engine.RunFinishParams{RunID: r.ID, Status: engine.RunFailed, At: at, Error: "a failed", Brief: true,
+			Tasks: []*engine.TaskUpdateParams{{Task: "a", Status: engine.TaskFailed, EndedAt: at, Error: "boom"}}})
+		require.NoError(t, err)
+		require.Equal(t, r.ID, got.ID)
+		require.Equal(t, engine.RunFailed, got.Status)
+		require.Equal(t, "a failed", got.Error)
+		require.Equal(t, 1, got.Attempt)
+		requireTimeEqual(t, at, got.EndedAt)
+
+		stored := getRun(t, b, r.ID)
+		require.Equal(t, engine.RunFailed, stored.Status)
+		require.Equal(t, "w1", stored.WorkerID)
+		requireTimeEqual(t, at, stored.EndedAt)
+		require.Equal(t, engine.TaskFailed, stored.Tasks["a"].Status)
+		require.Equal(t, "boom", stored.Tasks["a"].Error)
+		require.Equal(t, engine.TaskPending, stored.Tasks["b"].Status)
+
+		_, err = b.store.RunFinish(b.ctx, &engine.RunFinishParams{RunID: r.ID, Status: engine.RunCompleted, At: at, Brief: true})
+		require.ErrorIs(t, err, engine.ErrConflict)
+	})
+
 	t.Run("FromPendingAndCancelling", func(t *testing.T) {
 		t.Parallel()
 		b := setup(t)

@@ -21,12 +21,15 @@
 -- ARGV[8]  expected attempt ("" for no check): the fence of task_update.lua.
 --          A stale writer gets "CONFLICT owner lost: …" and changes nothing,
 --          not even the entry (which the new owner holds under the same ID)
--- ARGV[9]  m = number of held task changes (see task_update.lua, whose
+-- ARGV[9]  "1": brief, reply with the run's attempt alone
+--          (RunFinishParams.Brief); "": the whole run
+-- ARGV[10] m = number of held task changes (see task_update.lua, whose
 --          groups follow), applied before the status changes with one HMGET
 --          and one HSET (task_apply.lua); one of a task that does not exist
 --          is skipped
 --
--- Returns {run hash, tasks hash} as field/value lists, after the change;
+-- Returns {run hash, tasks hash} as field/value lists, after the change,
+-- or for a brief finish the run's attempt (a string, "" for none);
 -- the error replies "NOTFOUND run", "CONFLICT <status>" (already terminal)
 -- and "INVALID status <status>" change nothing but that acknowledgement;
 -- "CONFLICT owner lost: …" changes nothing.
@@ -56,9 +59,9 @@ if not terminal[to] then
   return redis.error_reply('INVALID status ' .. to)
 end
 
-local m = tonumber(ARGV[9]) or 0
+local m = tonumber(ARGV[10]) or 0
 if m > 0 then
-  apply_tasks(KEYS[2], 10, m)
+  apply_tasks(KEYS[2], 11, m)
 end
 
 redis.call('HSET', KEYS[1], 'status', to, 'ended', ARGV[2], 'error', ARGV[3])
@@ -89,4 +92,7 @@ if f[8] then
 end
 redis.call('ZADD', KEYS[5], at, f[5])
 
+if ARGV[9] == '1' then
+  return f[7] or ''
+end
 return {redis.call('HGETALL', KEYS[1]), redis.call('HGETALL', KEYS[2])}
