@@ -26,7 +26,10 @@ const taskEndDelay = time.Millisecond
 //     [writer.start] returns, so a task's side effects never precede the
 //     record of its attempt, together with every change held before it, in
 //     one [RunStore.TaskUpdateMany]: no task starts before its upstream
-//     tasks' ends are stored.
+//     tasks' ends are stored. Starts that arrive while a write is in
+//     flight (a fan-out's tasks, admitted together) wait for it and then
+//     go together in the next write: n tasks that start at once cost two
+//     writes, not n.
 //   - Every other change is held ([writer.later]) and written with the
 //     next start, with the finish (in [RunFinishParams.Tasks]), or on its
 //     own after taskEndDelay, whichever comes first.
@@ -42,9 +45,17 @@ type writer struct {
 
 	hmu     sync.Mutex
 	held    []*TaskUpdateParams
+	starts  []*startReq // waiting for the next write, in arrival order
 	timer   *time.Timer
 	pending sync.WaitGroup // the delayed write, while armed or running
 	closed  bool
+}
+
+// startReq is a task start waiting in [writer.start]; written is set, with
+// mu held, by the write that carried it.
+type startReq struct {
+	p       *TaskUpdateParams
+	written bool
 }
 
 // take returns the held changes and disarms the delayed write (hmu held by
@@ -78,9 +89,18 @@ func (w *writer) later(p *TaskUpdateParams) {
 	}
 }
 
-// start writes p (a task's start) with every held change, before returning.
+// start writes p (a task's start) with every held change, before
+// returning: in the next write, which carries every start waiting by then.
 func (w *writer) start(p *TaskUpdateParams) {
-	w.write(p)
+	req := &startReq{p: p}
+	w.hmu.Lock()
+	w.starts = append(w.starts, req)
+	w.hmu.Unlock()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !req.written { // else the write this one waited for carried it
+		w.writeLocked()
+	}
 }
 
 // flush writes every held change now.
@@ -89,16 +109,32 @@ func (w *writer) flush() {
 }
 
 // write stores the held changes, then p (if not nil), in one
-// TaskUpdateMany through persist. A refusal with ErrConflict means the run
-// is no longer this execution's: it stops (see execution.ownerLost).
+// TaskUpdateMany through persist (see writeLocked).
 func (w *writer) write(p *TaskUpdateParams) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	if p != nil {
+		w.hmu.Lock()
+		w.held = append(w.held, p)
+		w.hmu.Unlock()
+	}
+	w.writeLocked()
+}
+
+// writeLocked stores the held changes, then the waiting starts, in one
+// TaskUpdateMany through persist (mu held). A refusal with ErrConflict
+// means the run is no longer this execution's: it stops (see
+// execution.ownerLost); a start that could not be stored is seen by its
+// task through execution.lost.
+func (w *writer) writeLocked() {
 	w.hmu.Lock()
 	tasks := w.take()
+	starts := w.starts
+	w.starts = nil
 	w.hmu.Unlock()
-	if p != nil {
-		tasks = append(tasks, p)
+	for _, r := range starts {
+		tasks = append(tasks, r.p)
+		r.written = true
 	}
 	if len(tasks) == 0 {
 		return

@@ -2,11 +2,14 @@ package engine_test
 
 import (
 	"context"
+	"runtime"
+	"strings"
 	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/pyoco/pyoco/engine"
@@ -145,4 +148,51 @@ func TestWriterDelayedEnd(t *testing.T) {
 		writes, _ := st.log()
 		require.Equal(t, "finish:1", writes[len(writes)-1], "only the slow task's end rides with the finish")
 	})
+}
+
+// gatedLog is a writeLog whose first TaskUpdateMany waits until gate is
+// closed.
+type gatedLog struct {
+	*writeLog
+	gate  chan struct{}
+	first sync.Once
+}
+
+func (s *gatedLog) TaskUpdateMany(ctx context.Context, p *engine.TaskUpdateManyParams) error {
+	s.first.Do(func() { <-s.gate })
+	return s.writeLog.TaskUpdateMany(ctx, p)
+}
+
+// TestWriterStartsTogether: starts that arrive while a write is in flight
+// go together in the next one, so five tasks admitted at once cost two
+// writes (the first start, then the four that waited), not five.
+func TestWriterStartsTogether(t *testing.T) {
+	t.Parallel()
+	st := &gatedLog{writeLog: &writeLog{Store: memstore.New()}, gate: make(chan struct{})}
+	reg := engine.NewRegistry()
+	require.NoError(t, builtin.Register(reg))
+	eng, err := engine.New(st, reg, nil)
+	require.NoError(t, err)
+	run := submitFlow(t, eng, reg, "version: 1\nflow: {name: wide}\ntasks:\n  a: {use: noop}\n  b: {use: noop}\n  c: {use: noop}\n  d: {use: noop}\n  e: {use: noop}\n")
+	done := make(chan *engine.Run, 1)
+	go func() {
+		final, err := eng.Execute(context.Background(), &engine.ExecuteParams{RunID: run.ID})
+		assert.NoError(t, err)
+		done <- final
+	}()
+	// Wait until every start is inside writer.start: one in the gated
+	// write, four waiting for it.
+	require.Eventually(t, func() bool {
+		buf := make([]byte, 1<<20)
+		return strings.Count(string(buf[:runtime.Stack(buf, true)]), "engine.(*writer).start(") == 5
+	}, 10*time.Second, time.Millisecond)
+	close(st.gate)
+	final := <-done
+	require.Equal(t, engine.RunCompleted, final.Status)
+	writes, _ := st.log()
+	require.Equal(t, []string{"many:1", "many:4"}, writes[:2])
+	require.Equal(t, "finish:", writes[len(writes)-1][:7])
+	for _, ts := range final.Tasks {
+		require.Equal(t, engine.TaskSucceeded, ts.Status, ts.Name)
+	}
 }
