@@ -179,7 +179,6 @@ const (
 func (x *execution) execute(ctx context.Context) (*Run, error) {
 	e, run := x.e, x.run
 	firstStart := run.Attempt == 1
-	log := e.cfg.Logger.With(LogKeyRunID, run.ID, LogKeyFlow, run.FlowName)
 
 	// The run span continues the trace fixed at submit, under the span id
 	// fixed at submit: only the execution that finishes the run ends it.
@@ -203,7 +202,7 @@ func (x *execution) execute(ctx context.Context) (*Run, error) {
 		otel: e.logger, flow: run.FlowName,
 		now: func() time.Time { return time.Now().UTC() },
 		onErr: func(err error) {
-			log.WarnContext(sctx, "store log entry", LogKeyError, err)
+			e.cfg.Logger.WarnContext(sctx, "store log entry", LogKeyRunID, run.ID, LogKeyFlow, run.FlowName, LogKeyError, err)
 		},
 	}
 	if e.cfg.Observer != nil {

@@ -54,6 +54,10 @@ type instruments struct {
 	// seenFlows holds the flows whose run counters this process has
 	// started at 0 (see touchFlow).
 	seenFlows sync.Map
+	// runOpts caches the attribute set of each (flow, status) series of
+	// the run instruments (bounded like the flow label): building a set
+	// sorts and hashes its attributes, for every run otherwise.
+	runOpts sync.Map // flowStatus → metric.MeasurementOption
 }
 
 func newInstruments(mp metric.MeterProvider) (*instruments, error) {
@@ -106,7 +110,7 @@ func (ins *instruments) touchFlow(flow string) {
 	// The zero adds go without ctx's span (as touchTasks's): an exemplar
 	// belongs only on a series that this span's run actually incremented.
 	for _, s := range runStatuses {
-		ins.runs.Add(context.Background(), 0, metric.WithAttributes(LabelFlow.String(flow), LabelStatus.String(string(s))))
+		ins.runs.Add(context.Background(), 0, ins.runOpt(flow, s))
 	}
 }
 
@@ -120,13 +124,28 @@ func (ins *instruments) touchTasks(ctx context.Context, p *plan) {
 	}
 }
 
+type flowStatus struct {
+	flow   string
+	status RunStatus
+}
+
+// runOpt returns the attributes of the run series of flow and s.
+func (ins *instruments) runOpt(flow string, s RunStatus) metric.MeasurementOption {
+	k := flowStatus{flow, s}
+	if o, ok := ins.runOpts.Load(k); ok {
+		return o.(metric.MeasurementOption)
+	}
+	o, _ := ins.runOpts.LoadOrStore(k, metric.WithAttributeSet(attribute.NewSet(LabelFlow.String(flow), LabelStatus.String(string(s)))))
+	return o.(metric.MeasurementOption)
+}
+
 func (ins *instruments) runStatus(ctx context.Context, flow string, s RunStatus) {
 	ins.touchFlow(flow)
-	ins.runs.Add(ctx, 1, metric.WithAttributes(LabelFlow.String(flow), LabelStatus.String(string(s))))
+	ins.runs.Add(ctx, 1, ins.runOpt(flow, s))
 }
 
 func (ins *instruments) runEnded(ctx context.Context, flow string, s RunStatus, d time.Duration) {
-	ins.runDuration.Record(ctx, d.Seconds(), metric.WithAttributes(LabelFlow.String(flow), LabelStatus.String(string(s))))
+	ins.runDuration.Record(ctx, d.Seconds(), ins.runOpt(flow, s))
 }
 
 func (ins *instruments) attemptEnded(ctx context.Context, flow, task string, s TaskStatus, d time.Duration) {
