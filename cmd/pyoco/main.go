@@ -6,7 +6,7 @@ package main
 import (
 	"os"
 
-	"github.com/pyoco/pyoco/pyococmd"
+	"github.com/pyoco/pyoco/cmd/pyococmd"
 )
 
 func main() {

@@ -8,7 +8,7 @@
 package main
 
 import (
-	"github.com/pyoco/pyoco/pyococmd"
+	"github.com/pyoco/pyoco/cmd/pyococmd"
 
 	_ "github.com/pyoco/pyoco/examples/plugins/vision/vision"
 )

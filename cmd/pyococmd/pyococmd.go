@@ -5,7 +5,7 @@
 //	package main
 //
 //	import (
-//		"github.com/pyoco/pyoco/pyococmd"
+//		"github.com/pyoco/pyoco/cmd/pyococmd"
 //
 //		_ "example.com/vision" // calls engine.RegisterPlugin from init()
 //	)
