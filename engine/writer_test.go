@@ -165,7 +165,7 @@ func (s *gatedLog) TaskUpdateMany(ctx context.Context, p *engine.TaskUpdateManyP
 
 // TestWriterStartsTogether: starts that arrive while a write is in flight
 // go together in the next one, so five tasks admitted at once cost two
-// writes (the first start, then the four that waited), not five.
+// start writes (the first start, then the four that waited), not five.
 func TestWriterStartsTogether(t *testing.T) {
 	t.Parallel()
 	st := &gatedLog{writeLog: &writeLog{Store: memstore.New()}, gate: make(chan struct{})}
@@ -190,7 +190,10 @@ func TestWriterStartsTogether(t *testing.T) {
 	final := <-done
 	require.Equal(t, engine.RunCompleted, final.Status)
 	writes, _ := st.log()
-	require.Equal(t, []string{"many:1", "many:4"}, writes[:2])
+	require.Equal(t, "many:1", writes[0])
+	// The four starts that waited, and the first task's end when it was
+	// held by then (that task runs as soon as the gated write returns).
+	require.Contains(t, []string{"many:4", "many:5"}, writes[1])
 	require.Equal(t, "finish:", writes[len(writes)-1][:7])
 	for _, ts := range final.Tasks {
 		require.Equal(t, engine.TaskSucceeded, ts.Status, ts.Name)
