@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/pyoco/pyoco/api/apidoc"
 	"github.com/pyoco/pyoco/engine"
 )
 
@@ -21,14 +22,14 @@ type logEntryDoc struct {
 	Stream    string           `json:"stream"`
 	Level     string           `json:"level"`
 	Text      string           `json:"text"`
-	Timestamp engine.Timestamp `json:"timestamp"`
+	Timestamp apidoc.Timestamp `json:"timestamp"`
 	TraceID   string           `json:"trace_id"`
 	SpanID    string           `json:"span_id"`
 }
 
 func newLogEntryDoc(e engine.LogEntry) logEntryDoc {
 	return logEntryDoc{Seq: e.Seq, Task: e.Task, Stream: e.Stream, Level: e.Level, Text: e.Text,
-		Timestamp: engine.Timestamp(e.Timestamp), TraceID: e.TraceID, SpanID: e.SpanID}
+		Timestamp: apidoc.Timestamp(e.Timestamp), TraceID: e.TraceID, SpanID: e.SpanID}
 }
 
 // logsDoc answers GET /runs/{run_id}/logs.

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/pyoco/pyoco/api/apidoc"
 	"github.com/pyoco/pyoco/engine"
 )
 
@@ -50,8 +51,8 @@ func NewTaskDoc(d *engine.TaskDef) TaskDoc {
 type workerDoc struct {
 	ID            string           `json:"id"`
 	Host          string           `json:"host"`
-	StartedAt     engine.Timestamp `json:"started_at"`
-	LastHeartbeat engine.Timestamp `json:"last_heartbeat"`
+	StartedAt     apidoc.Timestamp `json:"started_at"`
+	LastHeartbeat apidoc.Timestamp `json:"last_heartbeat"`
 	Running       []string         `json:"running"`
 	Concurrency   int              `json:"concurrency"`
 }
@@ -169,8 +170,8 @@ func (s *Server) workerList(w http.ResponseWriter, r *http.Request) error {
 	}
 	docs := make([]workerDoc, 0, len(ws))
 	for _, wi := range ws {
-		docs = append(docs, workerDoc{ID: wi.ID, Host: wi.Host, StartedAt: engine.Timestamp(wi.StartedAt),
-			LastHeartbeat: engine.Timestamp(wi.LastHeartbeat), Running: sortedStrings(wi.Running), Concurrency: wi.Concurrency})
+		docs = append(docs, workerDoc{ID: wi.ID, Host: wi.Host, StartedAt: apidoc.Timestamp(wi.StartedAt),
+			LastHeartbeat: apidoc.Timestamp(wi.LastHeartbeat), Running: sortedStrings(wi.Running), Concurrency: wi.Concurrency})
 	}
 	slices.SortFunc(docs, func(a, b workerDoc) int {
 		if a.ID < b.ID {

@@ -17,6 +17,7 @@ import (
 
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/pyoco/pyoco/api/apidoc"
 	"github.com/pyoco/pyoco/engine"
 )
 
@@ -55,7 +56,7 @@ type runStatusDoc struct {
 
 // runListDoc answers GET /runs.
 type runListDoc struct {
-	Runs       []engine.RunSummaryDoc `json:"runs"`
+	Runs       []apidoc.RunSummaryDoc `json:"runs"`
 	NextCursor *string                `json:"next_cursor"`
 }
 
@@ -392,9 +393,9 @@ func (s *Server) runList(w http.ResponseWriter, r *http.Request) error {
 		if err != nil {
 			return nil, err
 		}
-		doc := runListDoc{Runs: make([]engine.RunSummaryDoc, 0, len(page.Runs))}
+		doc := runListDoc{Runs: make([]apidoc.RunSummaryDoc, 0, len(page.Runs))}
 		for _, run := range page.Runs {
-			doc.Runs = append(doc.Runs, engine.NewRunSummaryDoc(run))
+			doc.Runs = append(doc.Runs, apidoc.NewRunSummaryDoc(run))
 		}
 		if page.NextCursor != "" {
 			doc.NextCursor = &page.NextCursor
@@ -442,7 +443,7 @@ func (s *Server) runGet(w http.ResponseWriter, r *http.Request) error {
 		if err != nil {
 			return nil, err
 		}
-		return marshalJSON(engine.NewRunDoc(run, s.cfg.OutputMaxBytes))
+		return marshalJSON(apidoc.NewRunDoc(run, s.cfg.OutputMaxBytes))
 	})
 	if err != nil {
 		return err

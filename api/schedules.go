@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 
+	"github.com/pyoco/pyoco/api/apidoc"
 	"github.com/pyoco/pyoco/engine"
 )
 
@@ -27,17 +28,17 @@ type ScheduleDoc struct {
 	Catchup  engine.Catchup `json:"catchup"`
 	// Tag is the tag of the runs it starts (GET /runs?tag=…).
 	Tag          string           `json:"tag"`
-	NextFireTime engine.Timestamp `json:"next_fire_time"`
-	LastTickTime engine.Timestamp `json:"last_tick_time"`
+	NextFireTime apidoc.Timestamp `json:"next_fire_time"`
+	LastTickTime apidoc.Timestamp `json:"last_tick_time"`
 	LastRunID    *string          `json:"last_run_id"`
-	LastRunTime  engine.Timestamp `json:"last_run_time"`
+	LastRunTime  apidoc.Timestamp `json:"last_run_time"`
 }
 
 // NewScheduleDoc builds the document of s.
 func NewScheduleDoc(s engine.ScheduleInfo) ScheduleDoc {
 	d := ScheduleDoc{Flow: s.Flow, Name: s.Name, Spec: s.Spec, Catchup: s.Catchup, Tag: s.Tag,
-		NextFireTime: engine.Timestamp(s.NextFireTime), LastTickTime: engine.Timestamp(s.LastTickTime),
-		LastRunTime: engine.Timestamp(s.LastRunTime)}
+		NextFireTime: apidoc.Timestamp(s.NextFireTime), LastTickTime: apidoc.Timestamp(s.LastTickTime),
+		LastRunTime: apidoc.Timestamp(s.LastRunTime)}
 	if s.Timezone != "" {
 		tz := s.Timezone
 		d.Timezone = &tz

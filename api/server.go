@@ -78,7 +78,7 @@ type Config struct {
 	// MaxBodyBytes bounds request bodies (413 beyond). Defaults to 1 MiB.
 	MaxBodyBytes int64
 	// OutputMaxBytes caps each task output in GET /runs/{run_id} (see
-	// [engine.NewRunDoc]). Defaults to engine.DefaultDocOutputBytes; -1: no cap.
+	// [apidoc.NewRunDoc]). Defaults to apidoc.DefaultDocOutputBytes; -1: no cap.
 	OutputMaxBytes int
 	// LogPollInterval is how often a followed log stream (follow=true)
 	// checks the store for new entries. Defaults to 200ms.

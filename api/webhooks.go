@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/pyoco/pyoco/api/apidoc"
 	"github.com/pyoco/pyoco/engine"
 )
 
@@ -36,16 +37,16 @@ type WebhookDeliveryDoc struct {
 	Attempts       int                  `json:"attempts"`
 	LastStatusCode *int                 `json:"last_status_code"`
 	LastError      *string              `json:"last_error"`
-	NextAttempt    engine.Timestamp     `json:"next_attempt"`
-	CreatedAt      engine.Timestamp     `json:"created_at"`
-	UpdatedAt      engine.Timestamp     `json:"updated_at"`
+	NextAttempt    apidoc.Timestamp     `json:"next_attempt"`
+	CreatedAt      apidoc.Timestamp     `json:"created_at"`
+	UpdatedAt      apidoc.Timestamp     `json:"updated_at"`
 }
 
 // NewWebhookDeliveryDoc builds the document of d.
 func NewWebhookDeliveryDoc(d *engine.WebhookDelivery) WebhookDeliveryDoc {
 	doc := WebhookDeliveryDoc{ID: d.ID, Event: d.Event, RunID: d.RunID, FlowName: d.FlowName, URL: d.URL,
-		Status: d.Status, Attempts: d.Attempts, NextAttempt: engine.Timestamp(d.NextAttempt),
-		CreatedAt: engine.Timestamp(d.CreatedAt), UpdatedAt: engine.Timestamp(d.UpdatedAt)}
+		Status: d.Status, Attempts: d.Attempts, NextAttempt: apidoc.Timestamp(d.NextAttempt),
+		CreatedAt: apidoc.Timestamp(d.CreatedAt), UpdatedAt: apidoc.Timestamp(d.UpdatedAt)}
 	if d.LastStatusCode != 0 {
 		c := d.LastStatusCode
 		doc.LastStatusCode = &c

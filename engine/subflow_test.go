@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/otel/sdk/trace"
 
+	"github.com/pyoco/pyoco/api/apidoc"
 	"github.com/pyoco/pyoco/engine"
 )
 
@@ -55,10 +56,10 @@ func TestSubFlowInline(t *testing.T) {
 	require.Equal(t, map[string]any{"veg": "leek", "n": float64(2)}, child.Params)
 	require.Contains(t, child.Tags, "parent:"+final.ID)
 
-	doc := engine.NewRunDoc(final, 0)
+	doc := apidoc.NewRunDoc(final, 0)
 	require.Equal(t, []string{childID}, doc.Children)
 	require.Nil(t, doc.ParentRunID)
-	cdoc := engine.NewRunDoc(child, 0)
+	cdoc := apidoc.NewRunDoc(child, 0)
 	require.Equal(t, final.ID, *cdoc.ParentRunID)
 	require.Equal(t, []string{}, cdoc.Children)
 
@@ -118,7 +119,7 @@ func TestSubFlowUseFlowFile(t *testing.T) {
 	require.Equal(t, engine.RunCompleted, final.Status, final.Error)
 	require.Equal(t, map[string]any{"deeper": map[string]any{"r": map[string]any{"y": float64(5)}}}, output(t, final, "step"))
 	require.Len(t, output(t, final, "each"), 2)
-	require.Len(t, engine.NewRunDoc(final, 0).Children, 3)
+	require.Len(t, apidoc.NewRunDoc(final, 0).Children, 3)
 }
 
 func TestSubFlowFailureAndRetry(t *testing.T) {
@@ -200,7 +201,7 @@ func TestSubFlowResume(t *testing.T) {
 	at := final.Tasks["cook"].Attempts
 	require.Len(t, at, 2)
 	require.Equal(t, childID, at[1].ChildRunID, "the interrupted child is resumed")
-	require.Equal(t, []string{childID}, engine.NewRunDoc(final, 0).Children)
+	require.Equal(t, []string{childID}, apidoc.NewRunDoc(final, 0).Children)
 	require.Zero(t, b.calls["chop"], "the child's finished task is not run again")
 	require.Equal(t, map[string]any{"times": float64(2), "after": "kale (first worker)"}, output(t, final, "cook").(map[string]any)["boil"])
 	child, err := b.store.RunGet(ctx, childID)

@@ -9,6 +9,7 @@ import (
 
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/pyoco/pyoco/api/apidoc"
 	"github.com/pyoco/pyoco/engine"
 )
 
@@ -41,21 +42,21 @@ func EventType(st engine.RunStatus) string {
 // Payload is the body of a standard-format delivery.
 type Payload struct {
 	Type      string           `json:"type"`
-	Timestamp engine.Timestamp `json:"timestamp"`
+	Timestamp apidoc.Timestamp `json:"timestamp"`
 	Data      RunData          `json:"data"`
 }
 
 // RunData is a payload's data: the run as GET /runs/{run_id} shows it, with
 // task_summary; Truncated says parts were cut to fit [MaxPayloadBytes].
 type RunData struct {
-	engine.RunDoc
+	apidoc.RunDoc
 	Truncated bool `json:"truncated,omitempty"`
 }
 
 // StandardBody returns the JSON body of a standard-format delivery of event
 // ev (at time at) about run, under [MaxPayloadBytes].
 func StandardBody(ev string, at time.Time, run *engine.Run) ([]byte, error) {
-	p := Payload{Type: ev, Timestamp: engine.Timestamp(at), Data: RunData{RunDoc: engine.NewRunDoc(run, payloadOutputBytes)}}
+	p := Payload{Type: ev, Timestamp: apidoc.Timestamp(at), Data: RunData{RunDoc: apidoc.NewRunDoc(run, payloadOutputBytes)}}
 	return fitBody(run, &p.Data, func() any { return p })
 }
 
@@ -79,7 +80,7 @@ type CloudEvent struct {
 	Source          string           `json:"source"`
 	Type            string           `json:"type"`
 	Subject         string           `json:"subject"`
-	Time            engine.Timestamp `json:"time"`
+	Time            apidoc.Timestamp `json:"time"`
 	DataContentType string           `json:"datacontenttype"`
 	TraceParent     string           `json:"traceparent,omitempty"`
 	Data            RunData          `json:"data"`
@@ -91,8 +92,8 @@ type CloudEvent struct {
 func CloudEventBody(id, ev string, at time.Time, run *engine.Run) ([]byte, error) {
 	ce := CloudEvent{
 		SpecVersion: "1.0", ID: id, Source: "/pyoco/flows/" + run.FlowName, Type: CloudEventTypePrefix + ev,
-		Subject: run.ID, Time: engine.Timestamp(at), DataContentType: "application/json",
-		Data: RunData{RunDoc: engine.NewRunDoc(run, payloadOutputBytes)},
+		Subject: run.ID, Time: apidoc.Timestamp(at), DataContentType: "application/json",
+		Data: RunData{RunDoc: apidoc.NewRunDoc(run, payloadOutputBytes)},
 	}
 	if tid, err := trace.TraceIDFromHex(run.TraceID); err == nil {
 		if sid, err := trace.SpanIDFromHex(run.SpanID); err == nil {
@@ -138,8 +139,8 @@ func fitBody(run *engine.Run, d *RunData, value func() any) ([]byte, error) {
 			}
 			d.Truncated = true
 		},
-		func() { d.Tasks = map[string]engine.TaskDoc{}; d.Params = map[string]any{} },
-		func() { d.TaskSummary = map[string]engine.TaskSummaryDoc{}; d.Tags = []string{} },
+		func() { d.Tasks = map[string]apidoc.TaskDoc{}; d.Params = map[string]any{} },
+		func() { d.TaskSummary = map[string]apidoc.TaskSummaryDoc{}; d.Tags = []string{} },
 	}
 	for _, step := range steps {
 		step()

@@ -18,6 +18,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/pyoco/pyoco/api/apidoc"
 	"github.com/pyoco/pyoco/engine"
 )
 
@@ -173,8 +174,8 @@ func (c *apiClient) call(ctx context.Context, method, path string, body, out any
 }
 
 // runDoc fetches GET /runs/{id}.
-func (c *apiClient) runDoc(ctx context.Context, id string) (*engine.RunDoc, []byte, error) {
-	var doc engine.RunDoc
+func (c *apiClient) runDoc(ctx context.Context, id string) (*apidoc.RunDoc, []byte, error) {
+	var doc apidoc.RunDoc
 	raw, err := c.call(ctx, "GET", "/runs/"+url.PathEscape(id), nil, &doc)
 	if err != nil {
 		return nil, nil, err
@@ -189,7 +190,7 @@ type logEntry struct {
 	Stream    string           `json:"stream"`
 	Level     string           `json:"level"`
 	Text      string           `json:"text"`
-	Timestamp engine.Timestamp `json:"timestamp"`
+	Timestamp apidoc.Timestamp `json:"timestamp"`
 	TraceID   string           `json:"trace_id"`
 	SpanID    string           `json:"span_id"`
 }
@@ -306,7 +307,7 @@ func sleepCtx(ctx context.Context, d time.Duration) {
 
 // waitRun polls the run until it is terminal; each new document goes to fn
 // (may be nil).
-func (c *apiClient) waitRun(ctx context.Context, id string, every time.Duration, fn func(*engine.RunDoc)) (*engine.RunDoc, []byte, error) {
+func (c *apiClient) waitRun(ctx context.Context, id string, every time.Duration, fn func(*apidoc.RunDoc)) (*apidoc.RunDoc, []byte, error) {
 	for {
 		doc, raw, err := c.runDoc(ctx, id)
 		if err != nil {

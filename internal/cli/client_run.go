@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/pyoco/pyoco/api/apidoc"
 	"github.com/pyoco/pyoco/engine"
 )
 
@@ -50,7 +51,7 @@ func runRemote(ctx context.Context, e *env, server, arg string, params map[strin
 	})
 
 	cancelled := false
-	var final *engine.RunDoc
+	var final *apidoc.RunDoc
 	var raw []byte
 	for final == nil {
 		waitCtx := ctx
@@ -136,7 +137,7 @@ type heldReport struct {
 	p   engine.Progress
 }
 
-func (t *remoteTracker) observe(doc *engine.RunDoc) {
+func (t *remoteTracker) observe(doc *apidoc.RunDoc) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.observeLocked(context.Background(), doc)
@@ -238,7 +239,7 @@ func (t *remoteTracker) hold(p engine.Progress, seq int64) {
 	t.queue = slices.Insert(t.queue, i, heldReport{seq: seq, p: p})
 }
 
-func (t *remoteTracker) observeLocked(ctx context.Context, doc *engine.RunDoc) {
+func (t *remoteTracker) observeLocked(ctx context.Context, doc *apidoc.RunDoc) {
 	t.flow = doc.FlowName
 	if t.finished {
 		return
@@ -323,7 +324,7 @@ func (t *remoteTracker) observeLocked(ctx context.Context, doc *engine.RunDoc) {
 }
 
 // docRun rebuilds enough of a Run from its document for the summary table.
-func docRun(d *engine.RunDoc) *engine.Run {
+func docRun(d *apidoc.RunDoc) *engine.Run {
 	r := &engine.Run{ID: d.RunID, FlowName: d.FlowName, Status: d.Status, TraceID: d.TraceID, Tasks: map[string]*engine.TaskState{}}
 	for name, td := range d.Tasks {
 		ts := &engine.TaskState{Name: name, Use: td.Use, Status: td.State, StartedAt: time.Time(td.StartedAt),

@@ -17,6 +17,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/pyoco/pyoco/api/apidoc"
 	"github.com/pyoco/pyoco/engine"
 )
 
@@ -223,7 +224,7 @@ func newRunsListCmd(e *env) *cobra.Command {
 				path += "?" + q.Encode()
 			}
 			var page struct {
-				Runs       []engine.RunSummaryDoc `json:"runs"`
+				Runs       []apidoc.RunSummaryDoc `json:"runs"`
 				NextCursor *string                `json:"next_cursor"`
 			}
 			raw, err := cl.call(c.Context(), "GET", path, nil, &page)
@@ -259,7 +260,7 @@ func newRunsListCmd(e *env) *cobra.Command {
 	return c
 }
 
-func fmtTime(t engine.Timestamp) string {
+func fmtTime(t apidoc.Timestamp) string {
 	tt := time.Time(t)
 	if tt.IsZero() {
 		return "-"
@@ -275,7 +276,7 @@ func fmtMS(ms *int64) string {
 }
 
 // taskOrder sorts a run's tasks by start, then name (unstarted last).
-func taskOrder(tasks map[string]engine.TaskDoc) []string {
+func taskOrder(tasks map[string]apidoc.TaskDoc) []string {
 	names := make([]string, 0, len(tasks))
 	for n := range tasks {
 		names = append(names, n)

@@ -19,6 +19,7 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
 	"github.com/pyoco/pyoco/api"
+	"github.com/pyoco/pyoco/api/apidoc"
 	"github.com/pyoco/pyoco/engine"
 	"github.com/pyoco/pyoco/engine/builtin"
 	"github.com/pyoco/pyoco/engine/memstore"
@@ -102,7 +103,7 @@ func TestClientCommands(t *testing.T) {
 	// a file is sent as flow_yaml; a failed run exits 1.
 	code, out, errOut = cliAt(t, vars, "submit", failFile, "--wait", "--json")
 	require.Equal(t, 1, code, errOut)
-	var run engine.RunDoc
+	var run apidoc.RunDoc
 	require.NoError(t, json.Unmarshal([]byte(out), &run))
 	require.Equal(t, engine.RunFailed, run.Status)
 	failedID := run.RunID
@@ -115,7 +116,7 @@ func TestClientCommands(t *testing.T) {
 	code, out, _ = cliAt(t, vars, "runs", "list", "--status", "failed", "--json")
 	require.Equal(t, 0, code)
 	var page struct {
-		Runs []engine.RunSummaryDoc `json:"runs"`
+		Runs []apidoc.RunSummaryDoc `json:"runs"`
 	}
 	require.NoError(t, json.Unmarshal([]byte(out), &page))
 	require.Len(t, page.Runs, 1)
@@ -167,7 +168,7 @@ func waitDone(t *testing.T, vars map[string]string, id string) {
 	t.Helper()
 	require.Eventually(t, func() bool {
 		_, out, _ := cliAt(t, vars, "runs", "show", id, "--json")
-		var d engine.RunDoc
+		var d apidoc.RunDoc
 		return json.Unmarshal([]byte(out), &d) == nil && d.Status.Terminal()
 	}, 10*time.Second, 20*time.Millisecond)
 }
@@ -209,7 +210,7 @@ func TestRunWithServer(t *testing.T) {
 
 	code, out, errOut = cliAt(t, vars, "run", "fail_flow", "--server", url, "--json")
 	require.Equal(t, 1, code)
-	var run engine.RunDoc
+	var run apidoc.RunDoc
 	require.NoError(t, json.Unmarshal([]byte(out), &run))
 	require.Equal(t, engine.RunFailed, run.Status)
 	require.Contains(t, errOut, "run FAILED")

@@ -7,6 +7,7 @@ import (
 	"io"
 	"time"
 
+	"github.com/pyoco/pyoco/api/apidoc"
 	"github.com/pyoco/pyoco/engine"
 	"github.com/pyoco/pyoco/engine/memstore"
 	"github.com/pyoco/pyoco/telemetry"
@@ -185,7 +186,7 @@ func runLocal(ctx context.Context, e *env, flow *engine.Flow, reg *engine.Regist
 	if asJSON {
 		enc := json.NewEncoder(e.stdout)
 		enc.SetIndent("", "  ")
-		if err := enc.Encode(engine.NewRunDoc(final, -1)); err != nil {
+		if err := enc.Encode(apidoc.NewRunDoc(final, -1)); err != nil {
 			return err
 		}
 	}

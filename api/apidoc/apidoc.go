@@ -1,9 +1,14 @@
-package engine
+// Package apidoc holds the JSON shapes of runs and tasks that the API
+// serves (SPEC §4), shared by the api server, webhook payloads and the CLI
+// client. It imports only engine and the standard library.
+package apidoc
 
 import (
 	"encoding/json"
 	"slices"
 	"time"
+
+	"github.com/pyoco/pyoco/engine"
 )
 
 // Timestamp marshals a time as RFC 3339 UTC with milliseconds
@@ -42,19 +47,19 @@ func (t *Timestamp) UnmarshalJSON(b []byte) error {
 
 // RunSummaryDoc is the JSON shape of a run in lists (SPEC §4 RunSummary).
 type RunSummaryDoc struct {
-	RunID         string    `json:"run_id"`
-	FlowName      string    `json:"flow_name"`
-	Status        RunStatus `json:"status"`
-	Tags          []string  `json:"tags"`
-	CreatedAt     Timestamp `json:"created_at"`
-	StartTime     Timestamp `json:"start_time"`
-	EndTime       Timestamp `json:"end_time"`
-	RunDurationMS *int64    `json:"run_duration_ms"`
-	QueueWaitMS   *int64    `json:"queue_wait_ms"`
-	Attempt       int       `json:"attempt"`
-	WorkerID      string    `json:"worker_id"`
-	TraceID       string    `json:"trace_id"`
-	Error         *string   `json:"error"`
+	RunID         string           `json:"run_id"`
+	FlowName      string           `json:"flow_name"`
+	Status        engine.RunStatus `json:"status"`
+	Tags          []string         `json:"tags"`
+	CreatedAt     Timestamp        `json:"created_at"`
+	StartTime     Timestamp        `json:"start_time"`
+	EndTime       Timestamp        `json:"end_time"`
+	RunDurationMS *int64           `json:"run_duration_ms"`
+	QueueWaitMS   *int64           `json:"queue_wait_ms"`
+	Attempt       int              `json:"attempt"`
+	WorkerID      string           `json:"worker_id"`
+	TraceID       string           `json:"trace_id"`
+	Error         *string          `json:"error"`
 }
 
 // RunDoc is the JSON shape of one run (SPEC §4 Run): the summary, params,
@@ -72,24 +77,24 @@ type RunDoc struct {
 
 // TaskSummaryDoc is one entry of a run's task_summary.
 type TaskSummaryDoc struct {
-	State      TaskStatus `json:"state"`
-	DurationMS *int64     `json:"duration_ms"`
-	Attempts   int        `json:"attempts"`
-	EndedAt    Timestamp  `json:"ended_at"`
+	State      engine.TaskStatus `json:"state"`
+	DurationMS *int64            `json:"duration_ms"`
+	Attempts   int               `json:"attempts"`
+	EndedAt    Timestamp         `json:"ended_at"`
 }
 
 // TaskDoc is one entry of a run's tasks.
 type TaskDoc struct {
-	State           TaskStatus      `json:"state"`
-	Use             string          `json:"use"`
-	StartedAt       Timestamp       `json:"started_at"`
-	EndedAt         Timestamp       `json:"ended_at"`
-	DurationMS      *int64          `json:"duration_ms"`
-	Attempts        int             `json:"attempts"`
-	Error           *string         `json:"error"`
-	Output          json.RawMessage `json:"output"`
-	OutputTruncated bool            `json:"output_truncated,omitempty"`
-	AttemptLog      []Attempt       `json:"attempt_log,omitempty"`
+	State           engine.TaskStatus `json:"state"`
+	Use             string            `json:"use"`
+	StartedAt       Timestamp         `json:"started_at"`
+	EndedAt         Timestamp         `json:"ended_at"`
+	DurationMS      *int64            `json:"duration_ms"`
+	Attempts        int               `json:"attempts"`
+	Error           *string           `json:"error"`
+	Output          json.RawMessage   `json:"output"`
+	OutputTruncated bool              `json:"output_truncated,omitempty"`
+	AttemptLog      []engine.Attempt  `json:"attempt_log,omitempty"`
 }
 
 // DefaultDocOutputBytes is the output cap of [NewRunDoc] when given 0.
@@ -111,7 +116,7 @@ func strPtr(s string) *string {
 }
 
 // NewRunSummaryDoc builds the RunSummary of r.
-func NewRunSummaryDoc(r *Run) RunSummaryDoc {
+func NewRunSummaryDoc(r *engine.Run) RunSummaryDoc {
 	tags := r.Tags
 	if tags == nil {
 		tags = []string{}
@@ -125,7 +130,7 @@ func NewRunSummaryDoc(r *Run) RunSummaryDoc {
 }
 
 // children lists the sub-flow runs of r's tasks, in task row order.
-func children(r *Run) []string {
+func children(r *engine.Run) []string {
 	out := []string{}
 	rows := make([]string, 0, len(r.Tasks))
 	for name := range r.Tasks {
@@ -145,7 +150,7 @@ func children(r *Run) []string {
 // NewRunDoc builds the Run document of r. Outputs longer than outputCap
 // bytes (0: [DefaultDocOutputBytes]; -1: no cap) are replaced by a JSON
 // string holding their beginning, with output_truncated set.
-func NewRunDoc(r *Run, outputCap int) RunDoc {
+func NewRunDoc(r *engine.Run, outputCap int) RunDoc {
 	if outputCap == 0 {
 		outputCap = DefaultDocOutputBytes
 	}
