@@ -145,7 +145,7 @@ func (s *Store) QueuePopBatch(ctx context.Context, p *engine.QueuePopParams, n i
 // settle the lease passed in their params in the same script.
 func (s *Store) QueueAck(ctx context.Context, l *engine.Lease) error {
 	pk := s.part(l.RunID)
-	err := queueAckScript.Run(ctx, s.client, []string{pk.queue(), pk.run(l.RunID)}, queueGroup, l.ID, "").Err()
+	err := queueAckScript.Run(ctx, s.client, []string{pk.queue(), pk.run(l.RunID)}, queueGroup, leaseID(l), "").Err()
 	if err != nil {
 		return fmt.Errorf("ack run %s: %w", l.RunID, interpretError(err))
 	}
@@ -195,7 +195,7 @@ func (s *Store) reclaimPartition(ctx context.Context, k int, p *engine.QueueRecl
 		id, _ := t[0].(string)
 		runID, _ := t[1].(string)
 		n, _ := t[2].(int64)
-		out = append(out, &engine.Lease{RunID: runID, ID: id, Deliveries: int(n)})
+		out = append(out, &engine.Lease{RunID: runID, ID: s.partID(k, id), Deliveries: int(n)})
 	}
 	return out, nil
 }
@@ -208,7 +208,7 @@ func (s *Store) QueueHeartbeat(ctx context.Context, workerID string, leases []*e
 		args := make([]any, 0, 2+len(ls))
 		args = append(args, queueGroup, workerID)
 		for _, l := range ls {
-			args = append(args, l.ID)
+			args = append(args, leaseID(l))
 		}
 		err := queueHeartbeatScript.Run(ctx, s.client, []string{s.parts[k].queue()}, args...).Err()
 		if err != nil && !isNoGroup(err) {
@@ -227,7 +227,7 @@ func (s *Store) QueueHeartbeat(ctx context.Context, workerID string, leases []*e
 func (s *Store) QueueRequeue(ctx context.Context, p *engine.QueueRequeueParams) error {
 	l := p.Lease
 	pk := s.part(l.RunID)
-	err := queueRequeueScript.Run(ctx, s.client, []string{pk.queue(), pk.run(l.RunID)}, queueGroup, l.ID, fenceArg(p.RunAttempt)).Err()
+	err := queueRequeueScript.Run(ctx, s.client, []string{pk.queue(), pk.run(l.RunID)}, queueGroup, leaseID(l), fenceArg(p.RunAttempt)).Err()
 	if err != nil && !errors.Is(err, redis.Nil) {
 		err = interpretError(err)
 		return fmt.Errorf("requeue run %s: %w", l.RunID, err)
@@ -256,7 +256,7 @@ func (s *Store) QueueHeartbeatLost(ctx context.Context, workerID string, leases 
 		args = append(args, queueGroup, workerID)
 		for _, l := range ls {
 			ks = append(ks, pk.run(l.RunID))
-			args = append(args, l.ID, "")
+			args = append(args, leaseID(l), "")
 		}
 		pos, err := queueHeartbeatLostScript.Run(ctx, s.client, ks, args...).Int64Slice()
 		if isNoGroup(err) {

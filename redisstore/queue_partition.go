@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -19,9 +20,13 @@ import (
 // from a partition that rotates per call, until it has its free slots'
 // worth; when every partition is empty it blocks on all of them at once,
 // one read per partition in flight, and returns as soon as one delivers.
-// Entries that a blocked read delivers after the call returned (several
-// partitions got runs during one wait) are this consumer's: they are kept
-// and handed out first by its next call.
+// Entries that another blocked read delivers after the call returned
+// (several partitions got runs during one wait) are this consumer's: they
+// are kept and handed out first by its next call. A call whose Block
+// passes first waits for its reads to end and returns what they delivered;
+// one whose ctx ended, or a consumer that got runs and never calls again,
+// leaves such entries held, reclaimed after a lease like those of a
+// stopped worker.
 
 // popStates holds the QueuePopBatch state of each consumer of a Store.
 type popStates struct {
@@ -67,6 +72,20 @@ func (st *popState) take(n int) []*engine.Lease {
 	return out
 }
 
+// waitIdle waits until no blocked read of the consumer is in flight
+// (each ends within its block, at most maxBlockChunk).
+func (st *popState) waitIdle() {
+	for {
+		st.mu.Lock()
+		busy := slices.Contains(st.inflight, true)
+		st.mu.Unlock()
+		if !busy {
+			return
+		}
+		<-st.wake
+	}
+}
+
 // popPartitions is QueuePopBatch over several partitions.
 func (s *Store) popPartitions(ctx context.Context, p *engine.QueuePopParams, n int) ([]*engine.Lease, error) {
 	st := s.pops.get(p.WorkerID, len(s.parts))
@@ -79,13 +98,17 @@ func (s *Store) popPartitions(ctx context.Context, p *engine.QueuePopParams, n i
 			return out, nil
 		}
 		if err := ctx.Err(); err != nil {
+			st.waitIdle()
 			return nil, err
 		}
 		chunk := maxBlockChunk
 		if !deadline.IsZero() {
 			left := time.Until(deadline)
 			if left <= 0 {
-				return nil, nil
+				// The reads this call started end by now: what they
+				// delivered is returned, not stranded.
+				st.waitIdle()
+				return st.take(n), nil
 			}
 			chunk = max(min(chunk, left), time.Millisecond)
 		}
@@ -183,7 +206,7 @@ func (s *Store) readPartition(ctx context.Context, k int, consumer string, n int
 	for _, xs := range res {
 		for _, m := range xs.Messages {
 			runID, _ := m.Values["run_id"].(string)
-			out = append(out, &engine.Lease{RunID: runID, ID: m.ID, Deliveries: 1})
+			out = append(out, &engine.Lease{RunID: runID, ID: s.partID(k, m.ID), Deliveries: 1})
 		}
 	}
 	return out, nil

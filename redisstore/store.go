@@ -239,7 +239,7 @@ func leaseID(l *engine.Lease) string {
 	if l == nil {
 		return ""
 	}
-	return l.ID
+	return leaseEntry(l.ID)
 }
 
 // fenceArg is a RunAttempt fence as a script argument ("" for none).

@@ -32,16 +32,25 @@ func mergeNewestFirst(parts [][]map[string]string, n int) []map[string]string {
 	return all
 }
 
-// eventID is the Event.ID of entry id of partition k's events stream: the
-// entry ID itself with one partition, "<k>/<entry ID>" with several.
-func (s *Store) eventID(k int, id string) string {
+// partID is the Event.ID or Lease.ID of entry id of partition k's events
+// or queue stream: the entry ID itself with one partition, "<k>/<entry ID>"
+// with several (entry IDs of different partitions may be equal).
+func (s *Store) partID(k int, id string) string {
 	if len(s.parts) == 1 {
 		return id
 	}
 	return strconv.Itoa(k) + "/" + id
 }
 
-// splitEventID reverses [Store.eventID]; ok is false for an ID this Store
+// leaseEntry is the queue entry ID of a Lease.ID made by [Store.partID].
+func leaseEntry(id string) string {
+	if _, entry, ok := strings.Cut(id, "/"); ok {
+		return entry
+	}
+	return id
+}
+
+// splitEventID reverses [Store.partID]; ok is false for an ID this Store
 // did not make.
 func (s *Store) splitEventID(id string) (k int, entry string, ok bool) {
 	if len(s.parts) == 1 {
@@ -114,7 +123,7 @@ func (s *Store) eventListPartitions(ctx context.Context, p *engine.EventListPara
 			if err != nil {
 				return fmt.Errorf("list events: %w", err)
 			}
-			ev.ID = s.eventID(k, m.ID)
+			ev.ID = s.partID(k, m.ID)
 			lists[k] = append(lists[k], partEvent{k: k, entry: m.ID, ev: ev})
 		}
 		return nil
