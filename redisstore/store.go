@@ -96,12 +96,14 @@ func New(client redis.UniversalClient, cfg *Config) (*Store, error) {
 }
 
 // Ping checks that Redis answers; the error wraps [engine.ErrUnavailable]
-// when it does not (for readiness probes).
+// when it does not (for readiness probes). It also checks, once, that the
+// namespace is laid out in [Config.Partitions] partitions (a plain error
+// naming both counts otherwise).
 func (s *Store) Ping(ctx context.Context) error {
 	if err := s.client.Ping(ctx).Err(); err != nil {
 		return fmt.Errorf("ping redis: %w", interpretError(err))
 	}
-	return nil
+	return s.ready(ctx)
 }
 
 // RunCreate stores a copy of run, with its tasks, adds it to the indexes (all
