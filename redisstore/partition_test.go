@@ -188,3 +188,35 @@ func TestPartitionsPagingWhileCreating(t *testing.T) {
 		require.True(t, seen[id], "run %s existed before the walk and was not listed", id)
 	}
 }
+
+// A server that crashes between claiming a tick and creating its run (six
+// partitions: two steps) leaves an intent; the next ScheduleGet creates
+// the run, once, queued.
+func TestPartitionsScheduleIntentRecovered(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s, _ := newStore(t, redistest.Cluster(t), &redisstore.Config{Partitions: 6})
+	tick := time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)
+	r := storetest.NewTestRun("nightly", "a")
+	require.NoError(t, redisstore.ScheduleClaimCrashed(ctx, s, &engine.ScheduleClaimParams{Flow: "nightly", Name: "0", Tick: tick, Run: r}))
+	_, err := s.RunGet(ctx, r.ID)
+	require.ErrorIs(t, err, engine.ErrNotFound, "the crash came before the run")
+	for range 2 {
+		st, err := s.ScheduleGet(ctx, "nightly", "0")
+		require.NoError(t, err)
+		require.Equal(t, r.ID, st.LastRunID)
+	}
+	got, err := s.RunGet(ctx, r.ID)
+	require.NoError(t, err)
+	require.Equal(t, engine.RunPending, got.Status)
+	depth, err := s.QueueDepth(ctx)
+	require.NoError(t, err)
+	require.Equal(t, map[string]int64{"nightly": 1}, depth, "created once, queued")
+	l, err := s.QueuePop(ctx, &engine.QueuePopParams{WorkerID: "w", Block: time.Second})
+	require.NoError(t, err)
+	require.NotNil(t, l)
+	require.Equal(t, r.ID, l.RunID)
+	// The tick is taken: a claim from the state before it is refused.
+	err = s.ScheduleClaim(ctx, &engine.ScheduleClaimParams{Flow: "nightly", Name: "0", Tick: tick, Run: storetest.NewTestRun("nightly", "a")})
+	require.ErrorIs(t, err, engine.ErrConflict)
+}

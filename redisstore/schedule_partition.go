@@ -33,6 +33,19 @@ type createIntent struct {
 // between leaves the intent for the next ScheduleGet to carry out: the
 // tick's run is neither lost nor made twice.
 func (s *Store) scheduleClaimPartitions(ctx context.Context, p *engine.ScheduleClaimParams) error {
+	in, err := s.scheduleClaimIntent(ctx, p)
+	if err != nil || p.Run == nil {
+		return err
+	}
+	if err := s.carryOutIntent(ctx, s.keys.schedule(p.Flow, p.Name), p.Run.ID, in); err != nil {
+		return fmt.Errorf("claim schedule %s/%s: %w", p.Flow, p.Name, err)
+	}
+	return nil
+}
+
+// scheduleClaimIntent is the first step of scheduleClaimPartitions: the
+// claim, with the run recorded as an intent (none for a skip).
+func (s *Store) scheduleClaimIntent(ctx context.Context, p *engine.ScheduleClaimParams) (createIntent, error) {
 	skey := s.keys.schedule(p.Flow, p.Name)
 	prev := ""
 	if !p.Prev.IsZero() {
@@ -43,21 +56,21 @@ func (s *Store) scheduleClaimPartitions(ctx context.Context, p *engine.ScheduleC
 	}
 	if p.Run == nil {
 		if err := scheduleIntentScript.Run(ctx, s.client, []string{skey}, ms(p.Tick), prev, "skip", "", "", "").Err(); err != nil {
-			return tickErr(err)
+			return createIntent{}, tickErr(err)
 		}
-		return nil
+		return createIntent{}, nil
 	}
 	ks, args, err := s.createArgs(p.Run)
 	if err != nil {
-		return fmt.Errorf("claim schedule %s/%s: %w", p.Flow, p.Name, err)
+		return createIntent{}, fmt.Errorf("claim schedule %s/%s: %w", p.Flow, p.Name, err)
 	}
 	s.maybeSweep(ctx)
 	// The run's partition is another slot: refuse an existing run before
 	// claiming (run IDs are random, so only a caller's bug reuses one).
 	if n, err := s.client.Exists(ctx, ks[0]).Result(); err != nil {
-		return tickErr(err)
+		return createIntent{}, tickErr(err)
 	} else if n > 0 {
-		return fmt.Errorf("claim schedule %s/%s: run %s exists: %w", p.Flow, p.Name, p.Run.ID, engine.ErrConflict)
+		return createIntent{}, fmt.Errorf("claim schedule %s/%s: run %s exists: %w", p.Flow, p.Name, p.Run.ID, engine.ErrConflict)
 	}
 	in := createIntent{Keys: ks, Args: make([]string, len(args))}
 	for i, a := range args {
@@ -65,7 +78,7 @@ func (s *Store) scheduleClaimPartitions(ctx context.Context, p *engine.ScheduleC
 	}
 	blob, err := json.Marshal(in)
 	if err != nil {
-		return fmt.Errorf("claim schedule %s/%s: %w", p.Flow, p.Name, err)
+		return createIntent{}, fmt.Errorf("claim schedule %s/%s: %w", p.Flow, p.Name, err)
 	}
 	created := ""
 	if len(args) > 4 {
@@ -73,12 +86,9 @@ func (s *Store) scheduleClaimPartitions(ctx context.Context, p *engine.ScheduleC
 	}
 	err = scheduleIntentScript.Run(ctx, s.client, []string{skey}, ms(p.Tick), prev, "run", p.Run.ID, created, blob).Err()
 	if err != nil {
-		return tickErr(err)
+		return createIntent{}, tickErr(err)
 	}
-	if err := s.carryOutIntent(ctx, skey, p.Run.ID, in); err != nil {
-		return fmt.Errorf("claim schedule %s/%s: %w", p.Flow, p.Name, err)
-	}
-	return nil
+	return in, nil
 }
 
 // carryOutIntent creates the intent's run (an existing one counts as
