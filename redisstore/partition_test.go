@@ -220,3 +220,63 @@ func TestPartitionsScheduleIntentRecovered(t *testing.T) {
 	err = s.ScheduleClaim(ctx, &engine.ScheduleClaimParams{Flow: "nightly", Name: "0", Tick: tick, Run: storetest.NewTestRun("nightly", "a")})
 	require.ErrorIs(t, err, engine.ErrConflict)
 }
+
+// With six partitions a webhook dispatcher's group covers every
+// partition's events stream: a blocked read wakes for an event of any
+// partition, every event is read once, and acknowledging them (IDs name
+// their partition) leaves nothing pending.
+func TestPartitionsWebhookEvents(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	c := redistest.Cluster(t)
+	s, ns := newStore(t, c, &redisstore.Config{Partitions: 6})
+	require.NoError(t, s.WebhookEventInit(ctx, "ep"))
+	read := func(block time.Duration) []engine.Event {
+		evs, err := s.WebhookEventRead(ctx, &engine.WebhookEventReadParams{Consumer: "d1", Group: "ep", Count: 100, Block: block})
+		require.NoError(t, err)
+		return evs
+	}
+	// A blocked read wakes up for a run created meanwhile.
+	first := storetest.NewTestRun("hello", "a")
+	go func() {
+		time.Sleep(100 * time.Millisecond)
+		_ = s.RunCreate(ctx, first)
+	}()
+	evs := read(2 * time.Second)
+	require.Len(t, evs, 1)
+	require.Equal(t, first.ID, evs[0].RunID)
+	seen := map[string]bool{evs[0].ID: true}
+	runs := map[string]bool{first.ID: true}
+	for range 30 {
+		r := storetest.NewTestRun("hello", "a")
+		require.NoError(t, s.RunCreate(ctx, r))
+		runs[r.ID] = true
+	}
+	require.NoError(t, s.WebhookEventAck(ctx, "ep", []string{evs[0].ID}))
+	got := map[string]bool{}
+	for len(got) < 30 {
+		evs := read(200 * time.Millisecond)
+		require.NotEmpty(t, evs)
+		var ids []string
+		for _, ev := range evs {
+			require.False(t, seen[ev.ID], "event %s read twice", ev.ID)
+			seen[ev.ID] = true
+			require.True(t, runs[ev.RunID])
+			got[ev.RunID] = true
+			ids = append(ids, ev.ID)
+		}
+		require.NoError(t, s.WebhookEventAck(ctx, "ep", ids))
+	}
+	require.Empty(t, read(0))
+	parts := map[string]bool{}
+	for id := range seen {
+		k, _, _ := strings.Cut(id, "/")
+		parts[k] = true
+	}
+	require.Len(t, parts, 6, "events of every partition")
+	for k := range 6 {
+		p, err := c.XPending(ctx, "{"+ns+":p"+strconv.Itoa(k)+"}:events", "webhooks:ep").Result()
+		require.NoError(t, err)
+		require.Zero(t, p.Count)
+	}
+}
