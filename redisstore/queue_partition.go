@@ -32,6 +32,9 @@ import (
 type popStates struct {
 	mu sync.Mutex
 	m  map[string]*popState
+	// reclaimNext rotates the partition a QueueReclaim over several
+	// starts with, so no partition's idle entries wait behind another's.
+	reclaimNext atomic.Uint32
 }
 
 // popState is one consumer's: leases delivered but not yet handed out,
@@ -212,14 +215,10 @@ func (s *Store) readPartition(ctx context.Context, k int, consumer string, n int
 	return out, nil
 }
 
-// reclaimNext rotates the partition a QueueReclaim over several starts
-// with, so no partition's idle entries wait behind another's.
-var reclaimNext atomic.Uint32
-
 // reclaimPartitions is QueueReclaim over several partitions: each in
 // turn, from a rotating start, until count entries are claimed.
 func (s *Store) reclaimPartitions(ctx context.Context, p *engine.QueueReclaimParams, count int) ([]*engine.Lease, error) {
-	start := int(reclaimNext.Add(1))
+	start := int(s.pops.reclaimNext.Add(1))
 	var out []*engine.Lease
 	for i := range s.parts {
 		k := (start + i) % len(s.parts)
