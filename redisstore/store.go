@@ -45,8 +45,9 @@ const (
 //
 // Every change of a run's status, its index entries and its event happens in
 // one Lua script, so it is atomic on a single Redis and on Redis Cluster
-// alike: all keys of a namespace share the hash tag "{namespace}". See
-// docs/redis.md for the key layout.
+// alike: all keys of a namespace share the hash tag "{namespace}", or with
+// several partitions all keys of a run and its partition share
+// "{namespace:p<k>}" (partition.go). See docs/redis.md for the key layout.
 //
 // Errors wrap [engine.ErrNotFound], [engine.ErrConflict],
 // [engine.ErrBadCursor] as the contract says, and [engine.ErrUnavailable]
