@@ -12,6 +12,8 @@ const (
 	DefaultRetention     = 168 * time.Hour
 	DefaultLogMaxEntries = 10000
 	DefaultEventMaxLen   = 100000
+	// MaxPartitions bounds [Config.Partitions].
+	MaxPartitions = 1024
 )
 
 // Config tunes a [Store]. The zero value (or a nil *Config) means every
@@ -31,6 +33,13 @@ type Config struct {
 	// EventMaxLen caps the run-events stream (XADD MAXLEN ~). Defaults to
 	// 100000.
 	EventMaxLen int64
+	// Partitions spreads the namespace over that many hash tags
+	// ("{Namespace:p<k>}"), so that a Redis Cluster serves it from several
+	// masters; 1 is the single-tag layout "{Namespace}" (partition.go,
+	// docs/redis.md). Between 1 and 1024; defaults to 1. A namespace keeps
+	// the count it was first used with: a Store opened with another count
+	// fails its first command with an error naming both.
+	Partitions int
 }
 
 // withDefaults returns a copy of c (nil allowed) with zero fields set to
@@ -52,6 +61,9 @@ func (c *Config) withDefaults() (Config, error) {
 	if out.EventMaxLen == 0 {
 		out.EventMaxLen = DefaultEventMaxLen
 	}
+	if out.Partitions == 0 {
+		out.Partitions = 1
+	}
 	return out, out.validate()
 }
 
@@ -65,6 +77,9 @@ func (c *Config) validate() error {
 	}
 	if c.LogMaxEntries < 1 {
 		return fmt.Errorf("redisstore: Config.LogMaxEntries %d must be positive", c.LogMaxEntries)
+	}
+	if c.Partitions < 1 || c.Partitions > MaxPartitions {
+		return fmt.Errorf("redisstore: Config.Partitions %d must be between 1 and %d", c.Partitions, MaxPartitions)
 	}
 	if c.EventMaxLen < 1 {
 		return fmt.Errorf("redisstore: Config.EventMaxLen %d must be positive", c.EventMaxLen)

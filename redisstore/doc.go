@@ -8,8 +8,11 @@
 // runs, per status, per flow, per tag) paged newest first by cursor. Every
 // change of a run's status updates its hash, moves it between indexes and
 // appends its event in one Lua script (lua/*.lua, each with a KEYS/ARGV/reply
-// header), and every key of a namespace carries the hash tag "{namespace}",
-// so each script is atomic on Cluster too. Finished runs expire after
+// header), and every key a script touches carries one hash tag — the
+// namespace's "{namespace}", or with [Config.Partitions] > 1 its run's
+// partition's "{namespace:p<k>}" — so each script is atomic on Cluster too,
+// and a partitioned namespace spreads over the Cluster's masters
+// (partition.go). Finished runs expire after
 // [Config.Retention] and are swept out of the indexes, leaving no garbage.
 // docs/redis.md documents the key layout, the scripts and the error mapping.
 //
@@ -18,7 +21,8 @@
 // when Redis cannot be reached (one function, interpretError, maps them).
 //
 // The package is checked by [storetest.Run] against a real redis-server and a
-// real 3-node Redis Cluster (internal/redistest).
+// real 3-node Redis Cluster, with one partition and with six
+// (internal/redistest).
 //
 // redisstore imports engine, go-redis and the standard library; it must not
 // import api, webhooks, plugins, telemetry or cmd.

@@ -29,7 +29,7 @@ func (s *Store) IdempotencyGetOrSet(ctx context.Context, key, runID string, ttl 
 	if key == "" || runID == "" {
 		return "", errors.New("idempotency key: missing key or run ID")
 	}
-	v, err := idempotencyScript.Run(ctx, s.client, []string{s.keys.idempotency(key)}, runID, max(ttl.Milliseconds(), 1)).Text()
+	v, err := idempotencyScript.Run(ctx, s.client, []string{s.parts[partitionOf(key, len(s.parts))].idempotency(key)}, runID, max(ttl.Milliseconds(), 1)).Text()
 	if errors.Is(err, redis.Nil) {
 		return "", nil
 	}
@@ -42,7 +42,7 @@ func (s *Store) IdempotencyGetOrSet(ctx context.Context, key, runID string, ttl 
 // IdempotencyRelease unbinds key if it is still bound to runID (one
 // script: compare-and-delete).
 func (s *Store) IdempotencyRelease(ctx context.Context, key, runID string) error {
-	if err := idempotencyReleaseScript.Run(ctx, s.client, []string{s.keys.idempotency(key)}, runID).Err(); err != nil {
+	if err := idempotencyReleaseScript.Run(ctx, s.client, []string{s.parts[partitionOf(key, len(s.parts))].idempotency(key)}, runID).Err(); err != nil {
 		return fmt.Errorf("idempotency key %q: %w", key, interpretError(err))
 	}
 	return nil

@@ -109,7 +109,7 @@ func (s *Store) RunCancelNotify(ctx context.Context, runID string) (<-chan struc
 // cancelRequested reports whether the run is CANCELLING or CANCELLED; an
 // unknown run is an error wrapping [engine.ErrNotFound].
 func (s *Store) cancelRequested(ctx context.Context, runID string) (bool, error) {
-	st, err := s.client.HGet(ctx, s.keys.run(runID), fieldStatus).Result()
+	st, err := s.client.HGet(ctx, s.part(runID).run(runID), fieldStatus).Result()
 	if err != nil {
 		return false, interpretError(err)
 	}
@@ -411,7 +411,7 @@ func (h *cancelHub) check(ctx context.Context, s *Store) {
 	cmds := make([]*redis.StringCmd, len(ids))
 	_, _ = s.client.Pipelined(cctx, func(p redis.Pipeliner) error {
 		for i, id := range ids {
-			cmds[i] = p.HGet(cctx, s.keys.run(id), fieldStatus)
+			cmds[i] = p.HGet(cctx, s.part(id).run(id), fieldStatus)
 		}
 		return nil
 	})

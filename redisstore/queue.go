@@ -39,15 +39,15 @@ var (
 // ensureGroup creates the queue's consumer group (and the stream) unless it
 // is known to exist. The group starts at ID 0, so runs queued before any
 // worker ever ran are delivered too; BUSYGROUP (it exists) is fine.
-func (s *Store) ensureGroup(ctx context.Context) error {
-	if s.groupReady.Load() {
+func (s *Store) ensureGroup(ctx context.Context, k int) error {
+	if s.partGroup[k].Load() {
 		return nil
 	}
-	err := s.client.XGroupCreateMkStream(ctx, s.keys.queue(), queueGroup, "0").Err()
+	err := s.client.XGroupCreateMkStream(ctx, s.parts[k].queue(), queueGroup, "0").Err()
 	if err != nil && !strings.HasPrefix(err.Error(), "BUSYGROUP") {
 		return fmt.Errorf("create queue group: %w", interpretError(err))
 	}
-	s.groupReady.Store(true)
+	s.partGroup[k].Store(true)
 	return nil
 }
 
@@ -84,6 +84,12 @@ func (s *Store) QueuePopBatch(ctx context.Context, p *engine.QueuePopParams, n i
 	if n < 1 {
 		n = 1
 	}
+	if err := s.ready(ctx); err != nil {
+		return nil, fmt.Errorf("pop queue: %w", err)
+	}
+	if len(s.parts) > 1 {
+		return s.popPartitions(ctx, p, n)
+	}
 	var deadline time.Time
 	if p.Block > 0 {
 		deadline = time.Now().Add(p.Block)
@@ -100,19 +106,19 @@ func (s *Store) QueuePopBatch(ctx context.Context, p *engine.QueuePopParams, n i
 			}
 			chunk = max(min(chunk, left), time.Millisecond)
 		}
-		if err := s.ensureGroup(ctx); err != nil {
+		if err := s.ensureGroup(ctx, 0); err != nil {
 			return nil, fmt.Errorf("pop queue: %w", err)
 		}
 		res, err := s.client.XReadGroup(ctx, &redis.XReadGroupArgs{
 			Group: queueGroup, Consumer: p.WorkerID,
-			Streams: []string{s.keys.queue(), ">"},
+			Streams: []string{s.parts[0].queue(), ">"},
 			Count:   int64(n), Block: chunk,
 		}).Result()
 		switch {
 		case errors.Is(err, redis.Nil):
 			continue
 		case isNoGroup(err):
-			s.groupReady.Store(false)
+			s.partGroup[0].Store(false)
 			continue
 		case err != nil:
 			if ctx.Err() != nil {
@@ -138,7 +144,8 @@ func (s *Store) QueuePopBatch(ctx context.Context, p *engine.QueuePopParams, n i
 // needs it only for leases it did not execute: RunStart and RunFinish
 // settle the lease passed in their params in the same script.
 func (s *Store) QueueAck(ctx context.Context, l *engine.Lease) error {
-	err := queueAckScript.Run(ctx, s.client, []string{s.keys.queue(), s.keys.run(l.RunID)}, queueGroup, l.ID, "").Err()
+	pk := s.part(l.RunID)
+	err := queueAckScript.Run(ctx, s.client, []string{pk.queue(), pk.run(l.RunID)}, queueGroup, leaseID(l), "").Err()
 	if err != nil {
 		return fmt.Errorf("ack run %s: %w", l.RunID, interpretError(err))
 	}
@@ -151,17 +158,29 @@ func (s *Store) QueueAck(ctx context.Context, l *engine.Lease) error {
 // Entries of runs that are terminal or gone are acknowledged and deleted
 // instead.
 func (s *Store) QueueReclaim(ctx context.Context, p *engine.QueueReclaimParams) ([]*engine.Lease, error) {
-	if err := s.ensureGroup(ctx); err != nil {
-		return nil, fmt.Errorf("reclaim: %w", err)
-	}
 	count := p.Count
 	if count <= 0 {
 		count = 100
 	}
-	v, err := queueReclaimScript.Run(ctx, s.client, []string{s.keys.queue()},
-		queueGroup, p.WorkerID, p.MinIdle.Milliseconds(), count, s.keys.runPrefix()).Slice()
+	if err := s.ready(ctx); err != nil {
+		return nil, fmt.Errorf("reclaim: %w", err)
+	}
+	if len(s.parts) > 1 {
+		return s.reclaimPartitions(ctx, p, count)
+	}
+	return s.reclaimPartition(ctx, 0, p, count)
+}
+
+// reclaimPartition is QueueReclaim of partition k's queue.
+func (s *Store) reclaimPartition(ctx context.Context, k int, p *engine.QueueReclaimParams, count int) ([]*engine.Lease, error) {
+	if err := s.ensureGroup(ctx, k); err != nil {
+		return nil, fmt.Errorf("reclaim: %w", err)
+	}
+	pk := s.parts[k]
+	v, err := queueReclaimScript.Run(ctx, s.client, []string{pk.queue()},
+		queueGroup, p.WorkerID, p.MinIdle.Milliseconds(), count, pk.runPrefix()).Slice()
 	if isNoGroup(err) {
-		s.groupReady.Store(false)
+		s.partGroup[k].Store(false)
 		return nil, nil
 	}
 	if err != nil {
@@ -176,7 +195,7 @@ func (s *Store) QueueReclaim(ctx context.Context, p *engine.QueueReclaimParams) 
 		id, _ := t[0].(string)
 		runID, _ := t[1].(string)
 		n, _ := t[2].(int64)
-		out = append(out, &engine.Lease{RunID: runID, ID: id, Deliveries: int(n)})
+		out = append(out, &engine.Lease{RunID: runID, ID: s.partID(k, id), Deliveries: int(n)})
 	}
 	return out, nil
 }
@@ -185,17 +204,16 @@ func (s *Store) QueueReclaim(ctx context.Context, p *engine.QueueReclaimParams) 
 // their idle time (XCLAIM … 0 JUSTID, which is not a delivery). Leases
 // another worker took over are left alone.
 func (s *Store) QueueHeartbeat(ctx context.Context, workerID string, leases []*engine.Lease) error {
-	if len(leases) == 0 {
-		return nil
-	}
-	args := make([]any, 0, 2+len(leases))
-	args = append(args, queueGroup, workerID)
-	for _, l := range leases {
-		args = append(args, l.ID)
-	}
-	err := queueHeartbeatScript.Run(ctx, s.client, []string{s.keys.queue()}, args...).Err()
-	if err != nil && !isNoGroup(err) {
-		return fmt.Errorf("renew leases of %s: %w", workerID, interpretError(err))
+	for k, ls := range s.leasesByPartition(leases) {
+		args := make([]any, 0, 2+len(ls))
+		args = append(args, queueGroup, workerID)
+		for _, l := range ls {
+			args = append(args, leaseID(l))
+		}
+		err := queueHeartbeatScript.Run(ctx, s.client, []string{s.parts[k].queue()}, args...).Err()
+		if err != nil && !isNoGroup(err) {
+			return fmt.Errorf("renew leases of %s: %w", workerID, interpretError(err))
+		}
 	}
 	return nil
 }
@@ -208,7 +226,8 @@ func (s *Store) QueueHeartbeat(ctx context.Context, workerID string, leases []*e
 // and changes nothing.
 func (s *Store) QueueRequeue(ctx context.Context, p *engine.QueueRequeueParams) error {
 	l := p.Lease
-	err := queueRequeueScript.Run(ctx, s.client, []string{s.keys.queue(), s.keys.run(l.RunID)}, queueGroup, l.ID, fenceArg(p.RunAttempt)).Err()
+	pk := s.part(l.RunID)
+	err := queueRequeueScript.Run(ctx, s.client, []string{pk.queue(), pk.run(l.RunID)}, queueGroup, leaseID(l), fenceArg(p.RunAttempt)).Err()
 	if err != nil && !errors.Is(err, redis.Nil) {
 		err = interpretError(err)
 		return fmt.Errorf("requeue run %s: %w", l.RunID, err)
@@ -228,26 +247,38 @@ func (s *Store) QueueHeartbeatLost(ctx context.Context, workerID string, leases 
 	if len(leases) == 0 {
 		return nil, nil
 	}
-	ks := make([]string, 0, 1+len(leases))
-	args := make([]any, 0, 2+2*len(leases))
-	ks = append(ks, s.keys.queue())
-	args = append(args, queueGroup, workerID)
-	for _, l := range leases {
-		ks = append(ks, s.keys.run(l.RunID))
-		args = append(args, l.ID, "")
-	}
-	pos, err := queueHeartbeatLostScript.Run(ctx, s.client, ks, args...).Int64Slice()
-	if isNoGroup(err) {
-		s.groupReady.Store(false)
-		return slices.Clone(leases), nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("renew leases of %s: %w", workerID, interpretError(err))
+	lostSet := map[*engine.Lease]bool{}
+	for k, ls := range s.leasesByPartition(leases) {
+		pk := s.parts[k]
+		ks := make([]string, 0, 1+len(ls))
+		args := make([]any, 0, 2+2*len(ls))
+		ks = append(ks, pk.queue())
+		args = append(args, queueGroup, workerID)
+		for _, l := range ls {
+			ks = append(ks, pk.run(l.RunID))
+			args = append(args, leaseID(l), "")
+		}
+		pos, err := queueHeartbeatLostScript.Run(ctx, s.client, ks, args...).Int64Slice()
+		if isNoGroup(err) {
+			s.partGroup[k].Store(false)
+			for _, l := range ls {
+				lostSet[l] = true
+			}
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("renew leases of %s: %w", workerID, interpretError(err))
+		}
+		for _, i := range pos {
+			if i >= 1 && int(i) <= len(ls) {
+				lostSet[ls[i-1]] = true
+			}
+		}
 	}
 	var lost []*engine.Lease
-	for _, i := range pos {
-		if i >= 1 && int(i) <= len(leases) {
-			lost = append(lost, leases[i-1])
+	for _, l := range leases {
+		if lostSet[l] {
+			lost = append(lost, l)
 		}
 	}
 	return lost, nil
@@ -256,18 +287,28 @@ func (s *Store) QueueHeartbeatLost(ctx context.Context, workerID string, leases 
 // QueueDepth returns the number of PENDING runs by flow, from the counter
 // hash the status scripts maintain (O(flows)).
 func (s *Store) QueueDepth(ctx context.Context) (map[string]int64, error) {
-	h, err := s.client.HGetAll(ctx, s.keys.queued()).Result()
-	if err != nil {
-		return nil, fmt.Errorf("queue depth: %w", interpretError(err))
-	}
-	out := make(map[string]int64, len(h))
-	for flow, v := range h {
-		n, err := strconv.ParseInt(v, 10, 64)
+	hs := make([]map[string]string, len(s.parts))
+	err := s.forParts(func(k int, pk keys) error {
+		h, err := s.client.HGetAll(ctx, pk.queued()).Result()
 		if err != nil {
-			return nil, fmt.Errorf("queue depth of %s: %w", flow, err)
+			return fmt.Errorf("queue depth: %w", interpretError(err))
 		}
-		if n > 0 {
-			out[flow] = n
+		hs[k] = h
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]int64, len(hs[0]))
+	for _, h := range hs {
+		for flow, v := range h {
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil {
+				return nil, fmt.Errorf("queue depth of %s: %w", flow, err)
+			}
+			if n > 0 {
+				out[flow] += n
+			}
 		}
 	}
 	return out, nil
@@ -287,14 +328,42 @@ const (
 // usually one in all. Past 1000 runs a flow not met yet gets the CreatedAt
 // of the last run examined (its age is then an upper bound).
 func (s *Store) QueueOldest(ctx context.Context) (map[string]time.Time, error) {
-	depth, err := s.QueueDepth(ctx)
+	olds := make([]map[string]time.Time, len(s.parts))
+	err := s.forParts(func(k int, pk keys) error {
+		var err error
+		olds[k], err = s.oldestPartition(ctx, pk)
+		return err
+	})
 	if err != nil {
 		return nil, err
+	}
+	out := olds[0]
+	for _, o := range olds[1:] {
+		for flow, t := range o {
+			if old, ok := out[flow]; !ok || t.Before(old) {
+				out[flow] = t
+			}
+		}
+	}
+	return out, nil
+}
+
+// oldestPartition is QueueOldest of one partition.
+func (s *Store) oldestPartition(ctx context.Context, pk keys) (map[string]time.Time, error) {
+	h, err := s.client.HGetAll(ctx, pk.queued()).Result()
+	if err != nil {
+		return nil, fmt.Errorf("queue depth: %w", interpretError(err))
+	}
+	depth := make(map[string]bool, len(h))
+	for flow, v := range h {
+		if n, _ := strconv.ParseInt(v, 10, 64); n > 0 {
+			depth[flow] = true
+		}
 	}
 	out := make(map[string]time.Time, len(depth))
 	var last time.Time
 	for off := 0; len(out) < len(depth) && off < oldestScanMax; off += oldestScanBatch {
-		members, err := s.client.ZRangeArgs(ctx, redis.ZRangeArgs{Key: s.keys.status(engine.RunPending),
+		members, err := s.client.ZRangeArgs(ctx, redis.ZRangeArgs{Key: pk.status(engine.RunPending),
 			Start: "-", Stop: "+", ByLex: true, Offset: int64(off), Count: oldestScanBatch}).Result()
 		if err != nil {
 			return nil, fmt.Errorf("queue oldest: %w", interpretError(err))
@@ -311,7 +380,7 @@ func (s *Store) QueueOldest(ctx context.Context) (map[string]time.Time, error) {
 				continue
 			}
 			created = append(created, c)
-			flows = append(flows, pipe.HGet(ctx, s.keys.run(id), fieldFlow))
+			flows = append(flows, pipe.HGet(ctx, pk.run(id), fieldFlow))
 		}
 		if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 			return nil, fmt.Errorf("queue oldest: %w", interpretError(err))
@@ -344,7 +413,22 @@ func (s *Store) QueueOldest(ctx context.Context) (map[string]time.Time, error) {
 // after that delivery, at most 10000. Before any worker made the group,
 // every entry is undelivered.
 func (s *Store) QueueLag(ctx context.Context) (int64, error) {
-	groups, err := s.client.XInfoGroups(ctx, s.keys.queue()).Result()
+	lags := make([]int64, len(s.parts))
+	err := s.forParts(func(k int, pk keys) error {
+		var err error
+		lags[k], err = s.lagPartition(ctx, pk)
+		return err
+	})
+	var n int64
+	for _, l := range lags {
+		n += l
+	}
+	return n, err
+}
+
+// lagPartition is QueueLag of one partition.
+func (s *Store) lagPartition(ctx context.Context, pk keys) (int64, error) {
+	groups, err := s.client.XInfoGroups(ctx, pk.queue()).Result()
 	if err != nil {
 		if strings.Contains(err.Error(), "no such key") {
 			return 0, nil // no stream yet: nothing was ever queued
@@ -358,13 +442,13 @@ func (s *Store) QueueLag(ctx context.Context) (int64, error) {
 		if g.Lag >= 0 {
 			return g.Lag, nil
 		}
-		n, err := s.client.XRangeN(ctx, s.keys.queue(), "("+g.LastDeliveredID, "+", 10000).Result()
+		n, err := s.client.XRangeN(ctx, pk.queue(), "("+g.LastDeliveredID, "+", 10000).Result()
 		if err != nil {
 			return 0, fmt.Errorf("queue lag: %w", interpretError(err))
 		}
 		return int64(len(n)), nil
 	}
-	n, err := s.client.XLen(ctx, s.keys.queue()).Result()
+	n, err := s.client.XLen(ctx, pk.queue()).Result()
 	if err != nil {
 		return 0, fmt.Errorf("queue lag: %w", interpretError(err))
 	}
@@ -396,7 +480,19 @@ func (s *Store) WorkerRemove(ctx context.Context, id string) error {
 	if err != nil {
 		return fmt.Errorf("remove worker %s: %w", id, interpretError(err))
 	}
-	return nil
+	if len(s.parts) == 1 {
+		return nil
+	}
+	// The registry is under the base tag, the consumers are in each
+	// partition's group: the same script, with keys of the partition that
+	// do not exist there (the ZREM and DEL change nothing), deletes them.
+	return s.forParts(func(_ int, pk keys) error {
+		err := queueWorkerRemoveScript.Run(ctx, s.client, []string{pk.workers(), pk.worker(id), pk.queue()}, id, queueGroup).Err()
+		if err != nil {
+			return fmt.Errorf("remove worker %s: %w", id, interpretError(err))
+		}
+		return nil
+	})
 }
 
 // WorkerList returns the live workers by ID, dropping expired ones.

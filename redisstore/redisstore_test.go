@@ -47,14 +47,27 @@ func newStore(t testing.TB, c redis.UniversalClient, cfg *redisstore.Config) (*r
 	return s, cfg.Namespace
 }
 
+// suiteBackends are the deployments and partition counts the shared
+// store suites run against: every backend with one partition, and the
+// Cluster with six (spread over its three masters).
+var suiteBackends = []struct {
+	name       string
+	client     func(testing.TB) redis.UniversalClient
+	partitions int
+}{
+	{"Single", redistest.Client, 1},
+	{"Cluster", redistest.Cluster, 1},
+	{"Cluster/Partitions6", redistest.Cluster, 6},
+}
+
 func TestStore(t *testing.T) {
 	t.Parallel()
-	for _, be := range backends {
+	for _, be := range suiteBackends {
 		t.Run(be.name, func(t *testing.T) {
 			t.Parallel()
 			c := be.client(t)
 			storetest.Run(t, func(t *testing.T) engine.Store {
-				s, _ := newStore(t, c, nil)
+				s, _ := newStore(t, c, &redisstore.Config{Partitions: be.partitions})
 				return s
 			})
 		})

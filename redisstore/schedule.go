@@ -19,6 +19,12 @@ func (s *Store) ScheduleClaim(ctx context.Context, p *engine.ScheduleClaimParams
 	if p == nil || p.Flow == "" || p.Name == "" || p.Tick.IsZero() {
 		return errors.New("claim schedule: flow, name and tick are required")
 	}
+	if err := s.ready(ctx); err != nil {
+		return fmt.Errorf("claim schedule %s/%s: %w", p.Flow, p.Name, err)
+	}
+	if len(s.parts) > 1 {
+		return s.scheduleClaimPartitions(ctx, p)
+	}
 	var (
 		ks   []string
 		args []any
@@ -49,6 +55,11 @@ func (s *Store) ScheduleGet(ctx context.Context, flow, name string) (*engine.Sch
 	m, err := s.client.HGetAll(ctx, s.keys.schedule(flow, name)).Result()
 	if err != nil {
 		return nil, fmt.Errorf("get schedule %s/%s: %w", flow, name, interpretError(err))
+	}
+	if len(s.parts) > 1 {
+		if err := s.carryOutIntents(ctx, s.keys.schedule(flow, name), m); err != nil {
+			return nil, fmt.Errorf("get schedule %s/%s: %w", flow, name, err)
+		}
 	}
 	if len(m) == 0 {
 		return nil, fmt.Errorf("schedule %s/%s: %w", flow, name, engine.ErrNotFound)

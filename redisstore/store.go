@@ -46,8 +46,9 @@ const (
 //
 // Every change of a run's status, its index entries and its event happens in
 // one Lua script, so it is atomic on a single Redis and on Redis Cluster
-// alike: all keys of a namespace share the hash tag "{namespace}". See
-// docs/redis.md for the key layout.
+// alike: all keys of a namespace share the hash tag "{namespace}", or with
+// several partitions all keys of a run and its partition share
+// "{namespace:p<k>}" (partition.go). See docs/redis.md for the key layout.
 //
 // Errors wrap [engine.ErrNotFound], [engine.ErrConflict],
 // [engine.ErrBadCursor] as the contract says, and [engine.ErrUnavailable]
@@ -56,15 +57,25 @@ type Store struct {
 	client redis.UniversalClient
 	cfg    Config
 	keys   keys
+	// parts are the keys of each partition (partition.go); parts[0] is
+	// keys when there is one.
+	parts []keys
+	// partCheck and partReady: the stored partition count was checked
+	// (partition.go).
+	partCheck partitionState
+	partReady atomic.Bool
+	// pops is the per-consumer state of QueuePopBatch over several
+	// partitions (queue_partition.go).
+	pops popStates
 
 	// listBudget bounds the index members one list.lua call examines
 	// (defaultListBudget; tests lower it).
 	listBudget int
 	// nextSweep is the Unix ms after which RunCreate or RunList sweep.
 	nextSweep atomic.Int64
-	// groupReady is set once the queue's consumer group is known to exist
-	// (queue.go).
-	groupReady atomic.Bool
+	// partGroup[k] is set once partition k's queue consumer group is known
+	// to exist (queue.go).
+	partGroup []atomic.Bool
 	// hub shares one cancel subscription among RunCancelNotify waiters
 	// (notify.go).
 	hub cancelHub
@@ -81,16 +92,20 @@ func New(client redis.UniversalClient, cfg *Config) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Store{client: client, cfg: c, keys: newKeys(c.Namespace), listBudget: defaultListBudget}, nil
+	s := &Store{client: client, cfg: c, keys: newKeys(c.Namespace), parts: partitionKeys(c.Namespace, c.Partitions), listBudget: defaultListBudget}
+	s.partGroup = make([]atomic.Bool, len(s.parts))
+	return s, nil
 }
 
 // Ping checks that Redis answers; the error wraps [engine.ErrUnavailable]
-// when it does not (for readiness probes).
+// when it does not (for readiness probes). It also checks, once, that the
+// namespace is laid out in [Config.Partitions] partitions (a plain error
+// naming both counts otherwise).
 func (s *Store) Ping(ctx context.Context) error {
 	if err := s.client.Ping(ctx).Err(); err != nil {
 		return fmt.Errorf("ping redis: %w", interpretError(err))
 	}
-	return nil
+	return s.ready(ctx)
 }
 
 // RunCreate stores a copy of run, with its tasks, adds it to the indexes (all
@@ -103,6 +118,9 @@ func (s *Store) RunCreate(ctx context.Context, run *engine.Run) error {
 	ks, args, err := s.createArgs(run)
 	if err != nil {
 		return err
+	}
+	if err := s.ready(ctx); err != nil {
+		return fmt.Errorf("create run %s: %w", run.ID, err)
 	}
 	s.maybeSweep(ctx)
 	if err := createScript.Run(ctx, s.client, ks, args...).Err(); err != nil {
@@ -132,8 +150,9 @@ func (s *Store) createArgs(run *engine.Run) ([]string, []any, error) {
 	r.CreatedAt = r.CreatedAt.Truncate(time.Millisecond)
 	tags := uniq(r.Tags)
 	member := indexMember(r.CreatedAt, r.ID)
+	pk := s.part(r.ID)
 
-	args, err := runFields(&r, member, s.keys.gcRecord(r.ID, member, r.FlowName, tags))
+	args, err := runFields(&r, member, pk.gcRecord(r.ID, member, r.FlowName, tags))
 	if err != nil {
 		return nil, nil, fmt.Errorf("create run %s: %w", r.ID, err)
 	}
@@ -151,12 +170,12 @@ func (s *Store) createArgs(run *engine.Run) ([]string, []any, error) {
 	}
 	args = append([]any{member, s.cfg.EventMaxLen, r.ID, r.FlowName, ms(r.CreatedAt), nRun, queue}, args...)
 	ks := []string{
-		s.keys.run(r.ID), s.keys.tasks(r.ID), s.keys.events(),
-		s.keys.all(), s.keys.status(engine.RunPending), s.keys.flow(r.FlowName),
-		s.keys.queue(), s.keys.queued(),
+		pk.run(r.ID), pk.tasks(r.ID), pk.events(),
+		pk.all(), pk.status(engine.RunPending), pk.flow(r.FlowName),
+		pk.queue(), pk.queued(),
 	}
 	for _, t := range tags {
-		ks = append(ks, s.keys.tag(t))
+		ks = append(ks, pk.tag(t))
 	}
 	return ks, args, nil
 }
@@ -164,7 +183,11 @@ func (s *Store) createArgs(run *engine.Run) ([]string, []any, error) {
 // RunGet returns the run with its tasks, read in one consistent snapshot, or
 // an error wrapping [engine.ErrNotFound].
 func (s *Store) RunGet(ctx context.Context, id string) (*engine.Run, error) {
-	v, err := getScript.Run(ctx, s.client, []string{s.keys.run(id), s.keys.tasks(id)}).Result()
+	if err := s.ready(ctx); err != nil {
+		return nil, fmt.Errorf("get run %s: %w", id, err)
+	}
+	pk := s.part(id)
+	v, err := getScript.Run(ctx, s.client, []string{pk.run(id), pk.tasks(id)}).Result()
 	if err != nil {
 		return nil, fmt.Errorf("get run %s: %w", id, interpretError(err))
 	}
@@ -192,10 +215,11 @@ func (s *Store) RunStart(ctx context.Context, p *engine.RunStartParams) (*engine
 
 // runStartCmd queues (or, on a client, runs) start.lua for p.
 func (s *Store) runStartCmd(ctx context.Context, c redis.Scripter, p *engine.RunStartParams) *redis.Cmd {
+	pk := s.part(p.RunID)
 	ks := []string{
-		s.keys.run(p.RunID), s.keys.tasks(p.RunID), s.keys.events(),
-		s.keys.status(engine.RunPending), s.keys.status(engine.RunRunning),
-		s.keys.queued(), s.keys.queue(),
+		pk.run(p.RunID), pk.tasks(p.RunID), pk.events(),
+		pk.status(engine.RunPending), pk.status(engine.RunRunning),
+		pk.queued(), pk.queue(),
 	}
 	return startScript.Run(ctx, c, ks, p.WorkerID, ms(orNow(p.At)), s.cfg.EventMaxLen, queueGroup, leaseID(p.Lease))
 }
@@ -219,7 +243,7 @@ func leaseID(l *engine.Lease) string {
 	if l == nil {
 		return ""
 	}
-	return l.ID
+	return leaseEntry(l.ID)
 }
 
 // fenceArg is a RunAttempt fence as a script argument ("" for none).
@@ -256,10 +280,11 @@ func (s *Store) runFinishCmd(ctx context.Context, c redis.Scripter, p *engine.Ru
 	if !p.Status.Terminal() {
 		return nil, fmt.Errorf("finish run %s: status %q is not terminal", p.RunID, p.Status)
 	}
+	pk := s.part(p.RunID)
 	ks := append([]string{
-		s.keys.run(p.RunID), s.keys.tasks(p.RunID), s.keys.logs(p.RunID), s.keys.events(), s.keys.expiry(),
-	}, s.keys.statuses()...)
-	ks = append(ks, s.keys.queued(), s.keys.queue())
+		pk.run(p.RunID), pk.tasks(p.RunID), pk.logs(p.RunID), pk.events(), pk.expiry(),
+	}, pk.statuses()...)
+	ks = append(ks, pk.queued(), pk.queue())
 	args := []any{string(p.Status), ms(orNow(p.At)), p.Error, s.cfg.EventMaxLen, s.cfg.Retention.Milliseconds(), queueGroup, leaseID(p.Lease), fenceArg(p.RunAttempt), boolString(p.Brief), len(p.Tasks)}
 	for _, t := range p.Tasks {
 		g, err := taskUpdateGroup(t)
@@ -300,10 +325,14 @@ func (s *Store) runFinishResult(p *engine.RunFinishParams, v any, err error) (*e
 // wrapping [engine.ErrConflict]; for an unknown run "" and
 // [engine.ErrNotFound].
 func (s *Store) RunCancel(ctx context.Context, p *engine.RunCancelParams) (engine.RunStatus, error) {
+	pk := s.part(p.RunID)
 	ks := append([]string{
-		s.keys.run(p.RunID), s.keys.tasks(p.RunID), s.keys.logs(p.RunID), s.keys.events(), s.keys.expiry(),
-	}, s.keys.statuses()...)
-	ks = append(ks, s.keys.queued(), s.keys.queue())
+		pk.run(p.RunID), pk.tasks(p.RunID), pk.logs(p.RunID), pk.events(), pk.expiry(),
+	}, pk.statuses()...)
+	ks = append(ks, pk.queued(), pk.queue())
+	if err := s.ready(ctx); err != nil {
+		return "", fmt.Errorf("cancel run %s: %w", p.RunID, err)
+	}
 	st, err := cancelScript.Run(ctx, s.client, ks,
 		ms(orNow(p.At)), s.cfg.EventMaxLen, s.cfg.Retention.Milliseconds(), s.keys.cancelChannel(), engine.CancelledBeforeStartMsg).Text()
 	if err != nil {
@@ -334,25 +363,61 @@ func (s *Store) RunList(ctx context.Context, p *engine.RunListParams) (*engine.R
 	if limit <= 0 {
 		limit = defaultListLimit
 	}
-	statuses := uniq(p.Statuses)
-	ks := []string{s.keys.all()}
-	for _, st := range statuses {
-		ks = append(ks, s.keys.status(st))
-	}
-	hasFlow, hasTag := "0", "0"
-	if p.Flow != "" {
-		ks, hasFlow = append(ks, s.keys.flow(p.Flow)), "1"
-	}
-	if p.Tag != "" {
-		ks, hasTag = append(ks, s.keys.tag(p.Tag)), "1"
+	if err := s.ready(ctx); err != nil {
+		return nil, fmt.Errorf("list runs: %w", err)
 	}
 	s.maybeSweep(ctx)
 
-	// Ask for one run more than the page, to know whether another page
-	// follows; a call may return fewer when it ran out of budget.
+	// Index members order runs the same way in every partition, so one
+	// position continues the walk in all of them: each partition lists up
+	// to a page plus one after it, and the merge keeps the newest.
+	parts := make([][]map[string]string, len(s.parts))
+	err := s.forParts(func(k int, pk keys) error {
+		var err error
+		parts[k], err = s.listPartition(ctx, pk, p, pos, limit+1)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	runs := mergeNewestFirst(parts, limit+1)
+
+	page := &engine.RunPage{}
+	if len(runs) > limit {
+		runs = runs[:limit]
+		page.NextCursor = encodeCursor(runs[limit-1][fieldMember])
+	}
+	page.Runs = make([]*engine.Run, len(runs))
+	for i, h := range runs {
+		r, err := parseRun(h)
+		if err != nil {
+			return nil, fmt.Errorf("list runs: %w", err)
+		}
+		page.Runs[i] = r
+	}
+	return page, nil
+}
+
+// listPartition returns up to want runs of partition pk matching p's
+// filters, newest first after position pos (a member, "" for the newest),
+// calling list.lua until it has them or the index ends.
+func (s *Store) listPartition(ctx context.Context, pk keys, p *engine.RunListParams, pos string, want int) ([]map[string]string, error) {
+	statuses := uniq(p.Statuses)
+	ks := []string{pk.all()}
+	for _, st := range statuses {
+		ks = append(ks, pk.status(st))
+	}
+	hasFlow, hasTag := "0", "0"
+	if p.Flow != "" {
+		ks, hasFlow = append(ks, pk.flow(p.Flow)), "1"
+	}
+	if p.Tag != "" {
+		ks, hasTag = append(ks, pk.tag(p.Tag)), "1"
+	}
+	// A call may return fewer than asked when it ran out of budget.
 	var runs []map[string]string
-	for len(runs) <= limit {
-		args := []any{pos, limit + 1 - len(runs), s.listBudget, s.keys.runPrefix(), len(statuses), hasFlow, hasTag}
+	for len(runs) < want {
+		args := []any{pos, want - len(runs), s.listBudget, pk.runPrefix(), len(statuses), hasFlow, hasTag}
 		for _, st := range statuses {
 			args = append(args, string(st))
 		}
@@ -375,21 +440,7 @@ func (s *Store) RunList(ctx context.Context, p *engine.RunListParams) (*engine.R
 			break
 		}
 	}
-
-	page := &engine.RunPage{}
-	if len(runs) > limit {
-		runs = runs[:limit]
-		page.NextCursor = encodeCursor(runs[limit-1][fieldMember])
-	}
-	page.Runs = make([]*engine.Run, len(runs))
-	for i, h := range runs {
-		r, err := parseRun(h)
-		if err != nil {
-			return nil, fmt.Errorf("list runs: %w", err)
-		}
-		page.Runs[i] = r
-	}
-	return page, nil
+	return runs, nil
 }
 
 // TaskUpdate changes one task of a run as [engine.TaskUpdateParams]
@@ -430,7 +481,8 @@ func (s *Store) taskUpdateManyCmd(ctx context.Context, c redis.Scripter, p *engi
 		}
 		args = append(args, g...)
 	}
-	return taskUpdateScript.Run(ctx, c, []string{s.keys.run(p.RunID), s.keys.tasks(p.RunID)}, args...), nil
+	pk := s.part(p.RunID)
+	return taskUpdateScript.Run(ctx, c, []string{pk.run(p.RunID), pk.tasks(p.RunID)}, args...), nil
 }
 
 func taskUpdateManyResult(p *engine.TaskUpdateManyParams, err error) error {
@@ -497,7 +549,8 @@ func (s *Store) LogAppend(ctx context.Context, runID string, entries []engine.Lo
 	for i := range entries {
 		args = append(args, logFields(&entries[i])...)
 	}
-	first, err := logAppendScript.Run(ctx, s.client, []string{s.keys.run(runID), s.keys.logs(runID)}, args...).Int64()
+	pk := s.part(runID)
+	first, err := logAppendScript.Run(ctx, s.client, []string{pk.run(runID), pk.logs(runID)}, args...).Int64()
 	if err != nil {
 		return fmt.Errorf("append logs of run %s: %w", runID, interpretError(err))
 	}
@@ -513,7 +566,7 @@ func (s *Store) LogAppend(ctx context.Context, runID string, entries []engine.Lo
 // no scan; a Task filter reads the stream in pages. It returns an error
 // wrapping [engine.ErrNotFound] if the run is unknown.
 func (s *Store) LogList(ctx context.Context, p *engine.LogListParams) ([]engine.LogEntry, error) {
-	key := s.keys.logs(p.RunID)
+	key := s.part(p.RunID).logs(p.RunID)
 	start := "-"
 	if p.After > 0 {
 		start = "(" + logStreamID(p.After)
@@ -540,7 +593,7 @@ func (s *Store) LogList(ctx context.Context, p *engine.LogListParams) ([]engine.
 		return nil, fmt.Errorf("list logs of run %s: %w", p.RunID, interpretError(err))
 	}
 	if len(msgs) == 0 {
-		n, err := s.client.Exists(ctx, s.keys.run(p.RunID)).Result()
+		n, err := s.client.Exists(ctx, s.part(p.RunID).run(p.RunID)).Result()
 		if err != nil {
 			return nil, fmt.Errorf("list logs of run %s: %w", p.RunID, interpretError(err))
 		}
@@ -601,6 +654,9 @@ func (s *Store) scanLogs(ctx context.Context, key, start, task string, max int, 
 // IDs; an After that is not one gives an error wrapping
 // [engine.ErrBadCursor]. The stream is capped at about [Config.EventMaxLen].
 func (s *Store) EventList(ctx context.Context, p *engine.EventListParams) ([]engine.Event, error) {
+	if len(s.parts) > 1 {
+		return s.eventListPartitions(ctx, p)
+	}
 	start := "-"
 	if p.After != "" {
 		if !validStreamID(p.After) {
@@ -631,15 +687,24 @@ func (s *Store) EventList(ctx context.Context, p *engine.EventListParams) ([]eng
 
 // Sweep removes finished runs whose retention has passed from every index
 // (their keys expire by themselves), at most a batch of them, and returns
-// how many it removed. RunCreate and RunList call it lazily; call it
+// how many it removed (a batch per partition). RunCreate and RunList call it lazily; call it
 // directly to clean up a namespace that sees no traffic.
 func (s *Store) Sweep(ctx context.Context) (int, error) {
-	ks := append([]string{s.keys.expiry(), s.keys.all()}, s.keys.statuses()...)
-	n, err := sweepScript.Run(ctx, s.client, ks, sweepBatch).Int()
-	if err != nil {
-		return 0, fmt.Errorf("sweep expired runs: %w", interpretError(err))
+	counts := make([]int, len(s.parts))
+	err := s.forParts(func(k int, pk keys) error {
+		ks := append([]string{pk.expiry(), pk.all()}, pk.statuses()...)
+		n, err := sweepScript.Run(ctx, s.client, ks, sweepBatch).Int()
+		if err != nil {
+			return fmt.Errorf("sweep expired runs: %w", interpretError(err))
+		}
+		counts[k] = n
+		return nil
+	})
+	n := 0
+	for _, c := range counts {
+		n += c
 	}
-	return n, nil
+	return n, err
 }
 
 // maybeSweep runs [Store.Sweep] if the last one is sweepEvery ago, or
@@ -652,7 +717,7 @@ func (s *Store) maybeSweep(ctx context.Context) {
 		return
 	}
 	n, err := s.Sweep(ctx)
-	if err != nil || n == sweepBatch {
+	if err != nil || n >= sweepBatch {
 		s.nextSweep.Store(0)
 	}
 }

@@ -307,12 +307,12 @@ func TestCancelNotifyAcrossClients(t *testing.T) {
 
 func TestQueue(t *testing.T) {
 	t.Parallel()
-	for _, be := range backends {
+	for _, be := range suiteBackends {
 		t.Run(be.name, func(t *testing.T) {
 			t.Parallel()
 			c := be.client(t)
 			storetest.RunQueue(t, func(t *testing.T) engine.Store {
-				s, _ := newStore(t, c, nil)
+				s, _ := newStore(t, c, &redisstore.Config{Partitions: be.partitions})
 				return s
 			})
 		})
@@ -321,12 +321,12 @@ func TestQueue(t *testing.T) {
 
 func TestSchedule(t *testing.T) {
 	t.Parallel()
-	for _, be := range backends {
+	for _, be := range suiteBackends {
 		t.Run(be.name, func(t *testing.T) {
 			t.Parallel()
 			c := be.client(t)
 			storetest.RunSchedule(t, func(t *testing.T) engine.Store {
-				s, _ := newStore(t, c, nil)
+				s, _ := newStore(t, c, &redisstore.Config{Partitions: be.partitions})
 				return s
 			})
 		})

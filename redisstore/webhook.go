@@ -74,11 +74,13 @@ func (k keys) webhookKeys(id string) []string {
 // remembers its position, so events of runs that end while every server is
 // down are delivered after the restart.
 func (s *Store) ensureWebhookGroup(ctx context.Context, group string) error {
-	err := webhookGroupScript.Run(ctx, s.client, []string{s.keys.events()}, group).Err()
-	if err != nil {
-		return fmt.Errorf("create webhook group %s: %w", group, interpretError(err))
-	}
-	return nil
+	return s.forParts(func(_ int, pk keys) error {
+		err := webhookGroupScript.Run(ctx, s.client, []string{pk.events()}, group).Err()
+		if err != nil {
+			return fmt.Errorf("create webhook group %s: %w", group, interpretError(err))
+		}
+		return nil
+	})
 }
 
 // WebhookEventInit creates the consumer group of endpoint (its key; "": the
@@ -104,35 +106,30 @@ func (s *Store) WebhookEventRead(ctx context.Context, p *engine.WebhookEventRead
 	p.Lost = 0
 	group := webhookGroupName(p.Group)
 	count := int64(max(p.Count, 1))
-	read := func() ([]redis.XMessage, error) {
-		if p.MinIdle > 0 {
-			// Walk the whole pending list (a few scans of count entries):
-			// idle entries may sit behind entries that are still being
-			// handled.
-			start := "0-0"
-			for range maxAutoClaimScans {
-				msgs, next, err := s.client.XAutoClaim(ctx, &redis.XAutoClaimArgs{Stream: s.keys.events(), Group: group,
-					Consumer: p.Consumer, MinIdle: p.MinIdle, Start: start, Count: count}).Result()
-				if err != nil || len(msgs) > 0 {
-					return msgs, err
-				}
-				if next == "0-0" || next == "" {
-					break
-				}
-				start = next
+	// claim takes over idle events of partition k.
+	claim := func(k int) ([]redis.XMessage, error) {
+		// Walk the whole pending list (a few scans of count entries):
+		// idle entries may sit behind entries that are still being
+		// handled.
+		start := "0-0"
+		for range maxAutoClaimScans {
+			msgs, next, err := s.client.XAutoClaim(ctx, &redis.XAutoClaimArgs{Stream: s.parts[k].events(), Group: group,
+				Consumer: p.Consumer, MinIdle: p.MinIdle, Start: start, Count: count}).Result()
+			if err != nil || len(msgs) > 0 {
+				return msgs, err
 			}
+			if next == "0-0" || next == "" {
+				break
+			}
+			start = next
 		}
-		lost, err := s.webhookGap(ctx, group)
-		if err != nil {
-			return nil, err
-		}
-		p.Lost = lost
-		block := min(p.Block, maxBlockChunk)
-		if block <= 0 {
-			block = -1 // no BLOCK argument
-		}
+		return nil, nil
+	}
+	// readNew reads new events of partition k, blocking up to block (-1:
+	// not at all).
+	readNew := func(ctx context.Context, k int, block time.Duration) ([]redis.XMessage, error) {
 		res, err := s.client.XReadGroup(ctx, &redis.XReadGroupArgs{Group: group, Consumer: p.Consumer,
-			Streams: []string{s.keys.events(), ">"}, Count: count, Block: block}).Result()
+			Streams: []string{s.parts[k].events(), ">"}, Count: count, Block: block}).Result()
 		if errors.Is(err, redis.Nil) {
 			return nil, nil
 		}
@@ -145,24 +142,84 @@ func (s *Store) WebhookEventRead(ctx context.Context, p *engine.WebhookEventRead
 		}
 		return msgs, nil
 	}
-	msgs, err := read()
+	type partMsgs struct {
+		k    int
+		msgs []redis.XMessage
+	}
+	read := func() ([]partMsgs, error) {
+		if p.MinIdle > 0 {
+			for k := range s.parts {
+				msgs, err := claim(k)
+				if err != nil || len(msgs) > 0 {
+					return []partMsgs{{k, msgs}}, err
+				}
+			}
+		}
+		for k := range s.parts {
+			lost, err := s.webhookGap(ctx, k, group)
+			if err != nil {
+				return nil, err
+			}
+			p.Lost += lost
+		}
+		block := min(p.Block, maxBlockChunk)
+		if block <= 0 {
+			block = -1 // no BLOCK argument
+		}
+		if len(s.parts) == 1 {
+			msgs, err := readNew(ctx, 0, block)
+			return []partMsgs{{0, msgs}}, err
+		}
+		// Several partitions: one pass without blocking, then, if none
+		// had an event, a blocking read of each at once (Cluster refuses
+		// one XREADGROUP over several slots).
+		var out []partMsgs
+		for k := range s.parts {
+			msgs, err := readNew(ctx, k, -1)
+			if err != nil {
+				return out, err
+			}
+			if len(msgs) > 0 {
+				out = append(out, partMsgs{k, msgs})
+			}
+		}
+		if len(out) > 0 || block < 0 {
+			return out, nil
+		}
+		got := make([][]redis.XMessage, len(s.parts))
+		err := s.forParts(func(k int, _ keys) error {
+			var err error
+			got[k], err = readNew(context.WithoutCancel(ctx), k, block) // delivered entries must not be dropped
+			return err
+		})
+		for k, msgs := range got {
+			if len(msgs) > 0 {
+				out = append(out, partMsgs{k, msgs})
+			}
+		}
+		return out, err
+	}
+	parts, err := read()
 	if isNoGroup(err) { // first read, or Redis lost the group (restart without persistence)
 		if err = s.ensureWebhookGroup(ctx, group); err == nil {
-			msgs, err = read()
+			parts, err = read()
 		}
 	}
 	if err != nil {
 		return nil, fmt.Errorf("read webhook events: %w", interpretError(err))
 	}
-	out := make([]engine.Event, 0, len(msgs))
-	for _, m := range msgs {
-		ev, err := parseEvent(m)
-		if err != nil {
-			// A malformed entry can never be delivered: hand back its ID
-			// alone so that the caller acknowledges it.
-			ev = engine.Event{ID: m.ID}
+	var out []engine.Event
+	for _, pm := range parts {
+		for _, m := range pm.msgs {
+			ev, err := parseEvent(m)
+			if err != nil {
+				// A malformed entry can never be delivered: hand back its ID
+				// alone so that the caller acknowledges it.
+				ev = engine.Event{ID: m.ID}
+			}
+			ev.ID = s.partID(pm.k, m.ID)
+			out = append(out, ev)
 		}
-		out = append(out, ev)
 	}
 	return out, nil
 }
@@ -170,10 +227,11 @@ func (s *Store) WebhookEventRead(ctx context.Context, p *engine.WebhookEventRead
 // webhookGap reports how many events were trimmed from the run-events
 // stream (EventMaxLen) before group read them (0 if none). A gap is reported once, by the first reader that
 // sees it (a marker key remembers it for an hour).
-func (s *Store) webhookGap(ctx context.Context, group string) (int64, error) {
+func (s *Store) webhookGap(ctx context.Context, k int, group string) (int64, error) {
+	pk := s.parts[k]
 	pipe := s.client.Pipeline()
-	stc := pipe.XInfoStream(ctx, s.keys.events())
-	gsc := pipe.XInfoGroups(ctx, s.keys.events())
+	stc := pipe.XInfoStream(ctx, pk.events())
+	gsc := pipe.XInfoGroups(ctx, pk.events())
 	if _, err := pipe.Exec(ctx); err != nil {
 		if strings.HasPrefix(err.Error(), "ERR no such key") {
 			return 0, nil
@@ -201,7 +259,7 @@ func (s *Store) webhookGap(ctx context.Context, group string) (int64, error) {
 	if lost <= 0 {
 		return 0, nil
 	}
-	ok, err := s.client.SetNX(ctx, s.keys.prefix+"webhook:gap:"+group+":"+g.LastDeliveredID, lost, time.Hour).Result()
+	ok, err := s.client.SetNX(ctx, pk.prefix+"webhook:gap:"+group+":"+g.LastDeliveredID, lost, time.Hour).Result()
 	if err != nil || !ok {
 		return 0, err
 	}
@@ -239,11 +297,18 @@ func cmpU(a, b uint64) int {
 // WebhookEventAck acknowledges events of endpoint's consumer group handled
 // by a dispatcher.
 func (s *Store) WebhookEventAck(ctx context.Context, endpoint string, ids []string) error {
-	if len(ids) == 0 {
-		return nil
+	byPart := map[int][]string{}
+	for _, id := range ids {
+		k, entry, ok := s.splitEventID(id)
+		if !ok {
+			continue // not an event of this store: nothing to acknowledge
+		}
+		byPart[k] = append(byPart[k], entry)
 	}
-	if err := s.client.XAck(ctx, s.keys.events(), webhookGroupName(endpoint), ids...).Err(); err != nil {
-		return fmt.Errorf("ack webhook events: %w", interpretError(err))
+	for k, entries := range byPart {
+		if err := s.client.XAck(ctx, s.parts[k].events(), webhookGroupName(endpoint), entries...).Err(); err != nil {
+			return fmt.Errorf("ack webhook events: %w", interpretError(err))
+		}
 	}
 	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/pyoco/pyoco/engine"
+	"github.com/pyoco/pyoco/redisstore"
 )
 
 // The webhook delivery log's scripts: create is idempotent, a claim is
@@ -119,11 +120,11 @@ func TestWebhookDeliveryLog(t *testing.T) {
 // acknowledged is taken over after MinIdle.
 func TestWebhookEventRead(t *testing.T) {
 	t.Parallel()
-	for _, be := range backends {
+	for _, be := range suiteBackends {
 		t.Run(be.name, func(t *testing.T) {
 			t.Parallel()
 			ctx := context.Background()
-			s, _ := newStore(t, be.client(t), nil)
+			s, _ := newStore(t, be.client(t), &redisstore.Config{Partitions: be.partitions})
 			require.NoError(t, s.WebhookEventInit(ctx, "ep1"))
 			require.NoError(t, s.WebhookEventInit(ctx, "ep1")) // exists: fine
 			r := &engine.Run{ID: engine.NewRunID(), FlowName: "etl", Status: engine.RunPending, Tasks: map[string]*engine.TaskState{}}

@@ -10,6 +10,7 @@
 //
 //	cd bench/queue && go run . [-redis host:port] [-n 5000] [-concurrency 16]
 //	cd bench/queue && go run . -asynq=false -cpuprofile cpu.prof   # pyoco only, profiled
+//	cd bench/queue && go run . -cluster [-partitions 6] [-workers 2]  # partitioned namespace, 1 vs 3 masters
 package main
 
 import (
@@ -85,6 +86,10 @@ func tenTasks(name string, chain bool) string {
 func main() {
 	flag.Parse()
 	log.SetFlags(0)
+	if *clusterMode {
+		clusterBench(context.Background())
+		return
+	}
 	addr := *redisAddr
 	if addr == "" {
 		a, stop, err := startRedis()

@@ -46,7 +46,10 @@
 //     After, then Tail, then Limit. LogList of an unknown run is not pinned
 //     (ErrNotFound or empty).
 //   - EventList: event IDs are opaque strings (the suite checks uniqueness
-//     and After paging, not their order as strings). Event.Time is the time
+//     and After paging, not their order as strings). A store with several
+//     partitions (a Partitions method returning more than 1) orders each
+//     run's events, not events of runs of different partitions; likewise
+//     its queue delivers oldest first per partition only. Event.Time is the time
 //     of the change: CreatedAt for PENDING, p.At otherwise. An After the
 //     store cannot parse gives an error wrapping ErrBadCursor. Failed calls
 //     record no event; TaskUpdate and LogAppend record none.

@@ -160,5 +160,14 @@ func runIDs(runs []*engine.Run) []string {
 	return ids
 }
 
+// partitioned reports whether store spreads runs over several partitions
+// (it has a Partitions method returning more than 1, as redisstore.Store
+// does): each partition keeps its own order, so the suite pins the order
+// of queue deliveries and of events across runs only for a store with one.
+func partitioned(store engine.Store) bool {
+	p, ok := store.(interface{ Partitions() int })
+	return ok && p.Partitions() > 1
+}
+
 // unknownID is a run ID that no test creates.
 const unknownID = "00000000-0000-7000-8000-000000000000"

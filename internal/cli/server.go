@@ -35,6 +35,7 @@ type serverOptions struct {
 	flows           string
 	redis           string
 	namespace       string
+	partitions      int
 	workers         int
 	concurrency     int
 	lease           time.Duration
@@ -63,6 +64,7 @@ type serverFile struct {
 	Flows           string                    `yaml:"flows"`
 	Redis           string                    `yaml:"redis"`
 	Namespace       string                    `yaml:"namespace"`
+	Partitions      int                       `yaml:"partitions"`
 	Workers         *int                      `yaml:"workers"`
 	Concurrency     int                       `yaml:"concurrency"`
 	Lease           string                    `yaml:"lease"`
@@ -111,6 +113,7 @@ token); --trace-url links each run to its trace in Jaeger or Tempo.`,
 	f.StringVar(&o.flows, "flows", "./flows", "directory of the flow files offered by name [PYOCO_FLOWS]")
 	f.StringVar(&o.redis, "redis", "", "Redis URL or comma-separated Cluster host:port list; none: embedded memory store [PYOCO_REDIS_URL]")
 	f.StringVar(&o.namespace, "namespace", redisstore.DefaultNamespace, "Redis key namespace [PYOCO_NAMESPACE]")
+	f.IntVar(&o.partitions, "partitions", 1, "partitions of the namespace, spread over Redis Cluster masters; fixed at first use [PYOCO_PARTITIONS]")
 	// The default depends on --redis (resolve sets it), so the flag's own
 	// is 0, which the help does not print as "(default 0)".
 	f.IntVar(&o.workers, "workers", 0, "in-process workers: default 1 without --redis, 0 with it [PYOCO_WORKERS]")
@@ -173,6 +176,7 @@ func (o *serverOptions) resolve(c *cobra.Command, e *env) error {
 		set("flows", "PYOCO_FLOWS", file.Flows, setString(&o.flows)),
 		set("redis", "PYOCO_REDIS_URL", file.Redis, setString(&o.redis)),
 		set("namespace", "PYOCO_NAMESPACE", file.Namespace, setString(&o.namespace)),
+		set("partitions", "PYOCO_PARTITIONS", itoa(file.Partitions), setInt(&o.partitions)),
 		set("workers", "PYOCO_WORKERS", fileWorkers, func(v string) error { o.workersSet = true; return setInt(&o.workers)(v) }),
 		set("concurrency", "PYOCO_CONCURRENCY", itoa(file.Concurrency), setInt(&o.concurrency)),
 		set("lease", "PYOCO_LEASE", file.Lease, setDuration(&o.lease)),
@@ -204,6 +208,8 @@ func (o *serverOptions) resolve(c *cobra.Command, e *env) error {
 		return usageErr("--workers %d: want 0 or more", o.workers)
 	case o.concurrency < 1:
 		return usageErr("--concurrency %d: want 1 or more", o.concurrency)
+	case o.partitions < 1 || o.partitions > redisstore.MaxPartitions:
+		return usageErr("--partitions %d: want 1 to %d", o.partitions, redisstore.MaxPartitions)
 	case o.lease < 100*time.Millisecond:
 		return usageErr("--lease %s: want at least 100ms", o.lease)
 	case o.maxAttempts < 1:
@@ -228,14 +234,14 @@ func runServer(ctx context.Context, e *env, o *serverOptions) error {
 			"store", "memory", "workers", o.workers, "addr", o.addr)
 		store = memstore.New()
 	} else {
-		log.Info("pyoco server: Redis store", "store", "redis", "redis", redactRedis(o.redis), "namespace", o.namespace,
+		log.Info("pyoco server: Redis store", "store", "redis", "redis", redactRedis(o.redis), "namespace", o.namespace, "partitions", o.partitions,
 			"workers", o.workers, "addr", o.addr)
 		// In-process workers share the client with the API: room for
 		// both.
 		var client redis.UniversalClient
 		var err error
 		if o.workers > 0 {
-			client, err = openRedis(o.redis, workerPoolSize(o.workers, o.concurrency)+10*runtime.GOMAXPROCS(0))
+			client, err = openRedis(o.redis, workerPoolSize(o.workers, o.concurrency)+o.workers*o.partitions+10*runtime.GOMAXPROCS(0))
 		} else {
 			client, err = redisstore.OpenClient(o.redis)
 		}
@@ -243,12 +249,14 @@ func runServer(ctx context.Context, e *env, o *serverOptions) error {
 			return usageErr("--redis: %v", err)
 		}
 		defer client.Close()
-		rs, err := redisstore.New(client, &redisstore.Config{Namespace: o.namespace, Retention: o.retention})
+		rs, err := redisstore.New(client, &redisstore.Config{Namespace: o.namespace, Retention: o.retention, Partitions: o.partitions})
 		if err != nil {
 			return usageErr("%v", err)
 		}
-		if err := rs.Ping(bg); err != nil {
+		if err := rs.Ping(bg); errors.Is(err, engine.ErrUnavailable) {
 			log.Warn("redis not reachable yet: the API answers 503 until it is", engine.LogKeyError, err)
+		} else if err != nil {
+			return err // the namespace is laid out in another partition count
 		}
 		store = rs
 	}

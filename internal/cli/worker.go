@@ -30,6 +30,7 @@ import (
 type workerOptions struct {
 	redis           string
 	namespace       string
+	partitions      int
 	concurrency     int
 	lease           time.Duration
 	maxAttempts     int
@@ -73,6 +74,7 @@ PYOCO_FLOWS, PYOCO_RETENTION, PYOCO_SHUTDOWN_TIMEOUT) > default.`,
 	f := c.Flags()
 	f.StringVar(&o.redis, "redis", "", "Redis URL (redis://, rediss://) or comma-separated Cluster host:port list [PYOCO_REDIS_URL]")
 	f.StringVar(&o.namespace, "namespace", redisstore.DefaultNamespace, "key namespace [PYOCO_NAMESPACE]")
+	f.IntVar(&o.partitions, "partitions", 1, "partitions of the namespace (as the server's) [PYOCO_PARTITIONS]")
 	f.IntVar(&o.concurrency, "concurrency", worker.DefaultConcurrency, "runs executed at once [PYOCO_CONCURRENCY]")
 	f.DurationVar(&o.lease, "lease", worker.DefaultLease, "lease before a silent worker's runs are taken over [PYOCO_LEASE]")
 	f.IntVar(&o.maxAttempts, "max-attempts", worker.DefaultMaxAttempts, "workers that may take a run before it fails [PYOCO_MAX_ATTEMPTS]")
@@ -102,6 +104,7 @@ func (o *workerOptions) resolve(c *cobra.Command, e *env) error {
 	for _, err := range []error{
 		fromEnv("redis", "PYOCO_REDIS_URL", setString(&o.redis)),
 		fromEnv("namespace", "PYOCO_NAMESPACE", setString(&o.namespace)),
+		fromEnv("partitions", "PYOCO_PARTITIONS", setInt(&o.partitions)),
 		fromEnv("concurrency", "PYOCO_CONCURRENCY", setInt(&o.concurrency)),
 		fromEnv("lease", "PYOCO_LEASE", setDuration(&o.lease)),
 		fromEnv("max-attempts", "PYOCO_MAX_ATTEMPTS", setInt(&o.maxAttempts)),
@@ -120,6 +123,8 @@ func (o *workerOptions) resolve(c *cobra.Command, e *env) error {
 		return usageErr("pyoco worker needs Redis: give --redis URL or set PYOCO_REDIS_URL (without Redis, 'pyoco server' runs in-process workers)")
 	case o.concurrency < 1:
 		return usageErr("--concurrency %d: want 1 or more", o.concurrency)
+	case o.partitions < 1 || o.partitions > redisstore.MaxPartitions:
+		return usageErr("--partitions %d: want 1 to %d", o.partitions, redisstore.MaxPartitions)
 	case o.lease < 100*time.Millisecond:
 		return usageErr("--lease %s: want at least 100ms", o.lease)
 	case o.maxAttempts < 1:
@@ -135,18 +140,18 @@ func (o *workerOptions) resolve(c *cobra.Command, e *env) error {
 // are handed back.
 func runWorker(ctx context.Context, e *env, o *workerOptions) error {
 	log := slog.New(slog.NewTextHandler(e.stderr, nil))
-	client, err := openRedis(o.redis, workerPoolSize(1, o.concurrency))
+	client, err := openRedis(o.redis, workerPoolSize(1, o.concurrency)+o.partitions) // + an idle worker's blocked read per partition
 	if err != nil {
 		return usageErr("--redis: %v", err)
 	}
 	defer client.Close()
-	store, err := redisstore.New(client, &redisstore.Config{Namespace: o.namespace, Retention: o.retention})
+	store, err := redisstore.New(client, &redisstore.Config{Namespace: o.namespace, Retention: o.retention, Partitions: o.partitions})
 	if err != nil {
 		return usageErr("%v", err)
 	}
 	host, _ := os.Hostname()
 	id := fmt.Sprintf("%s-%d", host, os.Getpid())
-	log.Info("pyoco worker starting", "store", "redis", "redis", redactRedis(o.redis), "namespace", o.namespace,
+	log.Info("pyoco worker starting", "store", "redis", "redis", redactRedis(o.redis), "namespace", o.namespace, "partitions", o.partitions,
 		engine.LogKeyWorker, id, "concurrency", o.concurrency, "lease", o.lease.String(), "max_attempts", o.maxAttempts)
 
 	bg := context.WithoutCancel(ctx)
@@ -207,8 +212,10 @@ func runWorker(ctx context.Context, e *env, o *workerOptions) error {
 		}()
 		log.Info("serving metrics", "addr", "http://"+ln.Addr().String()+"/metrics")
 	}
-	if err := store.Ping(bg); err != nil {
+	if err := store.Ping(bg); errors.Is(err, engine.ErrUnavailable) {
 		log.Warn("redis not reachable yet: the worker retries until it is", engine.LogKeyError, err)
+	} else if err != nil {
+		return err // the namespace is laid out in another partition count
 	}
 
 	if err := w.Start(bg); err != nil {

@@ -239,8 +239,9 @@ func waitClusterOK(ctx context.Context, addr string) error {
 
 // Namespace returns a fresh random namespace ("test-" and 16 hex digits)
 // for t and, in t.Cleanup, deletes every key whose name starts with the
-// namespace or with its hash-tagged form "{namespace}" (on a cluster, on
-// every master). Call it after [Client] or [Cluster] so the deletion runs
+// namespace or with its hash-tagged forms "{namespace}" and, for a
+// partitioned namespace, "{namespace:p<k>}" (on a cluster, on every
+// master). Call it after [Client] or [Cluster] so the deletion runs
 // before the client closes.
 func Namespace(t testing.TB, c redis.UniversalClient) string {
 	t.Helper()
@@ -250,7 +251,7 @@ func Namespace(t testing.TB, c redis.UniversalClient) string {
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		if err := DeleteKeys(ctx, c, ns+"*", "{"+ns+"}*"); err != nil {
+		if err := DeleteKeys(ctx, c, ns+"*", "{"+ns+"}*", "{"+ns+":p*"); err != nil {
 			t.Errorf("redistest: delete keys of namespace %s: %v", ns, err)
 		}
 	})
