@@ -186,6 +186,9 @@ func (s *Store) WebhookEventRead(ctx context.Context, p *engine.WebhookEventRead
 		if len(out) > 0 || block < 0 {
 			return out, nil
 		}
+		// The blocked reads return together, so an event on one partition
+		// waits for the others' block: keep it short.
+		block = min(block, partitionsEventBlock)
 		got := make([][]redis.XMessage, len(s.parts))
 		err := s.forParts(func(k int, _ keys) error {
 			var err error
@@ -223,6 +226,12 @@ func (s *Store) WebhookEventRead(ctx context.Context, p *engine.WebhookEventRead
 	}
 	return out, nil
 }
+
+// partitionsEventBlock bounds the blocking read of each partition's events
+// stream when there are several (see WebhookEventRead): what an event that
+// arrives while a dispatcher waits may wait before its delivery is created.
+// An idle dispatcher then reads each partition about ten times a second.
+const partitionsEventBlock = 100 * time.Millisecond
 
 // webhookGap reports how many events were trimmed from the run-events
 // stream (EventMaxLen) before group read them (0 if none). A gap is reported once, by the first reader that
