@@ -8,6 +8,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/pyoco/pyoco/engine"
+	"github.com/pyoco/pyoco/webhooks/delivery"
 )
 
 // The webhook delivery log's scripts: create is idempotent, a claim is
@@ -21,7 +22,7 @@ func TestWebhookDeliveryLog(t *testing.T) {
 			ctx := context.Background()
 			s, _ := newStore(t, be.client(t), nil)
 			now := time.Now().Truncate(time.Millisecond)
-			d := &engine.WebhookDelivery{ID: "msg_1", Event: "run.failed", EventID: "1-0", RunID: "r1", FlowName: "etl",
+			d := &delivery.Delivery{ID: "msg_1", Event: "run.failed", EventID: "1-0", RunID: "r1", FlowName: "etl",
 				Endpoint: "ep1", URL: "http://x/hook", Body: []byte(`{"a":1}`), TraceID: "t", CreatedAt: now}
 			created, err := s.WebhookDeliveryCreate(ctx, d, time.Hour)
 			require.NoError(t, err)
@@ -30,8 +31,8 @@ func TestWebhookDeliveryLog(t *testing.T) {
 			require.NoError(t, err)
 			require.False(t, created)
 
-			claim := func(token string, at time.Time) []*engine.WebhookDelivery {
-				ds, err := s.WebhookDeliveryClaim(ctx, &engine.WebhookDeliveryClaimParams{Now: at, Lease: time.Minute, Limit: 10, Token: token})
+			claim := func(token string, at time.Time) []*delivery.Delivery {
+				ds, err := s.WebhookDeliveryClaim(ctx, &delivery.ClaimParams{Now: at, Lease: time.Minute, Limit: 10, Token: token})
 				require.NoError(t, err)
 				return ds
 			}
@@ -43,38 +44,38 @@ func TestWebhookDeliveryLog(t *testing.T) {
 
 			stale := *ds[0]
 			stale.Claim = "B"
-			stale.Status, stale.Attempts, stale.UpdatedAt = engine.WebhookSucceeded, 1, now
-			require.ErrorIs(t, s.WebhookDeliveryUpdate(ctx, &engine.WebhookDeliveryUpdateParams{Delivery: &stale}), engine.ErrConflict)
+			stale.Status, stale.Attempts, stale.UpdatedAt = delivery.Succeeded, 1, now
+			require.ErrorIs(t, s.WebhookDeliveryUpdate(ctx, &delivery.UpdateParams{Delivery: &stale}), engine.ErrConflict)
 
 			// The lease lapses (A died): B takes it over; A's late update is refused.
 			ds2 := claim("B", now.Add(2*time.Minute))
 			require.Len(t, ds2, 1)
 			a := *ds[0]
-			a.Status, a.Attempts, a.UpdatedAt = engine.WebhookSucceeded, 1, now
-			require.ErrorIs(t, s.WebhookDeliveryUpdate(ctx, &engine.WebhookDeliveryUpdateParams{Delivery: &a}), engine.ErrConflict)
+			a.Status, a.Attempts, a.UpdatedAt = delivery.Succeeded, 1, now
+			require.ErrorIs(t, s.WebhookDeliveryUpdate(ctx, &delivery.UpdateParams{Delivery: &a}), engine.ErrConflict)
 
 			b := ds2[0]
-			b.Status, b.Attempts, b.LastStatusCode, b.LastError = engine.WebhookPending, 1, 500, "HTTP 500"
+			b.Status, b.Attempts, b.LastStatusCode, b.LastError = delivery.Pending, 1, 500, "HTTP 500"
 			b.NextAttempt, b.UpdatedAt = now.Add(time.Hour), now.Add(time.Second)
-			require.NoError(t, s.WebhookDeliveryUpdate(ctx, &engine.WebhookDeliveryUpdateParams{Delivery: b}))
+			require.NoError(t, s.WebhookDeliveryUpdate(ctx, &delivery.UpdateParams{Delivery: b}))
 			require.Empty(t, claim("C", now.Add(3*time.Minute)), "not due yet")
 			got, err := s.WebhookDeliveryGet(ctx, "msg_1")
 			require.NoError(t, err)
-			require.Equal(t, engine.WebhookPending, got.Status)
+			require.Equal(t, delivery.Pending, got.Status)
 			require.Equal(t, 500, got.LastStatusCode)
 			require.True(t, now.Add(time.Hour).Equal(got.NextAttempt), "next attempt %s", got.NextAttempt)
 
 			ds3 := claim("C", now.Add(2*time.Hour))
 			require.Len(t, ds3, 1)
 			c := ds3[0]
-			c.Status, c.Attempts, c.LastStatusCode, c.LastError, c.UpdatedAt = engine.WebhookFailed, 2, 410, "gone", time.Now()
-			require.NoError(t, s.WebhookDeliveryUpdate(ctx, &engine.WebhookDeliveryUpdateParams{Delivery: c,
+			c.Status, c.Attempts, c.LastStatusCode, c.LastError, c.UpdatedAt = delivery.Failed, 2, 410, "gone", time.Now()
+			require.NoError(t, s.WebhookDeliveryUpdate(ctx, &delivery.UpdateParams{Delivery: c,
 				Retention: time.Hour, DisableEndpoint: "410 Gone"}))
-			list, err := s.WebhookDeliveryList(ctx, &engine.WebhookDeliveryListParams{Status: engine.WebhookFailed})
+			list, err := s.WebhookDeliveryList(ctx, &delivery.ListParams{Status: delivery.Failed})
 			require.NoError(t, err)
 			require.Len(t, list, 1)
 			require.Nil(t, list[0].Body)
-			list, err = s.WebhookDeliveryList(ctx, &engine.WebhookDeliveryListParams{Status: engine.WebhookPending})
+			list, err = s.WebhookDeliveryList(ctx, &delivery.ListParams{Status: delivery.Pending})
 			require.NoError(t, err)
 			require.Empty(t, list)
 
@@ -86,7 +87,7 @@ func TestWebhookDeliveryLog(t *testing.T) {
 			require.True(t, created)
 			got, err = s.WebhookDeliveryGet(ctx, "msg_2")
 			require.NoError(t, err)
-			require.Equal(t, engine.WebhookFailed, got.Status)
+			require.Equal(t, delivery.Failed, got.Status)
 			require.Contains(t, got.LastError, "endpoint disabled: 410 Gone")
 			require.Eventually(t, func() bool { // retention passes
 				_, err := s.WebhookDeliveryGet(ctx, "msg_2")
@@ -98,7 +99,7 @@ func TestWebhookDeliveryLog(t *testing.T) {
 			// A manual retry revives msg_1 and enables the endpoint again.
 			r, err := s.WebhookDeliveryRetry(ctx, "msg_1", now.Add(3*time.Hour))
 			require.NoError(t, err)
-			require.Equal(t, engine.WebhookPending, r.Status)
+			require.Equal(t, delivery.Pending, r.Status)
 			require.True(t, r.Manual)
 			require.Len(t, claim("D", now.Add(3*time.Hour)), 1)
 			d3 := *d
@@ -107,7 +108,7 @@ func TestWebhookDeliveryLog(t *testing.T) {
 			require.NoError(t, err)
 			got, err = s.WebhookDeliveryGet(ctx, "msg_3")
 			require.NoError(t, err)
-			require.Equal(t, engine.WebhookPending, got.Status)
+			require.Equal(t, delivery.Pending, got.Status)
 			_, err = s.WebhookDeliveryRetry(ctx, "msg_nope", now)
 			require.ErrorIs(t, err, engine.ErrNotFound)
 		})
@@ -132,7 +133,7 @@ func TestWebhookEventRead(t *testing.T) {
 			require.NoError(t, err)
 
 			read := func(consumer string, minIdle time.Duration) []engine.Event {
-				evs, err := s.WebhookEventRead(ctx, &engine.WebhookEventReadParams{Consumer: consumer, Group: "ep1", Count: 10,
+				evs, err := s.WebhookEventRead(ctx, &delivery.EventReadParams{Consumer: consumer, Group: "ep1", Count: 10,
 					Block: 10 * time.Millisecond, MinIdle: minIdle})
 				require.NoError(t, err)
 				return evs
@@ -148,7 +149,7 @@ func TestWebhookEventRead(t *testing.T) {
 			require.Equal(t, evs[1].ID, taken[0].ID)
 			require.NoError(t, s.WebhookEventAck(ctx, "ep1", []string{taken[0].ID}))
 			require.Empty(t, read("c", time.Millisecond))
-			_, err = s.WebhookEventRead(ctx, &engine.WebhookEventReadParams{})
+			_, err = s.WebhookEventRead(ctx, &delivery.EventReadParams{})
 			require.Error(t, err)
 		})
 	}
@@ -173,8 +174,8 @@ func TestWebhookEventReadReportsTrimmedEvents(t *testing.T) {
 				_, err := s.RunFinish(ctx, &engine.RunFinishParams{RunID: r.ID, Status: engine.RunFailed})
 				require.NoError(t, err)
 			}
-			read := func(group string) *engine.WebhookEventReadParams {
-				p := &engine.WebhookEventReadParams{Consumer: "a", Group: group, Count: 100}
+			read := func(group string) *delivery.EventReadParams {
+				p := &delivery.EventReadParams{Consumer: "a", Group: group, Count: 100}
 				_, err := s.WebhookEventRead(ctx, p)
 				require.NoError(t, err)
 				return p
@@ -188,7 +189,7 @@ func TestWebhookEventReadReportsTrimmedEvents(t *testing.T) {
 			// position (all 8 of its events) and ep2's (6).
 			require.NoError(t, c.XTrimMaxLen(ctx, "{"+ns+"}:events", 0).Err())
 			finish()
-			p1 := &engine.WebhookEventReadParams{Consumer: "a", Group: "ep1", Count: 100}
+			p1 := &delivery.EventReadParams{Consumer: "a", Group: "ep1", Count: 100}
 			evs, err := s.WebhookEventRead(ctx, p1)
 			require.NoError(t, err)
 			require.Len(t, evs, 2)

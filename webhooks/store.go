@@ -9,38 +9,8 @@ import (
 	"time"
 
 	"github.com/pyoco/pyoco/engine"
+	"github.com/pyoco/pyoco/webhooks/delivery"
 )
-
-// Store is what a [Dispatcher] needs: the run-events stream read as a
-// consumer group, and the delivery log. redisstore.Store implements it on
-// Redis (durable, shared by several servers); [MemStore] in memory.
-type Store interface {
-	// WebhookEventInit prepares the event read of an endpoint (on Redis:
-	// creates its consumer group at the stream's end if it does not exist),
-	// so that every event after it is delivered to it.
-	WebhookEventInit(ctx context.Context, endpoint string) error
-	// WebhookEventRead returns run events not yet read by any dispatcher
-	// in p.Group (or, with MinIdle, read that long ago and never
-	// acknowledged), and sets p.Lost if events were lost before it.
-	WebhookEventRead(ctx context.Context, p *engine.WebhookEventReadParams) ([]engine.Event, error)
-	// WebhookEventAck marks events of endpoint's group handled.
-	WebhookEventAck(ctx context.Context, endpoint string, ids []string) error
-	// WebhookDeliveryCreate adds a pending delivery due now unless its ID
-	// exists (false). For a disabled endpoint it is created failed.
-	WebhookDeliveryCreate(ctx context.Context, d *engine.WebhookDelivery, retention time.Duration) (bool, error)
-	// WebhookDeliveryClaim claims due pending deliveries (of p.Endpoints)
-	// atomically; due ones to a disabled endpoint are failed instead.
-	WebhookDeliveryClaim(ctx context.Context, p *engine.WebhookDeliveryClaimParams) ([]*engine.WebhookDelivery, error)
-	// WebhookDeliveryUpdate records an attempt under a claim
-	// (engine.ErrConflict if the claim was lost).
-	WebhookDeliveryUpdate(ctx context.Context, p *engine.WebhookDeliveryUpdateParams) error
-	// WebhookDeliveryGet returns one delivery (engine.ErrNotFound).
-	WebhookDeliveryGet(ctx context.Context, id string) (*engine.WebhookDelivery, error)
-	// WebhookDeliveryList lists deliveries newest first, without bodies.
-	WebhookDeliveryList(ctx context.Context, p *engine.WebhookDeliveryListParams) ([]*engine.WebhookDelivery, error)
-	// WebhookDeliveryRetry makes a delivery due now (engine.ErrNotFound).
-	WebhookDeliveryRetry(ctx context.Context, id string, at time.Time) (*engine.WebhookDelivery, error)
-}
 
 // MemStore is a [Store] in memory over an [engine.EventStore] (the
 // in-memory run store's events): for a single server without Redis. Its
@@ -73,7 +43,7 @@ type memRead struct {
 }
 
 type memDelivery struct {
-	d         engine.WebhookDelivery
+	d         delivery.Delivery
 	leaseEnd  time.Time
 	expiresAt time.Time // zero while pending
 }
@@ -85,9 +55,9 @@ func NewMemStore(events engine.EventStore) *MemStore {
 		pending: map[string]*memDelivery{}, disabled: map[string]string{}}
 }
 
-// WebhookEventRead implements [Store]: it polls the event store until an
+// WebhookEventRead implements [delivery.Store]: it polls the event store until an
 // event arrives or p.Block passes.
-func (m *MemStore) WebhookEventRead(ctx context.Context, p *engine.WebhookEventReadParams) ([]engine.Event, error) {
+func (m *MemStore) WebhookEventRead(ctx context.Context, p *delivery.EventReadParams) ([]engine.Event, error) {
 	count := max(p.Count, 1)
 	p.Lost = 0
 	if p.MinIdle > 0 {
@@ -175,7 +145,7 @@ func compareEventIDs(a, b string) int {
 	return 0
 }
 
-// WebhookEventInit implements [Store]; the in-memory read starts at the
+// WebhookEventInit implements [delivery.Store]; the in-memory read starts at the
 // first event (a single process: its events are all after its start).
 func (m *MemStore) WebhookEventInit(ctx context.Context, endpoint string) error {
 	m.mu.Lock()
@@ -184,7 +154,7 @@ func (m *MemStore) WebhookEventInit(ctx context.Context, endpoint string) error 
 	return nil
 }
 
-// WebhookEventAck implements [Store].
+// WebhookEventAck implements [delivery.Store].
 func (m *MemStore) WebhookEventAck(ctx context.Context, endpoint string, ids []string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -195,8 +165,8 @@ func (m *MemStore) WebhookEventAck(ctx context.Context, endpoint string, ids []s
 	return nil
 }
 
-// WebhookDeliveryCreate implements [Store].
-func (m *MemStore) WebhookDeliveryCreate(ctx context.Context, d *engine.WebhookDelivery, retention time.Duration) (bool, error) {
+// WebhookDeliveryCreate implements [delivery.Store].
+func (m *MemStore) WebhookDeliveryCreate(ctx context.Context, d *delivery.Delivery, retention time.Duration) (bool, error) {
 	if d == nil || d.ID == "" {
 		return false, fmt.Errorf("create webhook delivery: missing ID")
 	}
@@ -217,18 +187,18 @@ func (m *MemStore) WebhookDeliveryCreate(ctx context.Context, d *engine.WebhookD
 	c.CreatedAt, c.UpdatedAt, c.Claim = now, now, ""
 	md := &memDelivery{d: *c}
 	if reason, ok := m.disabled[d.Endpoint]; ok {
-		md.d.Status, md.d.LastError, md.d.NextAttempt = engine.WebhookFailed, "endpoint disabled: "+reason, time.Time{}
+		md.d.Status, md.d.LastError, md.d.NextAttempt = delivery.Failed, "endpoint disabled: "+reason, time.Time{}
 		md.expiresAt = now.Add(retentionOr(retention))
 	} else {
-		md.d.Status, md.d.NextAttempt = engine.WebhookPending, now
+		md.d.Status, md.d.NextAttempt = delivery.Pending, now
 		m.pending[d.ID] = md
 	}
 	m.ds[d.ID] = md
 	return true, nil
 }
 
-// WebhookDeliveryClaim implements [Store].
-func (m *MemStore) WebhookDeliveryClaim(ctx context.Context, p *engine.WebhookDeliveryClaimParams) ([]*engine.WebhookDelivery, error) {
+// WebhookDeliveryClaim implements [delivery.Store].
+func (m *MemStore) WebhookDeliveryClaim(ctx context.Context, p *delivery.ClaimParams) ([]*delivery.Delivery, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	now := p.Now
@@ -244,7 +214,7 @@ func (m *MemStore) WebhookDeliveryClaim(ctx context.Context, p *engine.WebhookDe
 			continue
 		}
 		if reason, ok := m.disabled[md.d.Endpoint]; ok {
-			md.d.Status, md.d.LastError = engine.WebhookFailed, "endpoint disabled after 410 Gone: "+reason
+			md.d.Status, md.d.LastError = delivery.Failed, "endpoint disabled after 410 Gone: "+reason
 			md.d.NextAttempt, md.d.UpdatedAt, md.d.Claim, md.leaseEnd = time.Time{}, now, "", time.Time{}
 			md.expiresAt = now.Add(retentionOr(p.Retention))
 			delete(m.pending, id)
@@ -253,7 +223,7 @@ func (m *MemStore) WebhookDeliveryClaim(ctx context.Context, p *engine.WebhookDe
 		due = append(due, md)
 	}
 	slices.SortFunc(due, func(a, b *memDelivery) int { return a.d.NextAttempt.Compare(b.d.NextAttempt) })
-	var out []*engine.WebhookDelivery
+	var out []*delivery.Delivery
 	for _, md := range due {
 		if len(out) >= p.Limit {
 			break
@@ -265,8 +235,8 @@ func (m *MemStore) WebhookDeliveryClaim(ctx context.Context, p *engine.WebhookDe
 	return out, nil
 }
 
-// WebhookDeliveryUpdate implements [Store].
-func (m *MemStore) WebhookDeliveryUpdate(ctx context.Context, p *engine.WebhookDeliveryUpdateParams) error {
+// WebhookDeliveryUpdate implements [delivery.Store].
+func (m *MemStore) WebhookDeliveryUpdate(ctx context.Context, p *delivery.UpdateParams) error {
 	d := p.Delivery
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -283,7 +253,7 @@ func (m *MemStore) WebhookDeliveryUpdate(ctx context.Context, p *engine.WebhookD
 	if p.DisableEndpoint != "" {
 		m.disabled[md.d.Endpoint] = p.DisableEndpoint
 	}
-	if d.Status == engine.WebhookPending {
+	if d.Status == delivery.Pending {
 		md.d.NextAttempt = d.NextAttempt
 		return nil
 	}
@@ -293,8 +263,8 @@ func (m *MemStore) WebhookDeliveryUpdate(ctx context.Context, p *engine.WebhookD
 	return nil
 }
 
-// WebhookDeliveryGet implements [Store].
-func (m *MemStore) WebhookDeliveryGet(ctx context.Context, id string) (*engine.WebhookDelivery, error) {
+// WebhookDeliveryGet implements [delivery.Store].
+func (m *MemStore) WebhookDeliveryGet(ctx context.Context, id string) (*delivery.Delivery, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.expire(time.Now())
@@ -305,8 +275,8 @@ func (m *MemStore) WebhookDeliveryGet(ctx context.Context, id string) (*engine.W
 	return cloneDelivery(&md.d), nil
 }
 
-// WebhookDeliveryList implements [Store].
-func (m *MemStore) WebhookDeliveryList(ctx context.Context, p *engine.WebhookDeliveryListParams) ([]*engine.WebhookDelivery, error) {
+// WebhookDeliveryList implements [delivery.Store].
+func (m *MemStore) WebhookDeliveryList(ctx context.Context, p *delivery.ListParams) ([]*delivery.Delivery, error) {
 	if p.Status != "" && !p.Status.Valid() {
 		return nil, fmt.Errorf("list webhook deliveries: unknown status %q", p.Status)
 	}
@@ -317,7 +287,7 @@ func (m *MemStore) WebhookDeliveryList(ctx context.Context, p *engine.WebhookDel
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.expire(time.Now())
-	out := []*engine.WebhookDelivery{}
+	out := []*delivery.Delivery{}
 	for _, md := range m.ds {
 		if p.Status == "" || md.d.Status == p.Status {
 			c := cloneDelivery(&md.d)
@@ -325,7 +295,7 @@ func (m *MemStore) WebhookDeliveryList(ctx context.Context, p *engine.WebhookDel
 			out = append(out, c)
 		}
 	}
-	slices.SortFunc(out, func(a, b *engine.WebhookDelivery) int {
+	slices.SortFunc(out, func(a, b *delivery.Delivery) int {
 		if c := b.UpdatedAt.Compare(a.UpdatedAt); c != 0 {
 			return c
 		}
@@ -340,8 +310,8 @@ func (m *MemStore) WebhookDeliveryList(ctx context.Context, p *engine.WebhookDel
 	return out, nil
 }
 
-// WebhookDeliveryRetry implements [Store].
-func (m *MemStore) WebhookDeliveryRetry(ctx context.Context, id string, at time.Time) (*engine.WebhookDelivery, error) {
+// WebhookDeliveryRetry implements [delivery.Store].
+func (m *MemStore) WebhookDeliveryRetry(ctx context.Context, id string, at time.Time) (*delivery.Delivery, error) {
 	if at.IsZero() {
 		at = time.Now()
 	}
@@ -353,12 +323,12 @@ func (m *MemStore) WebhookDeliveryRetry(ctx context.Context, id string, at time.
 		return nil, fmt.Errorf("retry webhook delivery %s: %w", id, engine.ErrNotFound)
 	}
 	switch {
-	case md.d.Status == engine.WebhookPending:
+	case md.d.Status == delivery.Pending:
 		if md.d.Claim == "" {
 			md.d.NextAttempt, md.d.UpdatedAt = at, at
 		}
 	default:
-		md.d.Status, md.d.NextAttempt, md.d.UpdatedAt, md.d.Manual = engine.WebhookPending, at, at, true
+		md.d.Status, md.d.NextAttempt, md.d.UpdatedAt, md.d.Manual = delivery.Pending, at, at, true
 		md.expiresAt = time.Time{}
 		m.pending[id] = md
 		delete(m.disabled, md.d.Endpoint)
@@ -377,7 +347,7 @@ func (m *MemStore) expire(now time.Time) {
 	}
 }
 
-func cloneDelivery(d *engine.WebhookDelivery) *engine.WebhookDelivery {
+func cloneDelivery(d *delivery.Delivery) *delivery.Delivery {
 	c := *d
 	c.Body = slices.Clone(d.Body)
 	return &c
@@ -391,4 +361,4 @@ func retentionOr(d time.Duration) time.Duration {
 }
 
 // Interface guard.
-var _ Store = (*MemStore)(nil)
+var _ delivery.Store = (*MemStore)(nil)
