@@ -16,7 +16,7 @@ const (
 )
 
 // WebhookLog is the webhook delivery log the API shows (Config.Webhooks):
-// redisstore.Store, or webhooks.MemStore.
+// redisstore.Store, or memstore.WebhookStore.
 type WebhookLog interface {
 	// WebhookDeliveryList lists deliveries newest first.
 	WebhookDeliveryList(ctx context.Context, p *delivery.ListParams) ([]*delivery.Delivery, error)

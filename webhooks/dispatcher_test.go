@@ -20,6 +20,7 @@ import (
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
 	"github.com/pyoco/pyoco/engine"
+	"github.com/pyoco/pyoco/engine/memstore"
 	"github.com/pyoco/pyoco/webhooks"
 	"github.com/pyoco/pyoco/webhooks/delivery"
 )
@@ -380,7 +381,7 @@ func TestNewConfigErrors(t *testing.T) {
 		"conc":     {Concurrency: -2},
 		"endpoint": {Endpoints: []*webhooks.Endpoint{{URL: "http://x"}}},
 	} {
-		_, err := webhooks.New(fakeRuns{}, webhooks.NewMemStore(nil), &cfg)
+		_, err := webhooks.New(fakeRuns{}, memstore.NewWebhookStore(nil), &cfg)
 		require.Error(t, err, name)
 		require.Contains(t, err.Error(), "Config.", name)
 	}

@@ -55,7 +55,7 @@ var backends = []struct {
 }{
 	{"Memory", func(t testing.TB) *backend {
 		ms := memstore.New()
-		ws := webhooks.NewMemStore(ms)
+		ws := memstore.NewWebhookStore(ms)
 		ws.PollInterval = 5 * time.Millisecond
 		return &backend{runs: ms, ws: ws, newWS: func() delivery.Store { return ws }}
 	}},

@@ -9,7 +9,6 @@ import (
 
 	"github.com/pyoco/pyoco/engine"
 	"github.com/pyoco/pyoco/engine/memstore"
-	"github.com/pyoco/pyoco/webhooks"
 	"github.com/pyoco/pyoco/webhooks/delivery"
 )
 
@@ -19,7 +18,7 @@ import (
 func TestMemStoreDeliveryLog(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	s := webhooks.NewMemStore(memstore.New())
+	s := memstore.NewWebhookStore(memstore.New())
 	now := time.Now()
 	d := &delivery.Delivery{ID: "msg_1", Event: "run.failed", RunID: "r1", Endpoint: "ep1", URL: "http://x", Body: []byte("{}"), CreatedAt: now}
 	ok, err := s.WebhookDeliveryCreate(ctx, d, time.Hour)
@@ -87,7 +86,7 @@ func TestMemStoreEventRead(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	ms := memstore.New()
-	s := webhooks.NewMemStore(ms)
+	s := memstore.NewWebhookStore(ms)
 	s.PollInterval = time.Millisecond
 	require.NoError(t, s.WebhookEventInit(ctx, ""))
 	evs, err := s.WebhookEventRead(ctx, &delivery.EventReadParams{Consumer: "a", Count: 10, Block: 5 * time.Millisecond})

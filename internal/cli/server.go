@@ -354,7 +354,7 @@ func runServer(ctx context.Context, e *env, o *serverOptions) error {
 	} else if o.redis != "" && len(o.webhooks) > 0 {
 		return fmt.Errorf("webhooks: the Redis store %T keeps no delivery log", store)
 	} else if len(o.webhooks) > 0 {
-		ms := webhooks.NewMemStore(store)
+		ms := memstore.NewWebhookStore(store)
 		whStore, whLog = ms, ms
 	}
 	var disp *webhooks.Dispatcher

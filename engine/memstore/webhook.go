@@ -1,4 +1,4 @@
-package webhooks
+package memstore
 
 import (
 	"context"
@@ -12,52 +12,52 @@ import (
 	"github.com/pyoco/pyoco/webhooks/delivery"
 )
 
-// MemStore is a [Store] in memory over an [engine.EventStore] (the
-// in-memory run store's events): for a single server without Redis. Its
-// state is lost when the process ends. Create it with [NewMemStore]; it is
-// safe for concurrent use.
-type MemStore struct {
+// WebhookStore is a [delivery.Store] in memory over an [engine.EventStore]
+// (the in-memory run store's events): the webhook delivery log of a single
+// server without Redis. Its state is lost when the process ends. Create it
+// with [NewWebhookStore]; it is safe for concurrent use.
+type WebhookStore struct {
 	events engine.EventStore
 	// PollInterval is how often a blocked WebhookEventRead looks for new
 	// events. Set before use; defaults to 50ms.
 	PollInterval time.Duration
 
 	mu       sync.Mutex
-	groups   map[string]*memGroup // by endpoint key
-	ds       map[string]*memDelivery
-	pending  map[string]*memDelivery // the pending ones of ds
+	groups   map[string]*webhookGroup // by endpoint key
+	ds       map[string]*webhookDelivery
+	pending  map[string]*webhookDelivery // the pending ones of ds
 	disabled map[string]string
 	// nextExpire is when Create next drops expired deliveries.
 	nextExpire time.Time
 }
 
-// memGroup is one endpoint's read of the events.
-type memGroup struct {
+// webhookGroup is one endpoint's read of the events.
+type webhookGroup struct {
 	cursor  string
-	unacked map[string]*memRead // event ID → read
+	unacked map[string]*webhookRead // event ID → read
 }
 
-type memRead struct {
+type webhookRead struct {
 	ev     engine.Event
 	readAt time.Time
 }
 
-type memDelivery struct {
+type webhookDelivery struct {
 	d         delivery.Delivery
 	leaseEnd  time.Time
 	expiresAt time.Time // zero while pending
 }
 
-// NewMemStore returns a MemStore reading events from events, from its
+// NewWebhookStore returns a WebhookStore reading events from events, from its
 // first event on.
-func NewMemStore(events engine.EventStore) *MemStore {
-	return &MemStore{events: events, groups: map[string]*memGroup{}, ds: map[string]*memDelivery{},
-		pending: map[string]*memDelivery{}, disabled: map[string]string{}}
+func NewWebhookStore(events engine.EventStore) *WebhookStore {
+	return &WebhookStore{events: events, groups: map[string]*webhookGroup{}, ds: map[string]*webhookDelivery{},
+		pending: map[string]*webhookDelivery{}, disabled: map[string]string{}}
 }
 
 // WebhookEventRead implements [delivery.Store]: it polls the event store until an
 // event arrives or p.Block passes.
-func (m *MemStore) WebhookEventRead(ctx context.Context, p *delivery.EventReadParams) ([]engine.Event, error) {
+func (m *WebhookStore) WebhookEventRead(ctx context.Context, p *delivery.EventReadParams) ([]engine.Event, error) {
 	count := max(p.Count, 1)
 	p.Lost = 0
 	if p.MinIdle > 0 {
@@ -89,7 +89,7 @@ func (m *MemStore) WebhookEventRead(ctx context.Context, p *delivery.EventReadPa
 			g.cursor = evs[len(evs)-1].ID
 			now := time.Now()
 			for _, ev := range evs {
-				g.unacked[ev.ID] = &memRead{ev: ev, readAt: now}
+				g.unacked[ev.ID] = &webhookRead{ev: ev, readAt: now}
 			}
 		}
 		m.mu.Unlock()
@@ -112,10 +112,10 @@ func (m *MemStore) WebhookEventRead(ctx context.Context, p *delivery.EventReadPa
 
 // group returns endpoint's read state, new ones reading from the first
 // event. The caller holds m.mu.
-func (m *MemStore) group(endpoint string) *memGroup {
+func (m *WebhookStore) group(endpoint string) *webhookGroup {
 	g, ok := m.groups[endpoint]
 	if !ok {
-		g = &memGroup{unacked: map[string]*memRead{}}
+		g = &webhookGroup{unacked: map[string]*webhookRead{}}
 		m.groups[endpoint] = g
 	}
 	return g
@@ -147,7 +147,7 @@ func compareEventIDs(a, b string) int {
 
 // WebhookEventInit implements [delivery.Store]; the in-memory read starts at the
 // first event (a single process: its events are all after its start).
-func (m *MemStore) WebhookEventInit(ctx context.Context, endpoint string) error {
+func (m *WebhookStore) WebhookEventInit(ctx context.Context, endpoint string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.group(endpoint)
@@ -155,7 +155,7 @@ func (m *MemStore) WebhookEventInit(ctx context.Context, endpoint string) error 
 }
 
 // WebhookEventAck implements [delivery.Store].
-func (m *MemStore) WebhookEventAck(ctx context.Context, endpoint string, ids []string) error {
+func (m *WebhookStore) WebhookEventAck(ctx context.Context, endpoint string, ids []string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	g := m.group(endpoint)
@@ -166,7 +166,7 @@ func (m *MemStore) WebhookEventAck(ctx context.Context, endpoint string, ids []s
 }
 
 // WebhookDeliveryCreate implements [delivery.Store].
-func (m *MemStore) WebhookDeliveryCreate(ctx context.Context, d *delivery.Delivery, retention time.Duration) (bool, error) {
+func (m *WebhookStore) WebhookDeliveryCreate(ctx context.Context, d *delivery.Delivery, retention time.Duration) (bool, error) {
 	if d == nil || d.ID == "" {
 		return false, fmt.Errorf("create webhook delivery: missing ID")
 	}
@@ -185,7 +185,7 @@ func (m *MemStore) WebhookDeliveryCreate(ctx context.Context, d *delivery.Delive
 	}
 	c := cloneDelivery(d)
 	c.CreatedAt, c.UpdatedAt, c.Claim = now, now, ""
-	md := &memDelivery{d: *c}
+	md := &webhookDelivery{d: *c}
 	if reason, ok := m.disabled[d.Endpoint]; ok {
 		md.d.Status, md.d.LastError, md.d.NextAttempt = delivery.Failed, "endpoint disabled: "+reason, time.Time{}
 		md.expiresAt = now.Add(retentionOr(retention))
@@ -198,14 +198,14 @@ func (m *MemStore) WebhookDeliveryCreate(ctx context.Context, d *delivery.Delive
 }
 
 // WebhookDeliveryClaim implements [delivery.Store].
-func (m *MemStore) WebhookDeliveryClaim(ctx context.Context, p *delivery.ClaimParams) ([]*delivery.Delivery, error) {
+func (m *WebhookStore) WebhookDeliveryClaim(ctx context.Context, p *delivery.ClaimParams) ([]*delivery.Delivery, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	now := p.Now
 	if now.IsZero() {
 		now = time.Now()
 	}
-	var due []*memDelivery
+	var due []*webhookDelivery
 	for id, md := range m.pending {
 		if md.d.NextAttempt.After(now) || md.leaseEnd.After(now) {
 			continue
@@ -222,7 +222,7 @@ func (m *MemStore) WebhookDeliveryClaim(ctx context.Context, p *delivery.ClaimPa
 		}
 		due = append(due, md)
 	}
-	slices.SortFunc(due, func(a, b *memDelivery) int { return a.d.NextAttempt.Compare(b.d.NextAttempt) })
+	slices.SortFunc(due, func(a, b *webhookDelivery) int { return a.d.NextAttempt.Compare(b.d.NextAttempt) })
 	var out []*delivery.Delivery
 	for _, md := range due {
 		if len(out) >= p.Limit {
@@ -236,7 +236,7 @@ func (m *MemStore) WebhookDeliveryClaim(ctx context.Context, p *delivery.ClaimPa
 }
 
 // WebhookDeliveryUpdate implements [delivery.Store].
-func (m *MemStore) WebhookDeliveryUpdate(ctx context.Context, p *delivery.UpdateParams) error {
+func (m *WebhookStore) WebhookDeliveryUpdate(ctx context.Context, p *delivery.UpdateParams) error {
 	d := p.Delivery
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -264,7 +264,7 @@ func (m *MemStore) WebhookDeliveryUpdate(ctx context.Context, p *delivery.Update
 }
 
 // WebhookDeliveryGet implements [delivery.Store].
-func (m *MemStore) WebhookDeliveryGet(ctx context.Context, id string) (*delivery.Delivery, error) {
+func (m *WebhookStore) WebhookDeliveryGet(ctx context.Context, id string) (*delivery.Delivery, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.expire(time.Now())
@@ -276,7 +276,7 @@ func (m *MemStore) WebhookDeliveryGet(ctx context.Context, id string) (*delivery
 }
 
 // WebhookDeliveryList implements [delivery.Store].
-func (m *MemStore) WebhookDeliveryList(ctx context.Context, p *delivery.ListParams) ([]*delivery.Delivery, error) {
+func (m *WebhookStore) WebhookDeliveryList(ctx context.Context, p *delivery.ListParams) ([]*delivery.Delivery, error) {
 	if p.Status != "" && !p.Status.Valid() {
 		return nil, fmt.Errorf("list webhook deliveries: unknown status %q", p.Status)
 	}
@@ -311,7 +311,7 @@ func (m *MemStore) WebhookDeliveryList(ctx context.Context, p *delivery.ListPara
 }
 
 // WebhookDeliveryRetry implements [delivery.Store].
-func (m *MemStore) WebhookDeliveryRetry(ctx context.Context, id string, at time.Time) (*delivery.Delivery, error) {
+func (m *WebhookStore) WebhookDeliveryRetry(ctx context.Context, id string, at time.Time) (*delivery.Delivery, error) {
 	if at.IsZero() {
 		at = time.Now()
 	}
@@ -339,7 +339,7 @@ func (m *MemStore) WebhookDeliveryRetry(ctx context.Context, id string, at time.
 }
 
 // expire drops finished deliveries past their retention. The caller holds m.mu.
-func (m *MemStore) expire(now time.Time) {
+func (m *WebhookStore) expire(now time.Time) {
 	for id, md := range m.ds {
 		if !md.expiresAt.IsZero() && !md.expiresAt.After(now) {
 			delete(m.ds, id)
@@ -353,12 +353,16 @@ func cloneDelivery(d *delivery.Delivery) *delivery.Delivery {
 	return &c
 }
 
+// defaultWebhookRetention keeps a finished delivery when the caller gives
+// no retention: webhooks.DefaultRetention.
+const defaultWebhookRetention = 168 * time.Hour
+
 func retentionOr(d time.Duration) time.Duration {
 	if d <= 0 {
-		return DefaultRetention
+		return defaultWebhookRetention
 	}
 	return d
 }
 
 // Interface guard.
-var _ delivery.Store = (*MemStore)(nil)
+var _ delivery.Store = (*WebhookStore)(nil)
