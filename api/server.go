@@ -22,6 +22,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/pyoco/pyoco/engine"
+	"github.com/pyoco/pyoco/engine/memstore"
 )
 
 // Defaults of [Config].
@@ -60,7 +61,8 @@ type Config struct {
 	// [engine.WorkerRegistry]. nil: none.
 	Workers func(ctx context.Context) ([]engine.WorkerInfo, error)
 	// Idempotency keeps Idempotency-Key bindings. Defaults to the store when
-	// it is an [engine.IdempotencyStore], else to a map in this process.
+	// it is an [engine.IdempotencyStore] (memstore.Store and redisstore.Store
+	// are), else to a map in this process (memstore.NewIdempotency).
 	Idempotency engine.IdempotencyStore
 	// IdempotencyTTL is how long a key keeps its run. Defaults to 24h.
 	IdempotencyTTL time.Duration
@@ -216,7 +218,7 @@ func New(eng *engine.Engine, cfg *Config) (*Server, error) {
 		if is, ok := s.store.(engine.IdempotencyStore); ok {
 			s.idem = is
 		} else {
-			s.idem = newIdempotencyMap(time.Now)
+			s.idem = memstore.NewIdempotency()
 		}
 	}
 	if c.Token != "" {

@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"github.com/pyoco/pyoco/api/apidoc"
-	"github.com/pyoco/pyoco/engine"
+	"github.com/pyoco/pyoco/webhooks/delivery"
 )
 
 // Bounds of GET /webhooks/deliveries.
@@ -16,34 +16,34 @@ const (
 )
 
 // WebhookLog is the webhook delivery log the API shows (Config.Webhooks):
-// redisstore.Store, or webhooks.MemStore.
+// redisstore.Store, or memstore.WebhookStore.
 type WebhookLog interface {
 	// WebhookDeliveryList lists deliveries newest first.
-	WebhookDeliveryList(ctx context.Context, p *engine.WebhookDeliveryListParams) ([]*engine.WebhookDelivery, error)
+	WebhookDeliveryList(ctx context.Context, p *delivery.ListParams) ([]*delivery.Delivery, error)
 	// WebhookDeliveryRetry makes a delivery due now; engine.ErrNotFound if
 	// unknown.
-	WebhookDeliveryRetry(ctx context.Context, id string, at time.Time) (*engine.WebhookDelivery, error)
+	WebhookDeliveryRetry(ctx context.Context, id string, at time.Time) (*delivery.Delivery, error)
 }
 
 // WebhookDeliveryDoc is the JSON shape of one delivery in GET
 // /webhooks/deliveries.
 type WebhookDeliveryDoc struct {
-	ID             string               `json:"id"`
-	Event          string               `json:"event"`
-	RunID          string               `json:"run_id"`
-	FlowName       string               `json:"flow_name"`
-	URL            string               `json:"url"`
-	Status         engine.WebhookStatus `json:"status"`
-	Attempts       int                  `json:"attempts"`
-	LastStatusCode *int                 `json:"last_status_code"`
-	LastError      *string              `json:"last_error"`
-	NextAttempt    apidoc.Timestamp     `json:"next_attempt"`
-	CreatedAt      apidoc.Timestamp     `json:"created_at"`
-	UpdatedAt      apidoc.Timestamp     `json:"updated_at"`
+	ID             string           `json:"id"`
+	Event          string           `json:"event"`
+	RunID          string           `json:"run_id"`
+	FlowName       string           `json:"flow_name"`
+	URL            string           `json:"url"`
+	Status         delivery.Status  `json:"status"`
+	Attempts       int              `json:"attempts"`
+	LastStatusCode *int             `json:"last_status_code"`
+	LastError      *string          `json:"last_error"`
+	NextAttempt    apidoc.Timestamp `json:"next_attempt"`
+	CreatedAt      apidoc.Timestamp `json:"created_at"`
+	UpdatedAt      apidoc.Timestamp `json:"updated_at"`
 }
 
 // NewWebhookDeliveryDoc builds the document of d.
-func NewWebhookDeliveryDoc(d *engine.WebhookDelivery) WebhookDeliveryDoc {
+func NewWebhookDeliveryDoc(d *delivery.Delivery) WebhookDeliveryDoc {
 	doc := WebhookDeliveryDoc{ID: d.ID, Event: d.Event, RunID: d.RunID, FlowName: d.FlowName, URL: d.URL,
 		Status: d.Status, Attempts: d.Attempts, NextAttempt: apidoc.Timestamp(d.NextAttempt),
 		CreatedAt: apidoc.Timestamp(d.CreatedAt), UpdatedAt: apidoc.Timestamp(d.UpdatedAt)}
@@ -65,13 +65,13 @@ func (s *Server) webhookDeliveries(w http.ResponseWriter, r *http.Request) error
 	if err := checkKnown(q, "status", "limit"); err != nil {
 		return err
 	}
-	p := &engine.WebhookDeliveryListParams{Limit: DefaultDeliveriesLimit}
+	p := &delivery.ListParams{Limit: DefaultDeliveriesLimit}
 	st, ok, err := single(q, "status")
 	if err != nil {
 		return err
 	}
 	if ok {
-		p.Status = engine.WebhookStatus(st)
+		p.Status = delivery.Status(st)
 		if !p.Status.Valid() {
 			return errBadParam("status", "want pending, succeeded or failed, got %q", clip(st))
 		}

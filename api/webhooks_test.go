@@ -17,6 +17,7 @@ import (
 	"github.com/pyoco/pyoco/engine/memstore"
 	"github.com/pyoco/pyoco/internal/redistest"
 	"github.com/pyoco/pyoco/redisstore"
+	"github.com/pyoco/pyoco/webhooks/delivery"
 )
 
 func TestWebhookDeliveriesAPI(t *testing.T) {
@@ -26,19 +27,19 @@ func TestWebhookDeliveriesAPI(t *testing.T) {
 	log, err := redisstore.New(c, &redisstore.Config{Namespace: redistest.Namespace(t, c)})
 	require.NoError(t, err)
 	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
-	for _, d := range []*engine.WebhookDelivery{
+	for _, d := range []*delivery.Delivery{
 		{ID: "msg_a", Event: "run.failed", RunID: "r1", FlowName: "etl", Endpoint: "e", URL: "http://x/h", CreatedAt: now},
 		{ID: "msg_b", Event: "run.completed", RunID: "r2", FlowName: "etl", Endpoint: "e", URL: "http://x/h", CreatedAt: now.Add(time.Hour)},
 	} {
 		_, err := log.WebhookDeliveryCreate(ctx, d, time.Hour)
 		require.NoError(t, err)
 	}
-	claimed, err := log.WebhookDeliveryClaim(ctx, &engine.WebhookDeliveryClaimParams{Now: now, Lease: time.Minute, Limit: 1, Token: "t"})
+	claimed, err := log.WebhookDeliveryClaim(ctx, &delivery.ClaimParams{Now: now, Lease: time.Minute, Limit: 1, Token: "t"})
 	require.NoError(t, err)
 	require.Len(t, claimed, 1)
 	failed := claimed[0]
-	failed.Status, failed.Attempts, failed.LastStatusCode, failed.LastError, failed.UpdatedAt = engine.WebhookFailed, 9, 500, "HTTP 500", now
-	require.NoError(t, log.WebhookDeliveryUpdate(ctx, &engine.WebhookDeliveryUpdateParams{Delivery: failed, Retention: time.Hour}))
+	failed.Status, failed.Attempts, failed.LastStatusCode, failed.LastError, failed.UpdatedAt = delivery.Failed, 9, 500, "HTTP 500", now
+	require.NoError(t, log.WebhookDeliveryUpdate(ctx, &delivery.UpdateParams{Delivery: failed, Retention: time.Hour}))
 
 	eng, err := engine.New(memstore.New(), engine.NewRegistry(), nil)
 	require.NoError(t, err)

@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/pyoco/pyoco/engine"
+	"github.com/pyoco/pyoco/engine/memstore"
 	"github.com/pyoco/pyoco/telemetry"
 	"github.com/pyoco/pyoco/webhooks"
 )
@@ -39,7 +40,7 @@ func startWebhooks(t *testing.T, tel *telemetry.Providers, store engine.Store) (
 	require.NoError(t, err)
 	events, ok := store.(engine.EventStore)
 	require.True(t, ok, "the memory store keeps run events")
-	d, err := webhooks.New(store, webhooks.NewMemStore(events), &webhooks.Config{
+	d, err := webhooks.New(store, memstore.NewWebhookStore(events), &webhooks.Config{
 		Endpoints:      []*webhooks.Endpoint{ep},
 		PollInterval:   20 * time.Millisecond,
 		TracerProvider: tel.TracerProvider,

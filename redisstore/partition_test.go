@@ -15,6 +15,7 @@ import (
 	"github.com/pyoco/pyoco/engine/storetest"
 	"github.com/pyoco/pyoco/internal/redistest"
 	"github.com/pyoco/pyoco/redisstore"
+	"github.com/pyoco/pyoco/webhooks/delivery"
 )
 
 func TestPartitionsConfig(t *testing.T) {
@@ -232,7 +233,7 @@ func TestPartitionsWebhookEvents(t *testing.T) {
 	s, ns := newStore(t, c, &redisstore.Config{Partitions: 6})
 	require.NoError(t, s.WebhookEventInit(ctx, "ep"))
 	read := func(block time.Duration) []engine.Event {
-		evs, err := s.WebhookEventRead(ctx, &engine.WebhookEventReadParams{Consumer: "d1", Group: "ep", Count: 100, Block: block})
+		evs, err := s.WebhookEventRead(ctx, &delivery.EventReadParams{Consumer: "d1", Group: "ep", Count: 100, Block: block})
 		require.NoError(t, err)
 		return evs
 	}

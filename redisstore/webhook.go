@@ -11,6 +11,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/pyoco/pyoco/engine"
+	"github.com/pyoco/pyoco/webhooks/delivery"
 )
 
 // webhookGroup is the consumer group of earlier versions, shared by every
@@ -54,7 +55,7 @@ func (k keys) webhookDue() string { return k.prefix + "webhook:due" }
 
 // webhookIndex is the index of the deliveries in status st, scored by their
 // last update (Unix ms).
-func (k keys) webhookIndex(st engine.WebhookStatus) string {
+func (k keys) webhookIndex(st delivery.Status) string {
 	return k.prefix + "webhook:idx:" + string(st)
 }
 
@@ -64,8 +65,8 @@ func (k keys) webhookDisabled() string { return k.prefix + "webhook:disabled" }
 
 // webhookKeys are KEYS[1..6] of webhook_update.lua and webhook_retry.lua.
 func (k keys) webhookKeys(id string) []string {
-	return []string{k.webhookDelivery(id), k.webhookDue(), k.webhookIndex(engine.WebhookPending),
-		k.webhookIndex(engine.WebhookSucceeded), k.webhookIndex(engine.WebhookFailed), k.webhookDisabled()}
+	return []string{k.webhookDelivery(id), k.webhookDue(), k.webhookIndex(delivery.Pending),
+		k.webhookIndex(delivery.Succeeded), k.webhookIndex(delivery.Failed), k.webhookDisabled()}
 }
 
 // ensureWebhookGroup creates an endpoint's consumer group on the events
@@ -99,7 +100,7 @@ func (s *Store) WebhookEventInit(ctx context.Context, endpoint string) error {
 // it) is created again at the stream's end. Before reading new events it
 // sets p.Lost when events were trimmed from the stream before the group
 // read them. It returns (nil, nil) when no event arrived.
-func (s *Store) WebhookEventRead(ctx context.Context, p *engine.WebhookEventReadParams) ([]engine.Event, error) {
+func (s *Store) WebhookEventRead(ctx context.Context, p *delivery.EventReadParams) ([]engine.Event, error) {
 	if p.Consumer == "" {
 		return nil, errors.New("read webhook events: missing consumer")
 	}
@@ -326,7 +327,7 @@ func (s *Store) WebhookEventAck(ctx context.Context, endpoint string, ids []stri
 // delivery with its ID exists (then it reports false and changes nothing).
 // A delivery for an endpoint disabled by a 410 answer is stored failed and
 // expires after retention.
-func (s *Store) WebhookDeliveryCreate(ctx context.Context, d *engine.WebhookDelivery, retention time.Duration) (bool, error) {
+func (s *Store) WebhookDeliveryCreate(ctx context.Context, d *delivery.Delivery, retention time.Duration) (bool, error) {
 	if d == nil || d.ID == "" {
 		return false, errors.New("create webhook delivery: missing ID")
 	}
@@ -335,8 +336,8 @@ func (s *Store) WebhookDeliveryCreate(ctx context.Context, d *engine.WebhookDeli
 		"id", d.ID, "event", d.Event, "eid", d.EventID, "run", d.RunID, "flow", d.FlowName, "ep", d.Endpoint,
 		"url", d.URL, "attempts", d.Attempts, "code", d.LastStatusCode, "err", d.LastError,
 		"created", ms(now), "updated", ms(now), "body", d.Body, "trace", d.TraceID, "parent", d.ParentSpanID}
-	ks := []string{s.keys.webhookDelivery(d.ID), s.keys.webhookDue(), s.keys.webhookIndex(engine.WebhookPending),
-		s.keys.webhookIndex(engine.WebhookFailed), s.keys.webhookDisabled()}
+	ks := []string{s.keys.webhookDelivery(d.ID), s.keys.webhookDue(), s.keys.webhookIndex(delivery.Pending),
+		s.keys.webhookIndex(delivery.Failed), s.keys.webhookDisabled()}
 	n, err := webhookCreateScript.Run(ctx, s.client, ks, args...).Int()
 	if err != nil {
 		return false, fmt.Errorf("create webhook delivery %s: %w", d.ID, interpretError(err))
@@ -349,7 +350,7 @@ func (s *Store) WebhookDeliveryCreate(ctx context.Context, d *engine.WebhookDeli
 // p.Lease, under p.Token, atomically: two dispatchers never claim the same
 // delivery while a lease holds. A due delivery to an endpoint disabled by a
 // 410 answer is failed instead of claimed.
-func (s *Store) WebhookDeliveryClaim(ctx context.Context, p *engine.WebhookDeliveryClaimParams) ([]*engine.WebhookDelivery, error) {
+func (s *Store) WebhookDeliveryClaim(ctx context.Context, p *delivery.ClaimParams) ([]*delivery.Delivery, error) {
 	if p.Limit <= 0 || (p.Endpoints != nil && len(p.Endpoints) == 0) {
 		return nil, nil
 	}
@@ -367,11 +368,11 @@ func (s *Store) WebhookDeliveryClaim(ctx context.Context, p *engine.WebhookDeliv
 		args = append(args, ep)
 	}
 	res, err := webhookClaimScript.Run(ctx, s.client, []string{s.keys.webhookDue(), s.keys.webhookDisabled(),
-		s.keys.webhookIndex(engine.WebhookPending), s.keys.webhookIndex(engine.WebhookFailed)}, args...).Slice()
+		s.keys.webhookIndex(delivery.Pending), s.keys.webhookIndex(delivery.Failed)}, args...).Slice()
 	if err != nil {
 		return nil, fmt.Errorf("claim webhook deliveries: %w", interpretError(err))
 	}
-	out := make([]*engine.WebhookDelivery, 0, len(res))
+	out := make([]*delivery.Delivery, 0, len(res))
 	for _, r := range res {
 		flat, ok := r.([]any)
 		if !ok {
@@ -390,10 +391,10 @@ func (s *Store) WebhookDeliveryClaim(ctx context.Context, p *engine.WebhookDeliv
 // Attempts, LastStatusCode, LastError, NextAttempt, UpdatedAt) if
 // p.Delivery.Claim still holds the claim; otherwise it returns an error
 // wrapping [engine.ErrConflict] and changes nothing.
-func (s *Store) WebhookDeliveryUpdate(ctx context.Context, p *engine.WebhookDeliveryUpdateParams) error {
+func (s *Store) WebhookDeliveryUpdate(ctx context.Context, p *delivery.UpdateParams) error {
 	d := p.Delivery
 	next := ""
-	if d.Status == engine.WebhookPending {
+	if d.Status == delivery.Pending {
 		next = ms(orNow(d.NextAttempt))
 	}
 	n, err := webhookUpdateScript.Run(ctx, s.client, s.keys.webhookKeys(d.ID),
@@ -410,7 +411,7 @@ func (s *Store) WebhookDeliveryUpdate(ctx context.Context, p *engine.WebhookDeli
 
 // WebhookDeliveryGet returns one delivery, or an error wrapping
 // [engine.ErrNotFound].
-func (s *Store) WebhookDeliveryGet(ctx context.Context, id string) (*engine.WebhookDelivery, error) {
+func (s *Store) WebhookDeliveryGet(ctx context.Context, id string) (*delivery.Delivery, error) {
 	h, err := s.client.HGetAll(ctx, s.keys.webhookDelivery(id)).Result()
 	if err != nil {
 		return nil, fmt.Errorf("get webhook delivery %s: %w", id, interpretError(err))
@@ -423,17 +424,17 @@ func (s *Store) WebhookDeliveryGet(ctx context.Context, id string) (*engine.Webh
 
 // WebhookDeliveryList returns deliveries newest (last update) first: those
 // in p.Status, or in any status.
-func (s *Store) WebhookDeliveryList(ctx context.Context, p *engine.WebhookDeliveryListParams) ([]*engine.WebhookDelivery, error) {
+func (s *Store) WebhookDeliveryList(ctx context.Context, p *delivery.ListParams) ([]*delivery.Delivery, error) {
 	limit := p.Limit
 	if limit <= 0 {
 		limit = defaultWebhookListLimit
 	}
-	statuses := engine.WebhookStatuses
+	statuses := delivery.Statuses
 	if p.Status != "" {
 		if !p.Status.Valid() {
 			return nil, fmt.Errorf("list webhook deliveries: unknown status %q", p.Status)
 		}
-		statuses = []engine.WebhookStatus{p.Status}
+		statuses = []delivery.Status{p.Status}
 	}
 	type ref struct {
 		idx string
@@ -454,7 +455,7 @@ func (s *Store) WebhookDeliveryList(ctx context.Context, p *engine.WebhookDelive
 		}
 	}
 	if len(refs) == 0 {
-		return []*engine.WebhookDelivery{}, nil
+		return []*delivery.Delivery{}, nil
 	}
 	pipe := s.client.Pipeline()
 	cmds := make([]*redis.SliceCmd, len(refs))
@@ -464,7 +465,7 @@ func (s *Store) WebhookDeliveryList(ctx context.Context, p *engine.WebhookDelive
 	if _, err := pipe.Exec(ctx); err != nil {
 		return nil, fmt.Errorf("list webhook deliveries: %w", interpretError(err))
 	}
-	out := make([]*engine.WebhookDelivery, 0, len(refs))
+	out := make([]*delivery.Delivery, 0, len(refs))
 	for i, c := range cmds {
 		h := map[string]string{}
 		for j, v := range c.Val() {
@@ -497,7 +498,7 @@ func (s *Store) WebhookDeliveryList(ctx context.Context, p *engine.WebhookDelive
 // failed one becomes pending with Manual set (its next failure ends it) and
 // its endpoint is enabled again; a pending one becomes due now. It returns
 // the delivery, or an error wrapping [engine.ErrNotFound].
-func (s *Store) WebhookDeliveryRetry(ctx context.Context, id string, at time.Time) (*engine.WebhookDelivery, error) {
+func (s *Store) WebhookDeliveryRetry(ctx context.Context, id string, at time.Time) (*delivery.Delivery, error) {
 	res, err := webhookRetryScript.Run(ctx, s.client, s.keys.webhookKeys(id), id, ms(orNow(at))).Slice()
 	if err != nil {
 		return nil, fmt.Errorf("retry webhook delivery %s: %w", id, interpretError(err))
@@ -516,7 +517,7 @@ var webhookListFields = []string{"id", "event", "eid", "run", "flow", "ep", "url
 	"next", "created", "updated", "trace", "parent", "manual", "claim"}
 
 // sortDeliveries orders deliveries newest update first, then by ID.
-func sortDeliveries(ds []*engine.WebhookDelivery) {
+func sortDeliveries(ds []*delivery.Delivery) {
 	for i := 1; i < len(ds); i++ { // insertion sort: lists are short
 		for j := i; j > 0 && deliveryBefore(ds[j], ds[j-1]); j-- {
 			ds[j], ds[j-1] = ds[j-1], ds[j]
@@ -524,7 +525,7 @@ func sortDeliveries(ds []*engine.WebhookDelivery) {
 	}
 }
 
-func deliveryBefore(a, b *engine.WebhookDelivery) bool {
+func deliveryBefore(a, b *delivery.Delivery) bool {
 	if !a.UpdatedAt.Equal(b.UpdatedAt) {
 		return a.UpdatedAt.After(b.UpdatedAt)
 	}
@@ -550,10 +551,10 @@ func flatMap(flat []any) map[string]string {
 }
 
 // parseWebhookDelivery decodes a delivery hash.
-func parseWebhookDelivery(h map[string]string) (*engine.WebhookDelivery, error) {
-	d := &engine.WebhookDelivery{
+func parseWebhookDelivery(h map[string]string) (*delivery.Delivery, error) {
+	d := &delivery.Delivery{
 		ID: h["id"], Event: h["event"], EventID: h["eid"], RunID: h["run"], FlowName: h["flow"], Endpoint: h["ep"],
-		URL: h["url"], Status: engine.WebhookStatus(h["status"]), LastError: h["err"], TraceID: h["trace"],
+		URL: h["url"], Status: delivery.Status(h["status"]), LastError: h["err"], TraceID: h["trace"],
 		ParentSpanID: h["parent"], Manual: h["manual"] == "1", Claim: h["claim"],
 	}
 	if b, ok := h["body"]; ok {
@@ -584,7 +585,7 @@ func parseWebhookDelivery(h map[string]string) (*engine.WebhookDelivery, error) 
 	if err != nil {
 		return nil, fmt.Errorf("webhook delivery %s: %w", d.ID, err)
 	}
-	if d.Status != engine.WebhookPending {
+	if d.Status != delivery.Pending {
 		d.NextAttempt = time.Time{}
 	}
 	return d, nil

@@ -17,6 +17,7 @@ import (
 
 	"github.com/pyoco/pyoco/engine"
 	"github.com/pyoco/pyoco/webhooks"
+	"github.com/pyoco/pyoco/webhooks/delivery"
 )
 
 // TestCloudEventsDelivery: a cloudevents-format delivery reaches a real
@@ -58,7 +59,7 @@ func TestCloudEventsDelivery(t *testing.T) {
 			start(t, b.runs, b.ws, fastConfig(ep))
 
 			runID := finishRun(t, b.runs, "etl", engine.RunFailed)
-			d := waitDelivery(t, b.ws, runID, engine.WebhookSucceeded)
+			d := waitDelivery(t, b.ws, runID, delivery.Succeeded)
 			run, err := b.runs.RunGet(t.Context(), runID)
 			require.NoError(t, err)
 

@@ -26,6 +26,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/pyoco/pyoco/engine"
+	"github.com/pyoco/pyoco/webhooks/delivery"
 )
 
 // Defaults of [Config].
@@ -112,7 +113,7 @@ type Config struct {
 // knowing its endpoint at a time.
 type Dispatcher struct {
 	runs    engine.RunStore
-	store   Store
+	store   delivery.Store
 	cfg     Config
 	eps     map[string]*Endpoint
 	hc      *http.Client
@@ -134,7 +135,7 @@ type Dispatcher struct {
 // New returns a Dispatcher reading runs from runs and events and
 // deliveries from store. It returns an error naming the field for a bad
 // Config.
-func New(runs engine.RunStore, store Store, cfg *Config) (*Dispatcher, error) {
+func New(runs engine.RunStore, store delivery.Store, cfg *Config) (*Dispatcher, error) {
 	if runs == nil || store == nil {
 		return nil, errors.New("webhooks: run store and webhook store are required")
 	}
@@ -380,7 +381,7 @@ func (d *Dispatcher) readLoop(ctx context.Context, ep *Endpoint) {
 		if time.Since(lastReclaim) >= d.cfg.ClaimIdle/2 {
 			minIdle, lastReclaim = d.cfg.ClaimIdle, time.Now()
 		}
-		p := &engine.WebhookEventReadParams{Consumer: d.cfg.Consumer, Group: ep.Key, Count: 100, Block: time.Second,
+		p := &delivery.EventReadParams{Consumer: d.cfg.Consumer, Group: ep.Key, Count: 100, Block: time.Second,
 			MinIdle: minIdle}
 		evs, err := d.store.WebhookEventRead(ctx, p)
 		if p.Lost > 0 { // reported once, even if the read then failed
@@ -447,7 +448,7 @@ func (d *Dispatcher) handleEvent(ctx context.Context, ev engine.Event, ep *Endpo
 		return nil
 	}
 	// The log keeps the URL redacted: the request uses the endpoint's.
-	dl := &engine.WebhookDelivery{ID: id, Event: typ, EventID: ev.ID, RunID: run.ID,
+	dl := &delivery.Delivery{ID: id, Event: typ, EventID: ev.ID, RunID: run.ID,
 		FlowName: run.FlowName, Endpoint: ep.Key, URL: redactURL(ep.URL), Body: body, TraceID: run.TraceID,
 		ParentSpanID: run.ParentSpanID, CreatedAt: time.Now()}
 	created, err := d.store.WebhookDeliveryCreate(ctx, dl, d.cfg.Retention)
@@ -474,7 +475,7 @@ func (d *Dispatcher) sendLoop(ctx context.Context) {
 		if free := cap(sem) - len(sem); free > 0 {
 			// The lease runs on Redis's clock from about now.
 			claimed := time.Now()
-			ds, err := d.store.WebhookDeliveryClaim(ctx, &engine.WebhookDeliveryClaimParams{Lease: d.lease,
+			ds, err := d.store.WebhookDeliveryClaim(ctx, &delivery.ClaimParams{Lease: d.lease,
 				Limit: free, Token: randomHex(8), Endpoints: d.keys, Retention: d.cfg.Retention})
 			if err != nil {
 				if ctx.Err() != nil || !sleep(ctx, out.failed(ctx, d.log, err)) {
@@ -510,7 +511,7 @@ func (d *Dispatcher) sendLoop(ctx context.Context) {
 // spanParent returns ctx carrying the run's trace: the submitter's span as
 // remote parent when the run has one, else the run's trace id for a new
 // root span (engine.IDGenerator honours it).
-func spanParent(ctx context.Context, dl *engine.WebhookDelivery) context.Context {
+func spanParent(ctx context.Context, dl *delivery.Delivery) context.Context {
 	tid, err := trace.TraceIDFromHex(dl.TraceID)
 	if err != nil {
 		return ctx
@@ -529,7 +530,7 @@ const updateMargin = 5 * time.Second
 
 // attempt sends one delivery, claimed at claimed, once and records the
 // outcome.
-func (d *Dispatcher) attempt(ctx context.Context, dl *engine.WebhookDelivery, claimed time.Time) {
+func (d *Dispatcher) attempt(ctx context.Context, dl *delivery.Delivery, claimed time.Time) {
 	// Recording the outcome is retried until shortly before the claim
 	// lapses (an unrecorded outcome means a second request), even when the
 	// dispatcher is stopping.
@@ -582,16 +583,16 @@ func (d *Dispatcher) attempt(ctx context.Context, dl *engine.WebhookDelivery, cl
 		} else {
 			dl.LastError = cut(err.Error(), 500)
 		}
-		dl.Status = engine.WebhookPending
+		dl.Status = delivery.Pending
 	case ans.StatusCode >= 200 && ans.StatusCode < 300:
-		dl.LastStatusCode, dl.LastError, dl.Status = ans.StatusCode, "", engine.WebhookSucceeded
+		dl.LastStatusCode, dl.LastError, dl.Status = ans.StatusCode, "", delivery.Succeeded
 	case ans.StatusCode == http.StatusGone:
-		dl.LastStatusCode, dl.Status = ans.StatusCode, engine.WebhookFailed
+		dl.LastStatusCode, dl.Status = ans.StatusCode, delivery.Failed
 		dl.LastError = "410 Gone: endpoint disabled (no more deliveries to it until a delivery is retried by hand)"
 		disable = fmt.Sprintf("410 Gone at %s (delivery %s)", now.UTC().Format(time.RFC3339), dl.ID)
 		d.log.WarnContext(sctx, "webhooks: endpoint answered 410 Gone: disabled", "url", redactURL(ep.URL), "delivery", dl.ID)
 	default:
-		dl.LastStatusCode, dl.Status = ans.StatusCode, engine.WebhookPending
+		dl.LastStatusCode, dl.Status = ans.StatusCode, delivery.Pending
 		dl.LastError = answerError(ans)
 		retryAfter = ans.RetryAfter
 	}
@@ -600,19 +601,19 @@ func (d *Dispatcher) attempt(ctx context.Context, dl *engine.WebhookDelivery, cl
 	}
 	outcome := OutcomeSuccess
 	switch dl.Status {
-	case engine.WebhookPending:
+	case delivery.Pending:
 		schedule := ep.RetrySchedule
 		if schedule == nil {
 			schedule = d.cfg.RetrySchedule
 		}
 		if dl.Manual || attempt > len(schedule) {
-			dl.Status, outcome = engine.WebhookFailed, OutcomeFailed
+			dl.Status, outcome = delivery.Failed, OutcomeFailed
 			break
 		}
 		wait := d.jitter(schedule[attempt-1])
 		wait = max(wait, retryAfter)
 		dl.NextAttempt, outcome = now.Add(wait), OutcomeRetry
-	case engine.WebhookFailed:
+	case delivery.Failed:
 		outcome = OutcomeFailed
 	}
 	if outcome != OutcomeSuccess {
@@ -634,11 +635,11 @@ func (d *Dispatcher) attempt(ctx context.Context, dl *engine.WebhookDelivery, cl
 // update records an attempt, trying again with back-off on a store error
 // until ctx ends (shortly before the claim lapses): an unrecorded outcome
 // waits for the claim's lease to lapse and is sent again.
-func (d *Dispatcher) update(ctx context.Context, dl *engine.WebhookDelivery, disable string) {
+func (d *Dispatcher) update(ctx context.Context, dl *delivery.Delivery, disable string) {
 	var err error
 	bo := backoff.Backoff{Min: 100 * time.Millisecond, Max: 2 * time.Second}
 	for {
-		err = d.store.WebhookDeliveryUpdate(ctx, &engine.WebhookDeliveryUpdateParams{Delivery: dl, Retention: d.cfg.Retention,
+		err = d.store.WebhookDeliveryUpdate(ctx, &delivery.UpdateParams{Delivery: dl, Retention: d.cfg.Retention,
 			DisableEndpoint: disable})
 		if err == nil || errors.Is(err, engine.ErrConflict) || ctx.Err() != nil ||
 			!bo.Sleep(ctx) {

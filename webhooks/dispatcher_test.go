@@ -20,7 +20,9 @@ import (
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
 	"github.com/pyoco/pyoco/engine"
+	"github.com/pyoco/pyoco/engine/memstore"
 	"github.com/pyoco/pyoco/webhooks"
+	"github.com/pyoco/pyoco/webhooks/delivery"
 )
 
 // A receiver that fails three times, then accepts, gets exactly one
@@ -52,7 +54,7 @@ func TestDeliveryRetriedUntilAccepted(t *testing.T) {
 			start(t, b.runs, b.ws, cfg)
 
 			runID := finishRun(t, b.runs, "etl", engine.RunFailed)
-			d := waitDelivery(t, b.ws, runID, engine.WebhookSucceeded)
+			d := waitDelivery(t, b.ws, runID, delivery.Succeeded)
 			require.Equal(t, 4, d.Attempts)
 			require.Equal(t, 200, d.LastStatusCode)
 			require.Equal(t, webhooks.EventRunFailed, d.Event)
@@ -133,7 +135,7 @@ func TestDeliverySurvivesRestart(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, d1.Start(context.Background()))
 	run1 := finishRun(t, b.runs, "etl", engine.RunCompleted)
-	dl := waitDelivery(t, b.ws, run1, engine.WebhookPending)
+	dl := waitDelivery(t, b.ws, run1, delivery.Pending)
 	require.Eventually(t, func() bool {
 		got, err := b.ws.WebhookDeliveryGet(context.Background(), dl.ID)
 		require.NoError(t, err)
@@ -146,8 +148,8 @@ func TestDeliverySurvivesRestart(t *testing.T) {
 	cfg2 := fastConfig(ep)
 	cfg2.Consumer = "second-server"
 	start(t, b.runs, b.newWS(), cfg2)
-	d1done := waitDelivery(t, b.ws, run1, engine.WebhookSucceeded)
-	d2done := waitDelivery(t, b.ws, run2, engine.WebhookSucceeded)
+	d1done := waitDelivery(t, b.ws, run1, delivery.Succeeded)
+	d2done := waitDelivery(t, b.ws, run2, delivery.Succeeded)
 	require.GreaterOrEqual(t, d1done.Attempts, 2)
 	require.Equal(t, 1, d2done.Attempts)
 	ids := map[string]int{}
@@ -177,7 +179,7 @@ func TestSlowReceiverTimesOut(t *testing.T) {
 			ep := endpoint(t, webhooks.EndpointConfig{URL: rc.url(), Secret: newSecret(t), Timeout: "150ms"})
 			start(t, b.runs, b.ws, fastConfig(ep))
 			runID := finishRun(t, b.runs, "etl", engine.RunCompleted)
-			d := waitDelivery(t, b.ws, runID, engine.WebhookSucceeded)
+			d := waitDelivery(t, b.ws, runID, delivery.Succeeded)
 			require.Equal(t, 2, d.Attempts)
 			require.Equal(t, 202, d.LastStatusCode)
 			hits := rc.got()
@@ -209,13 +211,13 @@ func TestGoneDisablesEndpoint(t *testing.T) {
 			ep := endpoint(t, webhooks.EndpointConfig{URL: rc.url(), Secret: newSecret(t)})
 			start(t, b.runs, b.ws, fastConfig(ep))
 			run1 := finishRun(t, b.runs, "etl", engine.RunFailed)
-			d := waitDelivery(t, b.ws, run1, engine.WebhookFailed)
+			d := waitDelivery(t, b.ws, run1, delivery.Failed)
 			require.Equal(t, 1, d.Attempts)
 			require.Equal(t, 410, d.LastStatusCode)
 			require.Contains(t, d.LastError, "endpoint disabled")
 
 			run2 := finishRun(t, b.runs, "etl", engine.RunCompleted)
-			d2 := waitDelivery(t, b.ws, run2, engine.WebhookFailed)
+			d2 := waitDelivery(t, b.ws, run2, delivery.Failed)
 			require.Equal(t, 0, d2.Attempts)
 			require.Contains(t, d2.LastError, "endpoint disabled: 410 Gone")
 			time.Sleep(100 * time.Millisecond) // ten retry periods: nothing more is sent
@@ -226,11 +228,11 @@ func TestGoneDisablesEndpoint(t *testing.T) {
 			gone.Unlock()
 			r, err := b.ws.WebhookDeliveryRetry(context.Background(), d.ID, time.Now())
 			require.NoError(t, err)
-			require.Equal(t, engine.WebhookPending, r.Status)
+			require.Equal(t, delivery.Pending, r.Status)
 			require.Eventually(t, func() bool {
 				got, err := b.ws.WebhookDeliveryGet(context.Background(), d.ID)
 				require.NoError(t, err)
-				return got.Status == engine.WebhookSucceeded && got.Attempts == 2
+				return got.Status == delivery.Succeeded && got.Attempts == 2
 			}, 10*time.Second, 5*time.Millisecond)
 			_, err = b.ws.WebhookDeliveryRetry(context.Background(), "msg_nope", time.Now())
 			require.ErrorIs(t, err, engine.ErrNotFound)
@@ -260,7 +262,7 @@ func TestRetryAfterHonoured(t *testing.T) {
 			ep := endpoint(t, webhooks.EndpointConfig{URL: rc.url(), Secret: newSecret(t)})
 			start(t, b.runs, b.ws, fastConfig(ep))
 			runID := finishRun(t, b.runs, "etl", engine.RunCompleted)
-			d := waitDelivery(t, b.ws, runID, engine.WebhookSucceeded)
+			d := waitDelivery(t, b.ws, runID, delivery.Succeeded)
 			require.Equal(t, 3, d.Attempts)
 			hits := rc.got()
 			require.Len(t, hits, 3)
@@ -279,7 +281,7 @@ func TestDeliveryFailsAfterSchedule(t *testing.T) {
 	ep := endpoint(t, webhooks.EndpointConfig{URL: rc.url(), Format: "slack", RetrySchedule: []string{"5ms", "5ms"}})
 	start(t, b.runs, b.ws, fastConfig(ep))
 	runID := finishRun(t, b.runs, "etl", engine.RunFailed)
-	d := waitDelivery(t, b.ws, runID, engine.WebhookFailed)
+	d := waitDelivery(t, b.ws, runID, delivery.Failed)
 	require.Equal(t, 3, d.Attempts)
 	require.Equal(t, 502, d.LastStatusCode)
 	require.Contains(t, d.LastError, "broken")
@@ -342,7 +344,7 @@ func TestConcurrentRunsTwoDispatchers(t *testing.T) {
 		defer mu.Unlock()
 		return len(got["/all"]) == n && len(got["/failed-etl"]) == n/4
 	}, time.Minute, 10*time.Millisecond) {
-		ds, err := b.ws.WebhookDeliveryList(context.Background(), &engine.WebhookDeliveryListParams{Limit: 500})
+		ds, err := b.ws.WebhookDeliveryList(context.Background(), &delivery.ListParams{Limit: 500})
 		require.NoError(t, err)
 		for _, d := range ds {
 			t.Logf("%s %s %s attempts=%d code=%d err=%q next=%s", d.ID, d.URL, d.Status, d.Attempts, d.LastStatusCode, d.LastError, d.NextAttempt)
@@ -362,10 +364,10 @@ func TestConcurrentRunsTwoDispatchers(t *testing.T) {
 	}
 	require.Len(t, got["/all"], n)
 	require.Len(t, got["/failed-etl"], n/4)
-	ds, err := b.ws.WebhookDeliveryList(context.Background(), &engine.WebhookDeliveryListParams{Status: engine.WebhookSucceeded, Limit: 500})
+	ds, err := b.ws.WebhookDeliveryList(context.Background(), &delivery.ListParams{Status: delivery.Succeeded, Limit: 500})
 	require.NoError(t, err)
 	require.Len(t, ds, n+n/4)
-	all, err := b.ws.WebhookDeliveryList(context.Background(), &engine.WebhookDeliveryListParams{Limit: 7})
+	all, err := b.ws.WebhookDeliveryList(context.Background(), &delivery.ListParams{Limit: 7})
 	require.NoError(t, err)
 	require.Len(t, all, 7)
 }
@@ -379,7 +381,7 @@ func TestNewConfigErrors(t *testing.T) {
 		"conc":     {Concurrency: -2},
 		"endpoint": {Endpoints: []*webhooks.Endpoint{{URL: "http://x"}}},
 	} {
-		_, err := webhooks.New(fakeRuns{}, webhooks.NewMemStore(nil), &cfg)
+		_, err := webhooks.New(fakeRuns{}, memstore.NewWebhookStore(nil), &cfg)
 		require.Error(t, err, name)
 		require.Contains(t, err.Error(), "Config.", name)
 	}

@@ -21,6 +21,7 @@ import (
 	"github.com/pyoco/pyoco/internal/redistest"
 	"github.com/pyoco/pyoco/redisstore"
 	"github.com/pyoco/pyoco/webhooks"
+	"github.com/pyoco/pyoco/webhooks/delivery"
 )
 
 // Two servers with different endpoint sets (a rolling configuration
@@ -71,10 +72,10 @@ func TestHeterogeneousEndpoints(t *testing.T) {
 				}
 			}
 			mu.Unlock()
-			failed, err := b.ws.WebhookDeliveryList(context.Background(), &engine.WebhookDeliveryListParams{Status: engine.WebhookFailed, Limit: 500})
+			failed, err := b.ws.WebhookDeliveryList(context.Background(), &delivery.ListParams{Status: delivery.Failed, Limit: 500})
 			require.NoError(t, err)
 			require.Empty(t, failed)
-			ok, err := b.ws.WebhookDeliveryList(context.Background(), &engine.WebhookDeliveryListParams{Status: engine.WebhookSucceeded, Limit: 500})
+			ok, err := b.ws.WebhookDeliveryList(context.Background(), &delivery.ListParams{Status: delivery.Succeeded, Limit: 500})
 			require.NoError(t, err)
 			require.Len(t, ok, 2*n)
 			for _, d := range ok {
@@ -96,12 +97,12 @@ func TestClaimByEndpointAndDisabled(t *testing.T) {
 			ctx := context.Background()
 			now := time.Now().Add(-time.Second)
 			for i, ep := range []string{"gone", "gone", "gone", "other"} {
-				_, err := b.ws.WebhookDeliveryCreate(ctx, &engine.WebhookDelivery{ID: "msg_" + string(rune('a'+i)), Event: "run.failed",
+				_, err := b.ws.WebhookDeliveryCreate(ctx, &delivery.Delivery{ID: "msg_" + string(rune('a'+i)), Event: "run.failed",
 					RunID: "r", Endpoint: ep, URL: "http://x/" + ep, Body: []byte("{}"), CreatedAt: now}, time.Hour)
 				require.NoError(t, err)
 			}
-			claim := func(token string, eps ...string) []*engine.WebhookDelivery {
-				ds, err := b.ws.WebhookDeliveryClaim(ctx, &engine.WebhookDeliveryClaimParams{Lease: time.Minute, Limit: 10,
+			claim := func(token string, eps ...string) []*delivery.Delivery {
+				ds, err := b.ws.WebhookDeliveryClaim(ctx, &delivery.ClaimParams{Lease: time.Minute, Limit: 10,
 					Token: token, Endpoints: eps, Retention: time.Hour})
 				require.NoError(t, err)
 				return ds
@@ -111,18 +112,18 @@ func TestClaimByEndpointAndDisabled(t *testing.T) {
 			require.Len(t, first, 3)
 			for _, d := range first[1:] { // handed back (a dispatcher stopping)
 				d.UpdatedAt, d.NextAttempt = time.Now(), now
-				require.NoError(t, b.ws.WebhookDeliveryUpdate(ctx, &engine.WebhookDeliveryUpdateParams{Delivery: d}))
+				require.NoError(t, b.ws.WebhookDeliveryUpdate(ctx, &delivery.UpdateParams{Delivery: d}))
 			}
 			d := first[0]
-			d.Status, d.Attempts, d.LastStatusCode, d.UpdatedAt = engine.WebhookFailed, 1, 410, time.Now()
-			require.NoError(t, b.ws.WebhookDeliveryUpdate(ctx, &engine.WebhookDeliveryUpdateParams{Delivery: d,
+			d.Status, d.Attempts, d.LastStatusCode, d.UpdatedAt = delivery.Failed, 1, 410, time.Now()
+			require.NoError(t, b.ws.WebhookDeliveryUpdate(ctx, &delivery.UpdateParams{Delivery: d,
 				Retention: time.Hour, DisableEndpoint: "410 Gone at now"}))
 
 			require.Empty(t, claim("B", "gone"), "pending deliveries to a disabled endpoint are not sent")
 			for _, x := range first[1:] {
 				got, err := b.ws.WebhookDeliveryGet(ctx, x.ID)
 				require.NoError(t, err)
-				require.Equal(t, engine.WebhookFailed, got.Status)
+				require.Equal(t, delivery.Failed, got.Status)
 				require.Equal(t, 0, got.Attempts)
 				require.Contains(t, got.LastError, "endpoint disabled after 410 Gone")
 			}
@@ -184,7 +185,7 @@ func TestOutcomeRecordedAfterRedisOutage(t *testing.T) {
 	close(resume)
 	time.Sleep(4 * time.Second) // longer than the old retry budget (2.6s)
 	px.up()
-	d := waitDelivery(t, s, run, engine.WebhookSucceeded)
+	d := waitDelivery(t, s, run, delivery.Succeeded)
 	require.Equal(t, 1, d.Attempts)
 	require.Len(t, rc.got(), 1)
 	require.Eventually(t, func() bool { return strings.Count(logs.String(), "works again") >= 2 }, 15*time.Second,
@@ -220,7 +221,7 @@ func TestTrimmedEventsCounted(t *testing.T) {
 	require.NoError(t, c.XTrimMaxLen(context.Background(), "{"+ns+"}:events", 0).Err())
 	run := finishRun(t, s, "etl", engine.RunFailed)
 	start(t, s, s, cfg)
-	waitDelivery(t, s, run, engine.WebhookSucceeded)
+	waitDelivery(t, s, run, delivery.Succeeded)
 	require.Len(t, rc.got(), 1)
 	var rm metricdata.ResourceMetrics
 	require.NoError(t, reader.Collect(context.Background(), &rm))

@@ -25,6 +25,7 @@ import (
 	"github.com/pyoco/pyoco/internal/redistest"
 	"github.com/pyoco/pyoco/redisstore"
 	"github.com/pyoco/pyoco/webhooks"
+	"github.com/pyoco/pyoco/webhooks/delivery"
 )
 
 func TestMain(m *testing.M) {
@@ -36,16 +37,16 @@ type quietLogger struct{}
 
 func (quietLogger) Printf(context.Context, string, ...any) {}
 
-// The Redis store is a webhooks.Store.
-var _ webhooks.Store = (*redisstore.Store)(nil)
+// The Redis store is a delivery.Store.
+var _ delivery.Store = (*redisstore.Store)(nil)
 
 // backend is a run store with its webhook store.
 type backend struct {
 	runs engine.RunStore
-	ws   webhooks.Store
+	ws   delivery.Store
 	// newWS returns another webhook store on the same state (a second
 	// server); for memory, the same one.
-	newWS func() webhooks.Store
+	newWS func() delivery.Store
 }
 
 var backends = []struct {
@@ -54,9 +55,9 @@ var backends = []struct {
 }{
 	{"Memory", func(t testing.TB) *backend {
 		ms := memstore.New()
-		ws := webhooks.NewMemStore(ms)
+		ws := memstore.NewWebhookStore(ms)
 		ws.PollInterval = 5 * time.Millisecond
-		return &backend{runs: ms, ws: ws, newWS: func() webhooks.Store { return ws }}
+		return &backend{runs: ms, ws: ws, newWS: func() delivery.Store { return ws }}
 	}},
 	{"Redis", func(t testing.TB) *backend {
 		c := redistest.Client(t)
@@ -67,7 +68,7 @@ var backends = []struct {
 			return s
 		}
 		s := mk()
-		return &backend{runs: s, ws: s, newWS: func() webhooks.Store { return mk() }}
+		return &backend{runs: s, ws: s, newWS: func() delivery.Store { return mk() }}
 	}},
 }
 
@@ -230,7 +231,7 @@ func fastConfig(eps ...*webhooks.Endpoint) *webhooks.Config {
 }
 
 // start starts a dispatcher and stops it at cleanup.
-func start(t testing.TB, runs engine.RunStore, ws webhooks.Store, cfg *webhooks.Config) *webhooks.Dispatcher {
+func start(t testing.TB, runs engine.RunStore, ws delivery.Store, cfg *webhooks.Config) *webhooks.Dispatcher {
 	t.Helper()
 	d, err := webhooks.New(runs, ws, cfg)
 	require.NoError(t, err)
@@ -246,11 +247,11 @@ func stop(t testing.TB, d *webhooks.Dispatcher) {
 }
 
 // delivery waits until the log holds a delivery of run runID in status st.
-func waitDelivery(t testing.TB, ws webhooks.Store, runID string, st engine.WebhookStatus) *engine.WebhookDelivery {
+func waitDelivery(t testing.TB, ws delivery.Store, runID string, st delivery.Status) *delivery.Delivery {
 	t.Helper()
-	var found *engine.WebhookDelivery
+	var found *delivery.Delivery
 	require.Eventually(t, func() bool {
-		ds, err := ws.WebhookDeliveryList(context.Background(), &engine.WebhookDeliveryListParams{Status: st, Limit: 500})
+		ds, err := ws.WebhookDeliveryList(context.Background(), &delivery.ListParams{Status: st, Limit: 500})
 		require.NoError(t, err)
 		for _, d := range ds {
 			if d.RunID == runID {

@@ -7,8 +7,14 @@
 // single mutex, so each change of a run, its indexes and its event happen in
 // one atomic step, as the contract in [engine.RunStore] requires.
 //
-// memstore imports only the standard library and engine; it must not import
-// redisstore, api, or any other edge package.
+// [WebhookStore] is the in-memory webhook delivery log (a [delivery.Store]),
+// over a Store's events; [Idempotency] keeps Idempotency-Key bindings (a
+// Store has one, as an [engine.IdempotencyStore]).
 //
+// memstore imports only the standard library, engine and the leaf package
+// webhooks/delivery (which imports only engine); it must not import
+// redisstore, api, webhooks, or any other edge package.
+//
+// [delivery.Store]: https://pkg.go.dev/github.com/pyoco/pyoco/webhooks/delivery#Store
 // [storetest.Run]: https://pkg.go.dev/github.com/pyoco/pyoco/engine/storetest#Run
 package memstore

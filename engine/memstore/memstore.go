@@ -15,7 +15,8 @@ import (
 const defaultListLimit = 50
 
 // Store is an in-memory [engine.Store] that also implements
-// [engine.CancelNotifier] and [engine.ScheduleStore] (schedule.go). The
+// [engine.CancelNotifier], [engine.ScheduleStore] (schedule.go) and
+// [engine.IdempotencyStore] (idempotency.go). The
 // zero value is not usable; call [New].
 //
 // A Store is safe for concurrent use. It keeps every run, log entry and event
@@ -38,6 +39,8 @@ type Store struct {
 	schedules map[scheduleKey]engine.ScheduleState // schedule.go
 
 	q queueState // the run queue and worker registry (queue.go)
+
+	idem *Idempotency // Idempotency-Key bindings (idempotency.go), own lock
 }
 
 // runRecord is everything the store keeps about one run.
@@ -63,6 +66,7 @@ func New() *Store {
 		byFlow:   make(map[string]*index),
 		byTag:    make(map[string]*index),
 		q:        newQueueState(),
+		idem:     NewIdempotency(),
 	}
 }
 

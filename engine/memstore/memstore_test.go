@@ -11,6 +11,7 @@ import (
 	"github.com/pyoco/pyoco/engine"
 	"github.com/pyoco/pyoco/engine/memstore"
 	"github.com/pyoco/pyoco/engine/storetest"
+	"github.com/pyoco/pyoco/webhooks/delivery/deliverytest"
 )
 
 func TestMain(m *testing.M) {
@@ -91,4 +92,22 @@ func TestQueue(t *testing.T) {
 func TestSchedule(t *testing.T) {
 	t.Parallel()
 	storetest.RunSchedule(t, func(t *testing.T) engine.Store { return memstore.New() })
+}
+
+func TestIdempotency(t *testing.T) {
+	t.Parallel()
+	storetest.RunIdempotency(t, func(t *testing.T) engine.IdempotencyStore { return memstore.New() })
+}
+
+func TestIdempotencyStandalone(t *testing.T) {
+	t.Parallel()
+	storetest.RunIdempotency(t, func(t *testing.T) engine.IdempotencyStore { return memstore.NewIdempotency() })
+}
+
+func TestWebhookStore(t *testing.T) {
+	t.Parallel()
+	deliverytest.Run(t, func(t *testing.T) deliverytest.Stores {
+		ms := memstore.New()
+		return deliverytest.Stores{Deliveries: memstore.NewWebhookStore(ms), Runs: ms}
+	})
 }

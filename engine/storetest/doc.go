@@ -58,6 +58,11 @@
 //     once if the run is already CANCELLING or CANCELLED, closes when ctx
 //     ends, and an unknown run gives ErrNotFound.
 //
+// [RunIdempotency] checks an [engine.IdempotencyStore] (memstore.Store,
+// memstore.Idempotency, redisstore.Store). The webhook delivery log has its
+// own suite, webhooks/delivery/deliverytest, so storetest need not import
+// its types.
+//
 // storetest imports engine and testify; nothing in pyoco's non-test code may
 // import it.
 package storetest

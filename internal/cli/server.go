@@ -25,6 +25,7 @@ import (
 	"github.com/pyoco/pyoco/schedule"
 	"github.com/pyoco/pyoco/telemetry"
 	"github.com/pyoco/pyoco/webhooks"
+	"github.com/pyoco/pyoco/webhooks/delivery"
 	"github.com/pyoco/pyoco/worker"
 )
 
@@ -353,15 +354,15 @@ func runServer(ctx context.Context, e *env, o *serverOptions) error {
 	// Webhooks: on Redis the delivery log is the store's (shared by every
 	// server); in memory it lives in this process.
 	var (
-		whStore webhooks.Store
+		whStore delivery.Store
 		whLog   api.WebhookLog
 	)
-	if ws, ok := store.(webhooks.Store); ok {
+	if ws, ok := store.(delivery.Store); ok {
 		whStore, whLog = ws, ws
 	} else if o.redis != "" && len(o.webhooks) > 0 {
 		return fmt.Errorf("webhooks: the Redis store %T keeps no delivery log", store)
 	} else if len(o.webhooks) > 0 {
-		ms := webhooks.NewMemStore(store)
+		ms := memstore.NewWebhookStore(store)
 		whStore, whLog = ms, ms
 	}
 	var disp *webhooks.Dispatcher

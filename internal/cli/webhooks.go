@@ -14,6 +14,7 @@ import (
 	"github.com/pyoco/pyoco/api"
 	"github.com/pyoco/pyoco/engine"
 	"github.com/pyoco/pyoco/webhooks"
+	"github.com/pyoco/pyoco/webhooks/delivery"
 )
 
 func newWebhooksCmd(e *env) *cobra.Command {
@@ -40,7 +41,7 @@ func newWebhooksDeliveriesCmd(e *env) *cobra.Command {
 		Short: "List webhook deliveries, newest first",
 		Args:  exactArgs(0, "no arguments"),
 		RunE: func(c *cobra.Command, args []string) error {
-			if status != "" && !engine.WebhookStatus(status).Valid() {
+			if status != "" && !delivery.Status(status).Valid() {
 				return usageErr("--status %q: want pending, succeeded or failed", status)
 			}
 			cl, err := co.client(e)

@@ -1,4 +1,4 @@
-package webhooks
+package memstore
 
 import (
 	"context"
@@ -9,85 +9,55 @@ import (
 	"time"
 
 	"github.com/pyoco/pyoco/engine"
+	"github.com/pyoco/pyoco/webhooks/delivery"
 )
 
-// Store is what a [Dispatcher] needs: the run-events stream read as a
-// consumer group, and the delivery log. redisstore.Store implements it on
-// Redis (durable, shared by several servers); [MemStore] in memory.
-type Store interface {
-	// WebhookEventInit prepares the event read of an endpoint (on Redis:
-	// creates its consumer group at the stream's end if it does not exist),
-	// so that every event after it is delivered to it.
-	WebhookEventInit(ctx context.Context, endpoint string) error
-	// WebhookEventRead returns run events not yet read by any dispatcher
-	// in p.Group (or, with MinIdle, read that long ago and never
-	// acknowledged), and sets p.Lost if events were lost before it.
-	WebhookEventRead(ctx context.Context, p *engine.WebhookEventReadParams) ([]engine.Event, error)
-	// WebhookEventAck marks events of endpoint's group handled.
-	WebhookEventAck(ctx context.Context, endpoint string, ids []string) error
-	// WebhookDeliveryCreate adds a pending delivery due now unless its ID
-	// exists (false). For a disabled endpoint it is created failed.
-	WebhookDeliveryCreate(ctx context.Context, d *engine.WebhookDelivery, retention time.Duration) (bool, error)
-	// WebhookDeliveryClaim claims due pending deliveries (of p.Endpoints)
-	// atomically; due ones to a disabled endpoint are failed instead.
-	WebhookDeliveryClaim(ctx context.Context, p *engine.WebhookDeliveryClaimParams) ([]*engine.WebhookDelivery, error)
-	// WebhookDeliveryUpdate records an attempt under a claim
-	// (engine.ErrConflict if the claim was lost).
-	WebhookDeliveryUpdate(ctx context.Context, p *engine.WebhookDeliveryUpdateParams) error
-	// WebhookDeliveryGet returns one delivery (engine.ErrNotFound).
-	WebhookDeliveryGet(ctx context.Context, id string) (*engine.WebhookDelivery, error)
-	// WebhookDeliveryList lists deliveries newest first, without bodies.
-	WebhookDeliveryList(ctx context.Context, p *engine.WebhookDeliveryListParams) ([]*engine.WebhookDelivery, error)
-	// WebhookDeliveryRetry makes a delivery due now (engine.ErrNotFound).
-	WebhookDeliveryRetry(ctx context.Context, id string, at time.Time) (*engine.WebhookDelivery, error)
-}
-
-// MemStore is a [Store] in memory over an [engine.EventStore] (the
-// in-memory run store's events): for a single server without Redis. Its
-// state is lost when the process ends. Create it with [NewMemStore]; it is
-// safe for concurrent use.
-type MemStore struct {
+// WebhookStore is a [delivery.Store] in memory over an [engine.EventStore]
+// (the in-memory run store's events): the webhook delivery log of a single
+// server without Redis. Its state is lost when the process ends. Create it
+// with [NewWebhookStore]; it is safe for concurrent use.
+type WebhookStore struct {
 	events engine.EventStore
 	// PollInterval is how often a blocked WebhookEventRead looks for new
 	// events. Set before use; defaults to 50ms.
 	PollInterval time.Duration
 
 	mu       sync.Mutex
-	groups   map[string]*memGroup // by endpoint key
-	ds       map[string]*memDelivery
-	pending  map[string]*memDelivery // the pending ones of ds
+	groups   map[string]*webhookGroup // by endpoint key
+	ds       map[string]*webhookDelivery
+	pending  map[string]*webhookDelivery // the pending ones of ds
 	disabled map[string]string
 	// nextExpire is when Create next drops expired deliveries.
 	nextExpire time.Time
 }
 
-// memGroup is one endpoint's read of the events.
-type memGroup struct {
+// webhookGroup is one endpoint's read of the events.
+type webhookGroup struct {
 	cursor  string
-	unacked map[string]*memRead // event ID → read
+	unacked map[string]*webhookRead // event ID → read
 }
 
-type memRead struct {
+type webhookRead struct {
 	ev     engine.Event
 	readAt time.Time
 }
 
-type memDelivery struct {
-	d         engine.WebhookDelivery
+type webhookDelivery struct {
+	d         delivery.Delivery
 	leaseEnd  time.Time
 	expiresAt time.Time // zero while pending
 }
 
-// NewMemStore returns a MemStore reading events from events, from its
+// NewWebhookStore returns a WebhookStore reading events from events, from its
 // first event on.
-func NewMemStore(events engine.EventStore) *MemStore {
-	return &MemStore{events: events, groups: map[string]*memGroup{}, ds: map[string]*memDelivery{},
-		pending: map[string]*memDelivery{}, disabled: map[string]string{}}
+func NewWebhookStore(events engine.EventStore) *WebhookStore {
+	return &WebhookStore{events: events, groups: map[string]*webhookGroup{}, ds: map[string]*webhookDelivery{},
+		pending: map[string]*webhookDelivery{}, disabled: map[string]string{}}
 }
 
-// WebhookEventRead implements [Store]: it polls the event store until an
+// WebhookEventRead implements [delivery.Store]: it polls the event store until an
 // event arrives or p.Block passes.
-func (m *MemStore) WebhookEventRead(ctx context.Context, p *engine.WebhookEventReadParams) ([]engine.Event, error) {
+func (m *WebhookStore) WebhookEventRead(ctx context.Context, p *delivery.EventReadParams) ([]engine.Event, error) {
 	count := max(p.Count, 1)
 	p.Lost = 0
 	if p.MinIdle > 0 {
@@ -119,7 +89,7 @@ func (m *MemStore) WebhookEventRead(ctx context.Context, p *engine.WebhookEventR
 			g.cursor = evs[len(evs)-1].ID
 			now := time.Now()
 			for _, ev := range evs {
-				g.unacked[ev.ID] = &memRead{ev: ev, readAt: now}
+				g.unacked[ev.ID] = &webhookRead{ev: ev, readAt: now}
 			}
 		}
 		m.mu.Unlock()
@@ -142,10 +112,10 @@ func (m *MemStore) WebhookEventRead(ctx context.Context, p *engine.WebhookEventR
 
 // group returns endpoint's read state, new ones reading from the first
 // event. The caller holds m.mu.
-func (m *MemStore) group(endpoint string) *memGroup {
+func (m *WebhookStore) group(endpoint string) *webhookGroup {
 	g, ok := m.groups[endpoint]
 	if !ok {
-		g = &memGroup{unacked: map[string]*memRead{}}
+		g = &webhookGroup{unacked: map[string]*webhookRead{}}
 		m.groups[endpoint] = g
 	}
 	return g
@@ -175,17 +145,17 @@ func compareEventIDs(a, b string) int {
 	return 0
 }
 
-// WebhookEventInit implements [Store]; the in-memory read starts at the
+// WebhookEventInit implements [delivery.Store]; the in-memory read starts at the
 // first event (a single process: its events are all after its start).
-func (m *MemStore) WebhookEventInit(ctx context.Context, endpoint string) error {
+func (m *WebhookStore) WebhookEventInit(ctx context.Context, endpoint string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.group(endpoint)
 	return nil
 }
 
-// WebhookEventAck implements [Store].
-func (m *MemStore) WebhookEventAck(ctx context.Context, endpoint string, ids []string) error {
+// WebhookEventAck implements [delivery.Store].
+func (m *WebhookStore) WebhookEventAck(ctx context.Context, endpoint string, ids []string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	g := m.group(endpoint)
@@ -195,8 +165,8 @@ func (m *MemStore) WebhookEventAck(ctx context.Context, endpoint string, ids []s
 	return nil
 }
 
-// WebhookDeliveryCreate implements [Store].
-func (m *MemStore) WebhookDeliveryCreate(ctx context.Context, d *engine.WebhookDelivery, retention time.Duration) (bool, error) {
+// WebhookDeliveryCreate implements [delivery.Store].
+func (m *WebhookStore) WebhookDeliveryCreate(ctx context.Context, d *delivery.Delivery, retention time.Duration) (bool, error) {
 	if d == nil || d.ID == "" {
 		return false, fmt.Errorf("create webhook delivery: missing ID")
 	}
@@ -215,27 +185,27 @@ func (m *MemStore) WebhookDeliveryCreate(ctx context.Context, d *engine.WebhookD
 	}
 	c := cloneDelivery(d)
 	c.CreatedAt, c.UpdatedAt, c.Claim = now, now, ""
-	md := &memDelivery{d: *c}
+	md := &webhookDelivery{d: *c}
 	if reason, ok := m.disabled[d.Endpoint]; ok {
-		md.d.Status, md.d.LastError, md.d.NextAttempt = engine.WebhookFailed, "endpoint disabled: "+reason, time.Time{}
+		md.d.Status, md.d.LastError, md.d.NextAttempt = delivery.Failed, "endpoint disabled: "+reason, time.Time{}
 		md.expiresAt = now.Add(retentionOr(retention))
 	} else {
-		md.d.Status, md.d.NextAttempt = engine.WebhookPending, now
+		md.d.Status, md.d.NextAttempt = delivery.Pending, now
 		m.pending[d.ID] = md
 	}
 	m.ds[d.ID] = md
 	return true, nil
 }
 
-// WebhookDeliveryClaim implements [Store].
-func (m *MemStore) WebhookDeliveryClaim(ctx context.Context, p *engine.WebhookDeliveryClaimParams) ([]*engine.WebhookDelivery, error) {
+// WebhookDeliveryClaim implements [delivery.Store].
+func (m *WebhookStore) WebhookDeliveryClaim(ctx context.Context, p *delivery.ClaimParams) ([]*delivery.Delivery, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	now := p.Now
 	if now.IsZero() {
 		now = time.Now()
 	}
-	var due []*memDelivery
+	var due []*webhookDelivery
 	for id, md := range m.pending {
 		if md.d.NextAttempt.After(now) || md.leaseEnd.After(now) {
 			continue
@@ -244,7 +214,7 @@ func (m *MemStore) WebhookDeliveryClaim(ctx context.Context, p *engine.WebhookDe
 			continue
 		}
 		if reason, ok := m.disabled[md.d.Endpoint]; ok {
-			md.d.Status, md.d.LastError = engine.WebhookFailed, "endpoint disabled after 410 Gone: "+reason
+			md.d.Status, md.d.LastError = delivery.Failed, "endpoint disabled after 410 Gone: "+reason
 			md.d.NextAttempt, md.d.UpdatedAt, md.d.Claim, md.leaseEnd = time.Time{}, now, "", time.Time{}
 			md.expiresAt = now.Add(retentionOr(p.Retention))
 			delete(m.pending, id)
@@ -252,8 +222,8 @@ func (m *MemStore) WebhookDeliveryClaim(ctx context.Context, p *engine.WebhookDe
 		}
 		due = append(due, md)
 	}
-	slices.SortFunc(due, func(a, b *memDelivery) int { return a.d.NextAttempt.Compare(b.d.NextAttempt) })
-	var out []*engine.WebhookDelivery
+	slices.SortFunc(due, func(a, b *webhookDelivery) int { return a.d.NextAttempt.Compare(b.d.NextAttempt) })
+	var out []*delivery.Delivery
 	for _, md := range due {
 		if len(out) >= p.Limit {
 			break
@@ -265,8 +235,8 @@ func (m *MemStore) WebhookDeliveryClaim(ctx context.Context, p *engine.WebhookDe
 	return out, nil
 }
 
-// WebhookDeliveryUpdate implements [Store].
-func (m *MemStore) WebhookDeliveryUpdate(ctx context.Context, p *engine.WebhookDeliveryUpdateParams) error {
+// WebhookDeliveryUpdate implements [delivery.Store].
+func (m *WebhookStore) WebhookDeliveryUpdate(ctx context.Context, p *delivery.UpdateParams) error {
 	d := p.Delivery
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -283,7 +253,7 @@ func (m *MemStore) WebhookDeliveryUpdate(ctx context.Context, p *engine.WebhookD
 	if p.DisableEndpoint != "" {
 		m.disabled[md.d.Endpoint] = p.DisableEndpoint
 	}
-	if d.Status == engine.WebhookPending {
+	if d.Status == delivery.Pending {
 		md.d.NextAttempt = d.NextAttempt
 		return nil
 	}
@@ -293,8 +263,8 @@ func (m *MemStore) WebhookDeliveryUpdate(ctx context.Context, p *engine.WebhookD
 	return nil
 }
 
-// WebhookDeliveryGet implements [Store].
-func (m *MemStore) WebhookDeliveryGet(ctx context.Context, id string) (*engine.WebhookDelivery, error) {
+// WebhookDeliveryGet implements [delivery.Store].
+func (m *WebhookStore) WebhookDeliveryGet(ctx context.Context, id string) (*delivery.Delivery, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.expire(time.Now())
@@ -305,8 +275,8 @@ func (m *MemStore) WebhookDeliveryGet(ctx context.Context, id string) (*engine.W
 	return cloneDelivery(&md.d), nil
 }
 
-// WebhookDeliveryList implements [Store].
-func (m *MemStore) WebhookDeliveryList(ctx context.Context, p *engine.WebhookDeliveryListParams) ([]*engine.WebhookDelivery, error) {
+// WebhookDeliveryList implements [delivery.Store].
+func (m *WebhookStore) WebhookDeliveryList(ctx context.Context, p *delivery.ListParams) ([]*delivery.Delivery, error) {
 	if p.Status != "" && !p.Status.Valid() {
 		return nil, fmt.Errorf("list webhook deliveries: unknown status %q", p.Status)
 	}
@@ -317,7 +287,7 @@ func (m *MemStore) WebhookDeliveryList(ctx context.Context, p *engine.WebhookDel
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.expire(time.Now())
-	out := []*engine.WebhookDelivery{}
+	out := []*delivery.Delivery{}
 	for _, md := range m.ds {
 		if p.Status == "" || md.d.Status == p.Status {
 			c := cloneDelivery(&md.d)
@@ -325,7 +295,7 @@ func (m *MemStore) WebhookDeliveryList(ctx context.Context, p *engine.WebhookDel
 			out = append(out, c)
 		}
 	}
-	slices.SortFunc(out, func(a, b *engine.WebhookDelivery) int {
+	slices.SortFunc(out, func(a, b *delivery.Delivery) int {
 		if c := b.UpdatedAt.Compare(a.UpdatedAt); c != 0 {
 			return c
 		}
@@ -340,8 +310,8 @@ func (m *MemStore) WebhookDeliveryList(ctx context.Context, p *engine.WebhookDel
 	return out, nil
 }
 
-// WebhookDeliveryRetry implements [Store].
-func (m *MemStore) WebhookDeliveryRetry(ctx context.Context, id string, at time.Time) (*engine.WebhookDelivery, error) {
+// WebhookDeliveryRetry implements [delivery.Store].
+func (m *WebhookStore) WebhookDeliveryRetry(ctx context.Context, id string, at time.Time) (*delivery.Delivery, error) {
 	if at.IsZero() {
 		at = time.Now()
 	}
@@ -353,12 +323,12 @@ func (m *MemStore) WebhookDeliveryRetry(ctx context.Context, id string, at time.
 		return nil, fmt.Errorf("retry webhook delivery %s: %w", id, engine.ErrNotFound)
 	}
 	switch {
-	case md.d.Status == engine.WebhookPending:
+	case md.d.Status == delivery.Pending:
 		if md.d.Claim == "" {
 			md.d.NextAttempt, md.d.UpdatedAt = at, at
 		}
 	default:
-		md.d.Status, md.d.NextAttempt, md.d.UpdatedAt, md.d.Manual = engine.WebhookPending, at, at, true
+		md.d.Status, md.d.NextAttempt, md.d.UpdatedAt, md.d.Manual = delivery.Pending, at, at, true
 		md.expiresAt = time.Time{}
 		m.pending[id] = md
 		delete(m.disabled, md.d.Endpoint)
@@ -369,7 +339,7 @@ func (m *MemStore) WebhookDeliveryRetry(ctx context.Context, id string, at time.
 }
 
 // expire drops finished deliveries past their retention. The caller holds m.mu.
-func (m *MemStore) expire(now time.Time) {
+func (m *WebhookStore) expire(now time.Time) {
 	for id, md := range m.ds {
 		if !md.expiresAt.IsZero() && !md.expiresAt.After(now) {
 			delete(m.ds, id)
@@ -377,18 +347,22 @@ func (m *MemStore) expire(now time.Time) {
 	}
 }
 
-func cloneDelivery(d *engine.WebhookDelivery) *engine.WebhookDelivery {
+func cloneDelivery(d *delivery.Delivery) *delivery.Delivery {
 	c := *d
 	c.Body = slices.Clone(d.Body)
 	return &c
 }
 
+// defaultWebhookRetention keeps a finished delivery when the caller gives
+// no retention: webhooks.DefaultRetention.
+const defaultWebhookRetention = 168 * time.Hour
+
 func retentionOr(d time.Duration) time.Duration {
 	if d <= 0 {
-		return DefaultRetention
+		return defaultWebhookRetention
 	}
 	return d
 }
 
 // Interface guard.
-var _ Store = (*MemStore)(nil)
+var _ delivery.Store = (*WebhookStore)(nil)
