@@ -173,35 +173,40 @@ func (s *Store) WebhookEventRead(ctx context.Context, p *delivery.EventReadParam
 		}
 		// Several partitions: one pass without blocking, then, if none
 		// had an event, a blocking read of each at once (Cluster refuses
-		// one XREADGROUP over several slots).
-		var out []partMsgs
-		for k := range s.parts {
-			msgs, err := readNew(ctx, k, -1)
-			if err != nil {
+		// one XREADGROUP over several slots). Those return together, so
+		// an event on one partition waits for the others' block: each
+		// lasts at most partitionsEventBlock, again until block is over.
+		deadline := time.Now().Add(block)
+		for {
+			var out []partMsgs
+			for k := range s.parts {
+				msgs, err := readNew(ctx, k, -1)
+				if err != nil {
+					return out, err
+				}
+				if len(msgs) > 0 {
+					out = append(out, partMsgs{k, msgs})
+				}
+			}
+			left := time.Until(deadline)
+			if len(out) > 0 || block < 0 || left < time.Millisecond || ctx.Err() != nil {
+				return out, nil
+			}
+			got := make([][]redis.XMessage, len(s.parts))
+			err := s.forParts(func(k int, _ keys) error {
+				var err error
+				got[k], err = readNew(context.WithoutCancel(ctx), k, min(left, partitionsEventBlock)) // delivered entries must not be dropped
+				return err
+			})
+			for k, msgs := range got {
+				if len(msgs) > 0 {
+					out = append(out, partMsgs{k, msgs})
+				}
+			}
+			if len(out) > 0 || err != nil {
 				return out, err
 			}
-			if len(msgs) > 0 {
-				out = append(out, partMsgs{k, msgs})
-			}
 		}
-		if len(out) > 0 || block < 0 {
-			return out, nil
-		}
-		// The blocked reads return together, so an event on one partition
-		// waits for the others' block: keep it short.
-		block = min(block, partitionsEventBlock)
-		got := make([][]redis.XMessage, len(s.parts))
-		err := s.forParts(func(k int, _ keys) error {
-			var err error
-			got[k], err = readNew(context.WithoutCancel(ctx), k, block) // delivered entries must not be dropped
-			return err
-		})
-		for k, msgs := range got {
-			if len(msgs) > 0 {
-				out = append(out, partMsgs{k, msgs})
-			}
-		}
-		return out, err
 	}
 	parts, err := read()
 	if isNoGroup(err) { // first read, or Redis lost the group (restart without persistence)
@@ -228,10 +233,10 @@ func (s *Store) WebhookEventRead(ctx context.Context, p *delivery.EventReadParam
 	return out, nil
 }
 
-// partitionsEventBlock bounds the blocking read of each partition's events
+// partitionsEventBlock bounds each blocking read of a partition's events
 // stream when there are several (see WebhookEventRead): what an event that
-// arrives while a dispatcher waits may wait before its delivery is created.
-// An idle dispatcher then reads each partition about ten times a second.
+// arrives while a dispatcher waits may wait before the read returns it. An
+// idle dispatcher then reads each partition about ten times a second.
 const partitionsEventBlock = 100 * time.Millisecond
 
 // webhookGap reports how many events were trimmed from the run-events

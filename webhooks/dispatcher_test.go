@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"strings"
@@ -84,25 +85,31 @@ func TestDeliveryRetriedUntilAccepted(t *testing.T) {
 			require.Equal(t, "FAILED", data["status"])
 			require.Contains(t, data["task_summary"], "a")
 
-			// Metrics: 3 retries, 1 success.
-			var rm metricdata.ResourceMetrics
-			require.NoError(t, reader.Collect(context.Background(), &rm))
-			got := map[string]int64{}
-			for _, sm := range rm.ScopeMetrics {
-				for _, m := range sm.Metrics {
-					if m.Name != webhooks.MetricDeliveries {
-						continue
-					}
-					for _, dp := range m.Data.(metricdata.Sum[int64]).DataPoints {
-						ev, _ := dp.Attributes.Value("event")
-						oc, _ := dp.Attributes.Value("outcome")
-						if dp.Value != 0 { // every series starts at 0
-							got[ev.AsString()+"/"+oc.AsString()] += dp.Value
+			// Metrics: 3 retries, 1 success (the success is counted just
+			// after the delivery is stored as succeeded: poll).
+			collect := func() map[string]int64 {
+				var rm metricdata.ResourceMetrics
+				require.NoError(t, reader.Collect(context.Background(), &rm))
+				got := map[string]int64{}
+				for _, sm := range rm.ScopeMetrics {
+					for _, m := range sm.Metrics {
+						if m.Name != webhooks.MetricDeliveries {
+							continue
+						}
+						for _, dp := range m.Data.(metricdata.Sum[int64]).DataPoints {
+							ev, _ := dp.Attributes.Value("event")
+							oc, _ := dp.Attributes.Value("outcome")
+							if dp.Value != 0 { // every series starts at 0
+								got[ev.AsString()+"/"+oc.AsString()] += dp.Value
+							}
 						}
 					}
 				}
+				return got
 			}
-			require.Equal(t, map[string]int64{"run.failed/retry": 3, "run.failed/success": 1}, got)
+			want := map[string]int64{"run.failed/retry": 3, "run.failed/success": 1}
+			require.Eventually(t, func() bool { return maps.Equal(want, collect()) }, 5*time.Second, 5*time.Millisecond)
+			require.Equal(t, want, collect())
 
 			// One span per attempt, in the run's trace.
 			run, err := b.runs.RunGet(context.Background(), runID)

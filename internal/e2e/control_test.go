@@ -5,8 +5,10 @@ package e2e_test
 import (
 	"encoding/json"
 	"fmt"
+	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -170,7 +172,13 @@ tasks:
 		}
 		childID = at[0].ChildRunID
 		c, err := b.store.RunGet(t.Context(), childID)
-		return err == nil && c.Tasks["two"].Status == engine.TaskRunning
+		if err != nil || c.Tasks["two"].Status != engine.TaskRunning {
+			return false
+		}
+		// RUNNING is stored before the task's process starts: wait
+		// until its first line is written too.
+		data, _ := os.ReadFile(file)
+		return strings.Contains(string(data), childID+" two 1\n")
 	})
 	first.kill()
 	b.startWorker("--lease", "2s")
