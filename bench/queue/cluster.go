@@ -18,9 +18,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/pyoco/pyoco/engine"
-	"github.com/pyoco/pyoco/engine/builtin"
 	"github.com/pyoco/pyoco/redisstore"
-	"github.com/pyoco/pyoco/telemetry"
 	"github.com/pyoco/pyoco/worker"
 )
 
@@ -188,28 +186,7 @@ func roundAll(v []float64) []int {
 // store.
 func newClusterEngine(ctx context.Context, addrs []string, ns, id string, observe func(engine.Progress)) (*engine.Engine, *redisstore.Store, func()) {
 	client := redis.NewClusterClient(&redis.ClusterOptions{Addrs: addrs, PoolSize: 64})
-	store, err := redisstore.New(client, &redisstore.Config{Namespace: ns, Partitions: *clusterPartitions})
-	if err != nil {
-		log.Fatal(err)
-	}
-	reg := engine.NewRegistry()
-	if err := builtin.Register(reg); err != nil {
-		log.Fatal(err)
-	}
-	tel, err := telemetry.Setup(ctx, telemetry.Config{Env: func(k string) string {
-		if k == "OTEL_TRACES_EXPORTER" {
-			return "none"
-		}
-		return os.Getenv(k)
-	}})
-	if err != nil {
-		log.Fatal(err)
-	}
-	eng, err := engine.New(store, reg, &engine.Config{WorkerID: id, TracerProvider: tel.TracerProvider, MeterProvider: tel.MeterProvider, Observer: observe})
-	if err != nil {
-		log.Fatal(err)
-	}
-	return eng, store, func() { _ = tel.Shutdown(ctx); _ = client.Close() }
+	return newEngineOn(ctx, client, &redisstore.Config{Namespace: ns, Partitions: *clusterPartitions}, id, observe)
 }
 
 // clusterSlot is the Cluster hash slot of a key whose hash tag is tag

@@ -157,7 +157,13 @@ func main() {
 // the telemetry SDK installed (spans and metrics recorded, not exported).
 func newEngine(ctx context.Context, addr, ns, id string, observe func(engine.Progress)) (*engine.Engine, *redisstore.Store, func()) {
 	client := redis.NewClient(&redis.Options{Addr: addr, PoolSize: 64})
-	store, err := redisstore.New(client, &redisstore.Config{Namespace: ns})
+	return newEngineOn(ctx, client, &redisstore.Config{Namespace: ns}, id, observe)
+}
+
+// newEngineOn is newEngine on client and a store with cfg; the returned
+// func also closes client.
+func newEngineOn(ctx context.Context, client redis.UniversalClient, cfg *redisstore.Config, id string, observe func(engine.Progress)) (*engine.Engine, *redisstore.Store, func()) {
+	store, err := redisstore.New(client, cfg)
 	if err != nil {
 		log.Fatal(err)
 	}
