@@ -26,23 +26,7 @@ func TestRedisClusterPartitions(t *testing.T) {
 	store, err := redisstore.New(c, &redisstore.Config{Namespace: ns, Partitions: 6})
 	require.NoError(t, err)
 	b := setup(t)
-	f, err := engine.LoadFlow("f.yaml", []byte(`version: 1
-flow:
-  name: two
-  graph: a >> b
-tasks:
-  a: {use: test/noop}
-  b: {use: test/noop}
-`), b.reg)
-	require.NoError(t, err)
-	sub, err := engine.New(store, b.reg, &engine.Config{WorkerID: "submitter"})
-	require.NoError(t, err)
-	var ids []string
-	for range 40 {
-		r, err := sub.Submit(ctx, &engine.SubmitParams{Flow: f})
-		require.NoError(t, err)
-		ids = append(ids, r.ID)
-	}
+	ids := submitTwoTaskRuns(t, b, store, 40)
 	dead, err := store.QueuePopBatch(ctx, &engine.QueuePopParams{WorkerID: "dead", Block: time.Second}, 3)
 	require.NoError(t, err)
 	require.Len(t, dead, 3)

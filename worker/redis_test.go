@@ -26,23 +26,7 @@ func TestRedisSettlesLeases(t *testing.T) {
 	store, err := redisstore.New(c, &redisstore.Config{Namespace: ns})
 	require.NoError(t, err)
 	b := setup(t)
-	f, err := engine.LoadFlow("f.yaml", []byte(`version: 1
-flow:
-  name: two
-  graph: a >> b
-tasks:
-  a: {use: test/noop}
-  b: {use: test/noop}
-`), b.reg)
-	require.NoError(t, err)
-	sub, err := engine.New(store, b.reg, &engine.Config{WorkerID: "submitter"})
-	require.NoError(t, err)
-	var ids []string
-	for range 60 {
-		r, err := sub.Submit(ctx, &engine.SubmitParams{Flow: f})
-		require.NoError(t, err)
-		ids = append(ids, r.ID)
-	}
+	ids := submitTwoTaskRuns(t, b, store, 60)
 	var ws []*worker.Worker
 	for _, id := range []string{"w1", "w2"} {
 		eng, err := engine.New(store, b.reg, &engine.Config{WorkerID: id})
@@ -180,4 +164,28 @@ func TestRedisOwnerLost(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, int64(1), n, "no second entry")
 	require.Equal(t, 1, b.calledTimes(r.ID, "a"))
+}
+
+// submitTwoTaskRuns submits n runs of a two-task no-op chain to store and
+// returns their IDs.
+func submitTwoTaskRuns(t *testing.T, b *testBundle, store engine.Store, n int) []string {
+	t.Helper()
+	f, err := engine.LoadFlow("f.yaml", []byte(`version: 1
+flow:
+  name: two
+  graph: a >> b
+tasks:
+  a: {use: test/noop}
+  b: {use: test/noop}
+`), b.reg)
+	require.NoError(t, err)
+	sub, err := engine.New(store, b.reg, &engine.Config{WorkerID: "submitter"})
+	require.NoError(t, err)
+	var ids []string
+	for range n {
+		r, err := sub.Submit(t.Context(), &engine.SubmitParams{Flow: f})
+		require.NoError(t, err)
+		ids = append(ids, r.ID)
+	}
+	return ids
 }
