@@ -80,12 +80,12 @@ func (w *writer) later(p *TaskUpdateParams) {
 		w.pending.Add(1)
 		w.timer = time.AfterFunc(taskEndDelay, func() {
 			defer w.pending.Done()
-			w.write(nil)
+			w.write()
 		})
 	}
 	w.hmu.Unlock()
 	if closed {
-		w.write(nil)
+		w.write()
 	}
 }
 
@@ -105,19 +105,14 @@ func (w *writer) start(p *TaskUpdateParams) {
 
 // flush writes every held change now.
 func (w *writer) flush() {
-	w.write(nil)
+	w.write()
 }
 
-// write stores the held changes, then p (if not nil), in one
+// write stores the held changes (and any waiting starts) now, in one
 // TaskUpdateMany through persist (see writeLocked).
-func (w *writer) write(p *TaskUpdateParams) {
+func (w *writer) write() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if p != nil {
-		w.hmu.Lock()
-		w.held = append(w.held, p)
-		w.hmu.Unlock()
-	}
 	w.writeLocked()
 }
 
@@ -169,6 +164,6 @@ func (w *writer) close() {
 	w.hmu.Lock()
 	w.closed = true
 	w.hmu.Unlock()
-	w.write(nil)
+	w.write()
 	w.pending.Wait()
 }
