@@ -17,3 +17,6 @@ func ScheduleClaimCrashed(ctx context.Context, s *Store, p *engine.ScheduleClaim
 // SetListBudget changes how many index members one list.lua call of s
 // examines, so tests can make RunList take several calls.
 func SetListBudget(s *Store, n int) { s.listBudget = n }
+
+// PartitionOf is the partition of run id among n.
+func PartitionOf(id string, n int) int { return partitionOf(id, n) }

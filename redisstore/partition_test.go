@@ -248,14 +248,17 @@ func TestPartitionsWebhookEvents(t *testing.T) {
 	require.Equal(t, first.ID, evs[0].RunID)
 	seen := map[string]bool{evs[0].ID: true}
 	runs := map[string]bool{first.ID: true}
-	for range 30 {
+	// 30 runs, and more until every partition has one (IDs are random).
+	covered := map[int]bool{redisstore.PartitionOf(first.ID, 6): true}
+	for n := 0; n < 30 || len(covered) < 6; n++ {
 		r := storetest.NewTestRun("hello", "a")
 		require.NoError(t, s.RunCreate(ctx, r))
 		runs[r.ID] = true
+		covered[redisstore.PartitionOf(r.ID, 6)] = true
 	}
 	require.NoError(t, s.WebhookEventAck(ctx, "ep", []string{evs[0].ID}))
 	got := map[string]bool{}
-	for len(got) < 30 {
+	for len(got) < len(runs)-1 {
 		evs := read(200 * time.Millisecond)
 		require.NotEmpty(t, evs)
 		var ids []string
