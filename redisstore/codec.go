@@ -90,6 +90,15 @@ func attemptField(n int, task string) string {
 // ms formats t as Unix milliseconds.
 func ms(t time.Time) string { return strconv.FormatInt(t.UnixMilli(), 10) }
 
+// msCeil is [ms] rounded up: for a not-before time.
+func msCeil(t time.Time) string {
+	n := t.UnixMilli()
+	if t.Sub(time.UnixMilli(n)) > 0 {
+		n++
+	}
+	return strconv.FormatInt(n, 10)
+}
+
 // parseMS reverses [ms]; "" is the zero time.
 func parseMS(s string) (time.Time, error) {
 	if s == "" {

@@ -400,7 +400,7 @@ func (s *Store) WebhookDeliveryUpdate(ctx context.Context, p *delivery.UpdatePar
 	d := p.Delivery
 	next := ""
 	if d.Status == delivery.Pending {
-		next = ms(orNow(d.NextAttempt))
+		next = msCeil(orNow(d.NextAttempt)) // not before: never a millisecond early
 	}
 	n, err := webhookUpdateScript.Run(ctx, s.client, s.keys.webhookKeys(d.ID),
 		d.ID, d.Claim, string(d.Status), d.Attempts, d.LastStatusCode, d.LastError, next, ms(orNow(d.UpdatedAt)),

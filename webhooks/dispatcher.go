@@ -571,7 +571,9 @@ func (d *Dispatcher) attempt(ctx context.Context, dl *delivery.Delivery, claimed
 	}
 	uctx, ucancel := context.WithDeadline(context.WithoutCancel(sctx), deadline)
 	defer ucancel()
-	now := time.Now()
+	// Wall clock only: the next attempt is shared through the store with
+	// other dispatchers, which compare it with their own clocks (Redis's).
+	now := time.Now().Round(0)
 	dl.Attempts, dl.UpdatedAt = attempt, now
 	var retryAfter time.Duration
 	disable := ""
