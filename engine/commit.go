@@ -70,19 +70,24 @@ func (c *committer) do(ctx context.Context, op *WriteOp) {
 		if lead := <-r.done; !lead {
 			return // written by another's batch
 		}
-	} else {
-		c.inFlight++
-		c.mu.Unlock()
+		c.lead(ctx, r, true)
+		return
 	}
-	c.lead(ctx, r)
+	c.inFlight++
+	c.mu.Unlock()
+	c.lead(ctx, r, false)
 }
 
-// lead sends own and up to maxCommitBatch-1 waiting writes as one batch,
-// completes them and hands the lead (and its slot in flight) to the next
-// waiter, if any.
-func (c *committer) lead(ctx context.Context, own *commitReq) {
+// lead sends own, with up to maxCommitBatch-1 waiting writes when it was
+// handed the lead (a write that found a batch slot free goes alone, even
+// if others queued since), completes them and hands the lead (and its slot
+// in flight) to the next waiter, if any.
+func (c *committer) lead(ctx context.Context, own *commitReq, handed bool) {
 	c.mu.Lock()
-	n := min(len(c.queue), maxCommitBatch-1)
+	n := 0
+	if handed {
+		n = min(len(c.queue), maxCommitBatch-1)
+	}
 	batch := make([]*commitReq, 0, n+1)
 	batch = append(append(batch, own), c.queue[:n]...)
 	c.queue = append(c.queue[:0], c.queue[n:]...)

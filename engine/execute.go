@@ -78,9 +78,13 @@ func (e *Engine) Execute(ctx context.Context, p *ExecuteParams) (*Run, error) {
 	if worker == "" {
 		worker = e.cfg.WorkerID
 	}
-	run, err := e.runStart(ctx, &RunStartParams{RunID: p.RunID, WorkerID: worker, At: time.Now().UTC(), Lease: p.Lease})
-	if err != nil {
-		return nil, fmt.Errorf("start run %s: %w", p.RunID, err)
+	run := p.Started
+	if run == nil || run.ID != p.RunID {
+		var err error
+		run, err = e.runStart(ctx, &RunStartParams{RunID: p.RunID, WorkerID: worker, At: time.Now().UTC(), Lease: p.Lease})
+		if err != nil {
+			return nil, fmt.Errorf("start run %s: %w", p.RunID, err)
+		}
 	}
 	x := &execution{e: e, bg: bg, ctx: ctx, run: run, lease: p.Lease, fence: run.Attempt, settledFunc: p.SettledFunc, brief: p.Brief}
 	x.w = &writer{x: x}
@@ -95,6 +99,11 @@ type ExecuteParams struct {
 	WorkerID string
 	// Lease is the queue delivery of the run, if it came from a [Queue].
 	Lease *Lease
+	// Started, if set, is the run as the store already started it for this
+	// execution (with Lease: [Lease.Started]): Execute does not call
+	// RunStart. Pass it once: an Execute called again for the same delivery
+	// (after ErrUnavailable) starts the run itself.
+	Started *Run
 	// SettledFunc, if set, is called once the store has stored this
 	// execution's finish (and so settled Lease), before Execute returns: a
 	// worker's heartbeat that then finds the lease gone knows the run ended

@@ -50,6 +50,15 @@ type QueuePopParams struct {
 	WorkerID string
 	// Block bounds the wait; 0 waits until ctx ends.
 	Block time.Duration
+	// Start asks the store to start the runs it hands out, as
+	// [RunStore.RunStart] would (WorkerID as the worker, the store's clock,
+	// the delivery as the lease) in the same step, and to set
+	// [Lease.Started]: the worker then saves a round trip per run. A store
+	// may start some, all or none of them (the Redis store starts those it
+	// had queued already, not those a blocked read waited for); the others'
+	// Started is nil. A run that was gone or terminal is settled and not
+	// handed out.
+	Start bool
 }
 
 // QueueRequeueParams are the arguments of [Queue.QueueRequeue].
@@ -76,6 +85,10 @@ type Lease struct {
 	ID string
 	// Deliveries counts how many workers have taken the run (1 on the first).
 	Deliveries int
+	// Started is the run as the store started it while delivering it
+	// ([QueuePopParams.Start]), nil when it did not: pass it to
+	// [Engine.Execute] in [ExecuteParams.Started]. Its Attempt is the fence.
+	Started *Run
 }
 
 // QueueStats is an optional [Store] capability used by metrics and the API.

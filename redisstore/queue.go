@@ -90,6 +90,15 @@ func (s *Store) QueuePopBatch(ctx context.Context, p *engine.QueuePopParams, n i
 	if len(s.parts) > 1 {
 		return s.popPartitions(ctx, p, n)
 	}
+	if p.Start {
+		out, err := s.takeStarted(ctx, 0, p.WorkerID, n)
+		switch {
+		case err != nil && !errors.Is(err, errNoGroup):
+			return nil, fmt.Errorf("pop queue: %w", err)
+		case len(out) > 0:
+			return out, nil
+		}
+	}
 	var deadline time.Time
 	if p.Block > 0 {
 		deadline = time.Now().Add(p.Block)
@@ -137,6 +146,49 @@ func (s *Store) QueuePopBatch(ctx context.Context, p *engine.QueuePopParams, n i
 			return out, nil
 		}
 	}
+}
+
+// errNoGroup is what takeStarted returns for a queue whose consumer group
+// is gone (the stream was deleted): the caller's blocking path makes it.
+var errNoGroup = errors.New("no consumer group")
+
+// takeStarted takes up to n runs queued on partition k for consumer and
+// starts them, in one queue_take.lua (QueuePopParams.Start): leases with
+// Started set, none when the queue had nothing new.
+func (s *Store) takeStarted(ctx context.Context, k int, consumer string, n int) ([]*engine.Lease, error) {
+	if err := s.ensureGroup(ctx, k); err != nil {
+		return nil, err
+	}
+	pk := s.parts[k]
+	t0 := time.Now()
+	v, err := queueTakeScript.Run(ctx, s.client, []string{pk.queue(), pk.events(), pk.status(engine.RunPending),
+		pk.status(engine.RunRunning), pk.queued()},
+		queueGroup, consumer, n, pk.runPrefix(), pk.tasks(""), ms(t0), s.cfg.EventMaxLen).Slice()
+	switch {
+	case isNoGroup(err):
+		s.partGroup[k].Store(false)
+		return nil, errNoGroup
+	case err != nil:
+		return nil, interpretError(err)
+	case len(v)%4 != 0:
+		return nil, fmt.Errorf("unexpected take reply of %d values", len(v))
+	}
+	out := make([]*engine.Lease, 0, len(v)/4)
+	for i := 0; i < len(v); i += 4 {
+		id, _ := v[i].(string)
+		runID, _ := v[i+1].(string)
+		l := &engine.Lease{RunID: runID, ID: s.partID(k, id), Deliveries: 1}
+		// A run hash that does not parse is handed out unstarted: the
+		// engine's own RunStart then reports it (and the lease lapses).
+		if r, err := parseRunWithTasks([]any{v[i+2], v[i+3]}); err == nil && r.ID == runID {
+			l.Started = r
+			if r.Status == engine.RunRunning {
+				s.hub.started(r.ID, t0)
+			}
+		}
+		out = append(out, l)
+	}
+	return out, nil
 }
 
 // QueueAck acknowledges the lease's entry and deletes it from the stream

@@ -115,7 +115,7 @@ func (s *Store) popPartitions(ctx context.Context, p *engine.QueuePopParams, n i
 			}
 			chunk = max(min(chunk, left), time.Millisecond)
 		}
-		out, err := s.popNow(ctx, st, p.WorkerID, n)
+		out, err := s.popNow(ctx, st, p, n)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil, ctx.Err()
@@ -137,8 +137,9 @@ func (s *Store) popPartitions(ctx context.Context, p *engine.QueuePopParams, n i
 }
 
 // popNow reads the partitions' queues without blocking, from the rotating
-// start, until it has n leases or every partition was read once.
-func (s *Store) popNow(ctx context.Context, st *popState, consumer string, n int) ([]*engine.Lease, error) {
+// start, until it has n leases or every partition was read once; with
+// p.Start each read also starts its runs (queue_take.lua).
+func (s *Store) popNow(ctx context.Context, st *popState, p *engine.QueuePopParams, n int) ([]*engine.Lease, error) {
 	st.mu.Lock()
 	start := st.next
 	st.next = (st.next + 1) % len(s.parts)
@@ -146,7 +147,15 @@ func (s *Store) popNow(ctx context.Context, st *popState, consumer string, n int
 	var out []*engine.Lease
 	for i := range s.parts {
 		k := (start + i) % len(s.parts)
-		ls, err := s.readPartition(ctx, k, consumer, n-len(out), -1)
+		var ls []*engine.Lease
+		var err error
+		if p.Start {
+			if ls, err = s.takeStarted(ctx, k, p.WorkerID, n-len(out)); errors.Is(err, errNoGroup) {
+				err = nil // made by the next read
+			}
+		} else {
+			ls, err = s.readPartition(ctx, k, p.WorkerID, n-len(out), -1)
+		}
 		if err != nil {
 			return out, err
 		}

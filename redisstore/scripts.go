@@ -29,7 +29,9 @@ var (
 	// getScript: RunGet.
 	getScript = loadScript("get")
 	// startScript: RunStart.
-	startScript = loadScript("start")
+	startScript = spliceScript("start", runStartMarker, "run_start")
+	// queueTakeScript: QueuePopBatch with QueuePopParams.Start.
+	queueTakeScript = spliceScript("queue_take", runStartMarker, "run_start")
 	// finishScript: RunFinish.
 	finishScript = spliceScript("finish", taskApplyMarker, "task_apply")
 	// cancelScript: RunCancel (publishes on the cancel channel).
@@ -50,6 +52,10 @@ var (
 // taskApplyMarker is the line of task_update.lua and finish.lua that
 // task_apply.lua (their shared apply_tasks function) replaces.
 const taskApplyMarker = "-- @task_apply\n"
+
+// runStartMarker is the line of start.lua and queue_take.lua that
+// run_start.lua (their shared start_run function) replaces.
+const runStartMarker = "-- @run_start\n"
 
 // spliceScript returns the script lua/<into>.lua with the line marker
 // replaced by the text of lua/<prelude>.lua.

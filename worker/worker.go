@@ -354,7 +354,7 @@ func (w *Worker) slot(takeCtx, base context.Context) {
 		}
 		if takeCtx.Err() != nil {
 			// Stopping: never start it (reclaimed or taken alike).
-			w.requeue(base, l, 0)
+			w.requeue(base, l, startedFence(l))
 			return
 		}
 		if w.beforeExecute != nil {
@@ -382,7 +382,9 @@ func (w *Worker) take(takeCtx, base context.Context) {
 			}
 			continue
 		}
-		p := &engine.QueuePopParams{WorkerID: w.cfg.ID, Block: popBlock}
+		// Start: a store that can starts the runs as it hands them out,
+		// saving each a round trip (the engine skips its RunStart).
+		p := &engine.QueuePopParams{WorkerID: w.cfg.ID, Block: popBlock, Start: true}
 		var leases []*engine.Lease
 		var err error
 		if batch != nil {
@@ -407,7 +409,7 @@ func (w *Worker) take(takeCtx, base context.Context) {
 			w.hold(l)
 			if takeCtx.Err() != nil {
 				// Stopping: never start it.
-				w.requeue(base, l, 0)
+				w.requeue(base, l, startedFence(l))
 				continue
 			}
 			w.taken <- l // never blocks: runs waiting in taken are held, and at most free were taken
@@ -453,14 +455,16 @@ func (w *Worker) execute(base context.Context, l *engine.Lease) {
 		return
 	case handingBack:
 		// Stop's hand-back ran before the stop func was registered.
-		w.requeue(base, l, 0)
+		w.requeue(base, l, startedFence(l))
 		return
 	}
 
 	var bo backoff.Backoff
+	started := l.Started // once: an Execute called again starts the run itself
 	for {
-		run, err := w.eng.Execute(runCtx, &engine.ExecuteParams{RunID: l.RunID, WorkerID: w.cfg.ID, Lease: l, Brief: true,
-			SettledFunc: func() { w.settled(l) }})
+		run, err := w.eng.Execute(runCtx, &engine.ExecuteParams{RunID: l.RunID, WorkerID: w.cfg.ID, Lease: l, Started: started,
+			Brief: true, SettledFunc: func() { w.settled(l) }})
+		started = nil
 		if !errors.Is(err, engine.ErrUnavailable) || runCtx.Err() != nil {
 			w.ended(l) // not executed again: the switch settles the lease
 		}
@@ -495,6 +499,16 @@ func (w *Worker) execute(base context.Context, l *engine.Lease) {
 			return
 		}
 	}
+}
+
+// startedFence is the fence of a run the store started as it delivered l
+// (engine.Lease.Started), 0 if it did not: what a hand-back of l before it
+// was executed passes.
+func startedFence(l *engine.Lease) int {
+	if l.Started == nil {
+		return 0
+	}
+	return l.Started.Attempt
 }
 
 // ack acknowledges l, retrying while the store is unavailable (until the

@@ -3,6 +3,7 @@ package memstore
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -115,6 +116,8 @@ func (s *Store) QueuePop(ctx context.Context, p *engine.QueuePopParams) (*engine
 
 // QueuePopBatch is [Store.QueuePop] taking up to n runs: it waits for the
 // first as QueuePop does, then takes the others that are ready at once.
+// With p.Start it starts each as [Store.RunStart] would, with its lease
+// (a run that ended meanwhile is settled and left out).
 func (s *Store) QueuePopBatch(ctx context.Context, p *engine.QueuePopParams, n int) ([]*engine.Lease, error) {
 	l, err := s.QueuePop(ctx, p)
 	if l == nil {
@@ -122,7 +125,6 @@ func (s *Store) QueuePopBatch(ctx context.Context, p *engine.QueuePopParams, n i
 	}
 	out := []*engine.Lease{l}
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	q := &s.q
 	now := time.Now()
 	for len(out) < n && len(q.ready) > 0 {
@@ -134,7 +136,22 @@ func (s *Store) QueuePopBatch(ctx context.Context, p *engine.QueuePopParams, n i
 		q.pending[e.id] = &pendingEntry{queueEntry: e, worker: p.WorkerID, delivered: now, deliveries: 1}
 		out = append(out, &engine.Lease{RunID: e.runID, ID: e.id, Deliveries: 1})
 	}
-	return out, nil
+	s.mu.Unlock()
+	if !p.Start {
+		return out, nil
+	}
+	started := out[:0]
+	for _, l := range out {
+		r, err := s.RunStart(ctx, &engine.RunStartParams{RunID: l.RunID, WorkerID: p.WorkerID, At: now.UTC(), Lease: l})
+		switch {
+		case errors.Is(err, engine.ErrConflict), errors.Is(err, engine.ErrNotFound):
+			continue // settled by RunStart
+		case err == nil:
+			l.Started = r
+		}
+		started = append(started, l)
+	}
+	return started, nil
 }
 
 // QueueAck forgets the lease's entry. Acknowledging an unknown entry does

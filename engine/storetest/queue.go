@@ -129,6 +129,59 @@ func RunQueue(t *testing.T, newStore func(t *testing.T) engine.Store) {
 		require.Empty(t, ls3, "Block passes")
 	})
 
+	t.Run("PopBatchStarts", func(t *testing.T) {
+		t.Parallel()
+		b, q := setup(t)
+		bp, ok := q.(engine.QueueBatchPopper)
+		if !ok {
+			t.Skip("store does not implement engine.QueueBatchPopper")
+		}
+		var ids []string
+		for range 4 {
+			ids = append(ids, createRun(t, b, NewTestRun("hello", "a")).ID)
+		}
+		p := &engine.QueuePopParams{WorkerID: "w1", Block: 2 * time.Second, Start: true}
+		ls, err := bp.QueuePopBatch(b.ctx, p, 10)
+		require.NoError(t, err)
+		var got []string
+		for _, l := range ls {
+			got = append(got, l.RunID)
+			// Every run was queued before the call: each is started.
+			require.NotNil(t, l.Started, "run %s not started", l.RunID)
+			require.Equal(t, l.RunID, l.Started.ID)
+			require.Equal(t, engine.RunRunning, l.Started.Status)
+			require.Equal(t, 1, l.Started.Attempt)
+			require.Equal(t, "w1", l.Started.WorkerID)
+			require.Contains(t, l.Started.Tasks, "a", "with its tasks, as RunStart returns it")
+			stored, err := b.store.RunGet(b.ctx, l.RunID)
+			require.NoError(t, err)
+			require.Equal(t, engine.RunRunning, stored.Status)
+			require.Equal(t, 1, stored.Attempt)
+		}
+		require.ElementsMatch(t, ids, got, "each once")
+		running, err := b.store.RunList(b.ctx, &engine.RunListParams{Statuses: []engine.RunStatus{engine.RunRunning}})
+		require.NoError(t, err)
+		require.Len(t, running.Runs, 4, "moved to the RUNNING index")
+
+		// The started attempt is the fence; finishing with the lease
+		// settles the delivery.
+		l := ls[0]
+		_, err = b.store.RunFinish(b.ctx, &engine.RunFinishParams{RunID: l.RunID, Status: engine.RunCompleted, At: b.now,
+			Lease: l, RunAttempt: l.Started.Attempt + 1})
+		require.ErrorIs(t, err, engine.ErrConflict, "a stale fence")
+		_, err = b.store.RunFinish(b.ctx, &engine.RunFinishParams{RunID: l.RunID, Status: engine.RunCompleted, At: b.now,
+			Lease: l, RunAttempt: l.Started.Attempt})
+		require.NoError(t, err)
+
+		// A run that ended while queued is never handed out.
+		r := createRun(t, b, NewTestRun("hello", "a"))
+		_, err = b.store.RunFinish(b.ctx, &engine.RunFinishParams{RunID: r.ID, Status: engine.RunFailed, At: b.now})
+		require.NoError(t, err)
+		ls, err = bp.QueuePopBatch(b.ctx, &engine.QueuePopParams{WorkerID: "w1", Block: 100 * time.Millisecond, Start: true}, 10)
+		require.NoError(t, err)
+		require.Empty(t, ls)
+	})
+
 	t.Run("PopBlocksThenWakes", func(t *testing.T) {
 		t.Parallel()
 		b, q := setup(t)
