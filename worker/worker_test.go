@@ -416,7 +416,9 @@ func TestNoReclaimRightAfterStart(t *testing.T) {
 
 // TestStopHandsBackRunStartingNow: a run a slot took just before Stop's
 // context ended, but whose execution had not begun (no stop func yet), is
-// handed back without running, and Stop returns.
+// handed back without running, and Stop returns. The store started it as
+// it handed it out (QueuePopParams.Start), so it goes back RUNNING, as a
+// run handed back mid-execution does, and the next worker resumes it.
 func TestStopHandsBackRunStartingNow(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
@@ -446,13 +448,16 @@ func TestStopHandsBackRunStartingNow(t *testing.T) {
 		}
 		require.Empty(t, w1.Running())
 		require.Zero(t, b.calledTimes(r.ID, "a"), "never executed")
-		require.Equal(t, engine.RunPending, b.get(t, r.ID).Status)
+		back := b.get(t, r.ID)
+		require.Equal(t, engine.RunRunning, back.Status)
+		require.Equal(t, 1, back.Attempt, "started once, by the take")
 
 		close(b.release)
 		w2 := b.worker(t, "w2", nil)
 		require.NoError(t, w2.Start(t.Context()))
 		got := b.waitStatus(t, r.ID, engine.RunCompleted)
 		require.Equal(t, "w2", got.WorkerID)
+		require.Equal(t, 2, got.Attempt)
 		require.Equal(t, 1, b.calledTimes(r.ID, "a"))
 		require.NoError(t, w2.Stop(t.Context()))
 	})
