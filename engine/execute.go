@@ -550,7 +550,9 @@ func (x *execution) finish(status RunStatus, msg string) (*Run, error) {
 		final = r
 		return err
 	})
-	if err == nil && x.ownerLost.Load() {
+	if x.ownerLost.Load() {
+		// Refused here, or by a write that went just before this one (a
+		// held task change's delayed write): the run is not ours.
 		return x.stopped()
 	}
 	if err != nil {

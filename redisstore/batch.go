@@ -1,7 +1,10 @@
 package redisstore
 
 import (
+	"cmp"
 	"context"
+	"errors"
+	"fmt"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -10,13 +13,15 @@ import (
 )
 
 // WriteBatch performs ops (RunStart, TaskUpdateMany, RunFinish of any runs
-// of the namespace) in one pipelined round trip: each is its own script,
-// atomic on its own, with the result the matching method gives. An op whose
-// script Redis did not know (NOSCRIPT, after a restart or a SCRIPT FLUSH;
-// nothing of it was applied) is sent again on its own, which loads the
-// script. A lone op is sent as the method sends it. This is the engine's
-// group commit ([engine.BatchWriter]); on Cluster every op goes to the
-// namespace's one slot.
+// of the namespace) in one pipelined round trip: each is applied atomically
+// on its own, with the result the matching method gives. The finishes of
+// runs of one partition go in one finish_many.lua (one script, each run's
+// finish on its own: a refusal is that run's reply), the other ops each in
+// its own script. An op whose script Redis did not know (NOSCRIPT, after a
+// restart or a SCRIPT FLUSH; nothing of it was applied) is sent again on
+// its own, which loads the script. A lone op is sent as the method sends
+// it. This is the engine's group commit ([engine.BatchWriter]); on Cluster
+// a pipeline's commands go to their partitions' slots.
 func (s *Store) WriteBatch(ctx context.Context, ops []*engine.WriteOp) {
 	if len(ops) == 1 {
 		s.writeOne(ctx, ops[0])
@@ -25,6 +30,7 @@ func (s *Store) WriteBatch(ctx context.Context, ops []*engine.WriteOp) {
 	pipe := s.client.Pipeline()
 	cmds := make([]*redis.Cmd, len(ops))
 	t0 := time.Now()
+	finishes := make(map[int][]int) // partition → indexes in ops of its finishes
 	for i, op := range ops {
 		var err error
 		switch {
@@ -33,15 +39,29 @@ func (s *Store) WriteBatch(ctx context.Context, ops []*engine.WriteOp) {
 		case op.Tasks != nil:
 			cmds[i], err = s.taskUpdateManyCmd(ctx, pipe, op.Tasks)
 		case op.Finish != nil:
-			cmds[i], err = s.runFinishCmd(ctx, pipe, op.Finish)
+			k := partitionOf(op.Finish.RunID, len(s.parts))
+			finishes[k] = append(finishes[k], i)
 		}
 		op.Err = err
 	}
+	many := make(map[int]*redis.Cmd) // partition → its finish_many
+	for k, idx := range finishes {
+		if len(idx) == 1 {
+			cmds[idx[0]], ops[idx[0]].Err = s.runFinishCmd(ctx, pipe, ops[idx[0]].Finish)
+			continue
+		}
+		if c := s.finishManyCmd(ctx, pipe, k, ops, idx); c != nil {
+			many[k] = c
+		}
+	}
 	_, _ = pipe.Exec(ctx) // each command carries its own error
+	for k, c := range many {
+		s.finishManyResult(ctx, c, ops, finishes[k])
+	}
 	for i, op := range ops {
 		c := cmds[i]
 		if c == nil {
-			continue // op.Err is set
+			continue // op.Err is set, or its finish_many gave its result
 		}
 		if isNoScript(c.Err()) {
 			s.writeOne(ctx, op)
@@ -55,6 +75,62 @@ func (s *Store) WriteBatch(ctx context.Context, ops []*engine.WriteOp) {
 		case op.Finish != nil:
 			op.Run, op.Err = s.runFinishResult(op.Finish, c.Val(), c.Err())
 		}
+	}
+}
+
+// finishManyCmd queues one finish_many.lua on pipe for the finishes at idx
+// in ops, all of partition k; an op whose arguments cannot be encoded gets
+// its error and is left out (nil when none is left).
+func (s *Store) finishManyCmd(ctx context.Context, pipe redis.Pipeliner, k int, ops []*engine.WriteOp, idx []int) *redis.Cmd {
+	pk := s.parts[k]
+	args := []any{pk.run(""), pk.tasks(""), pk.logs("")}
+	n := 0
+	for _, i := range idx {
+		p := ops[i].Finish
+		a, err := s.finishArgs(p)
+		if err != nil {
+			ops[i].Err = err
+			continue
+		}
+		args = append(append(args, p.RunID, len(a)), a...)
+		n++
+	}
+	if n == 0 {
+		return nil
+	}
+	ks := append([]string{pk.events(), pk.expiry()}, pk.statuses()...)
+	ks = append(ks, pk.queued(), pk.queue())
+	return finishManyScript.Run(ctx, pipe, ks, args...)
+}
+
+// finishManyResult hands each finish at idx in ops (those without an
+// error already, in order) its reply from c. A finish_many Redis did not
+// know (NOSCRIPT: nothing was applied) is done again run by run; one that
+// failed as a whole gives each of its runs that error.
+func (s *Store) finishManyResult(ctx context.Context, c *redis.Cmd, ops []*engine.WriteOp, idx []int) {
+	var live []int
+	for _, i := range idx {
+		if ops[i].Err == nil {
+			live = append(live, i)
+		}
+	}
+	vals, err := c.Slice()
+	if err != nil || len(vals) != len(live) {
+		for _, i := range live {
+			if isNoScript(err) {
+				s.writeOne(ctx, ops[i])
+			} else {
+				ops[i].Err = fmt.Errorf("finish run %s: %w", ops[i].Finish.RunID, interpretError(cmp.Or(err, errors.New("short reply"))))
+			}
+		}
+		return
+	}
+	for j, i := range live {
+		v, verr := vals[j], error(nil)
+		if e, ok := v.(error); ok {
+			v, verr = nil, e
+		}
+		ops[i].Run, ops[i].Err = s.runFinishResult(ops[i].Finish, v, verr)
 	}
 }
 

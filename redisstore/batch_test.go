@@ -1,13 +1,20 @@
 package redisstore_test
 
 import (
+	"context"
+	"fmt"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
 	"github.com/pyoco/pyoco/engine"
 	"github.com/pyoco/pyoco/engine/storetest"
+	"github.com/pyoco/pyoco/internal/redistest"
+	"github.com/pyoco/pyoco/redisstore"
 )
 
 // TestWriteBatch runs the engine's group commit path on a real Redis: the
@@ -107,5 +114,112 @@ func TestWriteBatch(t *testing.T) {
 			require.NoError(t, err)
 			require.Len(t, evs, 3*3, "PENDING, RUNNING and the end of each run")
 		})
+	}
+}
+
+// TestWriteBatchFinishMany: the finishes of one batch go in one script per
+// partition (finish_many.lua), each run's finish on its own: a stale fence,
+// a run already ended and an unknown run are refused with their own
+// errors, changing nothing of theirs, while the others are applied, brief
+// or whole, with their task changes. On 6 partitions the batch spans
+// several scripts.
+func TestWriteBatchFinishMany(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		name       string
+		client     func(testing.TB) redis.UniversalClient
+		partitions int
+	}{{"Single", redistest.Client, 1}, {"Cluster", redistest.Cluster, 1}, {"ClusterPartitions6", redistest.Cluster, 6}} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			ctx := t.Context()
+			c := tt.client(t)
+			s, ns := newStore(t, c, &redisstore.Config{Partitions: tt.partitions})
+			now := time.Now().UTC().Truncate(time.Millisecond)
+			runs := make([]*engine.Run, 8)
+			for i := range runs {
+				runs[i] = storetest.NewTestRun("many", "a")
+				require.NoError(t, s.RunCreate(ctx, runs[i]))
+			}
+			leases := map[string]*engine.Lease{}
+			for len(leases) < len(runs) {
+				ls, err := s.QueuePopBatch(ctx, &engine.QueuePopParams{WorkerID: "w", Block: 2 * time.Second, Start: true}, len(runs))
+				require.NoError(t, err)
+				for _, l := range ls {
+					require.NotNil(t, l.Started)
+					leases[l.RunID] = l
+				}
+			}
+			_, err := s.RunFinish(ctx, &engine.RunFinishParams{RunID: runs[2].ID, Status: engine.RunCancelled, At: now})
+			require.NoError(t, err)
+
+			finish := func(r *engine.Run, fence int, brief bool) *engine.WriteOp {
+				att := &engine.Attempt{Number: 1, Status: engine.TaskSucceeded, StartedAt: now, EndedAt: now}
+				return &engine.WriteOp{Finish: &engine.RunFinishParams{RunID: r.ID, Status: engine.RunCompleted, At: now, RunAttempt: fence,
+					Lease: leases[r.ID], Brief: brief, Tasks: []*engine.TaskUpdateParams{
+						{RunID: r.ID, Task: "a", Status: engine.TaskSucceeded, StartedAt: now, EndedAt: now, Attempt: att, Output: []byte(`"ok"`)},
+					}}}
+			}
+			ops := []*engine.WriteOp{
+				finish(runs[0], 1, true),
+				finish(runs[1], 5, true), // stale fence
+				finish(runs[2], 1, true), // already CANCELLED
+				finish(runs[3], 1, false),
+				{Finish: &engine.RunFinishParams{RunID: "nope", Status: engine.RunCompleted, At: now, Brief: true}},
+			}
+			for _, r := range runs[4:] {
+				ops = append(ops, finish(r, 1, true))
+			}
+			counter := &pipeCounter{tag: "{" + ns}
+			c.AddHook(counter)
+			s.WriteBatch(ctx, ops)
+			counter.off.Store(true)
+			require.LessOrEqual(t, int(counter.n.Load()), tt.partitions, "one script per partition")
+			require.NoError(t, ops[0].Err)
+			require.Equal(t, engine.RunCompleted, ops[0].Run.Status)
+			require.Equal(t, 1, ops[0].Run.Attempt)
+			require.Empty(t, ops[0].Run.Tasks, "brief")
+			require.ErrorIs(t, ops[1].Err, engine.ErrConflict)
+			require.ErrorIs(t, ops[2].Err, engine.ErrConflict)
+			require.NoError(t, ops[3].Err)
+			require.Equal(t, engine.TaskSucceeded, ops[3].Run.Tasks["a"].Status, "whole")
+			require.ErrorIs(t, ops[4].Err, engine.ErrNotFound)
+			for _, op := range ops[5:] {
+				require.NoError(t, op.Err)
+			}
+			for i, want := range []engine.RunStatus{engine.RunCompleted, engine.RunRunning, engine.RunCancelled, engine.RunCompleted,
+				engine.RunCompleted, engine.RunCompleted, engine.RunCompleted, engine.RunCompleted} {
+				r, err := s.RunGet(ctx, runs[i].ID)
+				require.NoError(t, err)
+				require.Equal(t, want, r.Status, "run %d", i)
+				if want == engine.RunCompleted {
+					require.Equal(t, engine.TaskSucceeded, r.Tasks["a"].Status)
+					require.JSONEq(t, `"ok"`, string(r.Tasks["a"].Output))
+				} else {
+					require.NotEqual(t, engine.TaskSucceeded, r.Tasks["a"].Status, "a refused finish wrote no task")
+				}
+			}
+		})
+	}
+}
+
+// pipeCounter is a go-redis hook that counts the commands sent in
+// pipelines with a key of tag (the client may be shared) until off is set.
+type pipeCounter struct {
+	tag string
+	n   atomic.Int64
+	off atomic.Bool
+}
+
+func (h *pipeCounter) DialHook(next redis.DialHook) redis.DialHook          { return next }
+func (h *pipeCounter) ProcessHook(next redis.ProcessHook) redis.ProcessHook { return next }
+func (h *pipeCounter) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		for _, c := range cmds {
+			if !h.off.Load() && strings.Contains(fmt.Sprint(c.Args()...), h.tag) {
+				h.n.Add(1)
+			}
+		}
+		return next(ctx, cmds)
 	}
 }

@@ -92,9 +92,15 @@ func TestStatusOrderMatchesScripts(t *testing.T) {
 		require.NoError(t, err)
 		require.Contains(t, string(src), "KEYS[6…11] status indexes, in the order PENDING, RUNNING, CANCELLING,")
 	}
-	src, err := luaFS.ReadFile("lua/finish.lua")
+	src, err := luaFS.ReadFile("lua/finish_run.lua")
 	require.NoError(t, err)
 	require.Contains(t, string(src), "{PENDING = 6, RUNNING = 7, CANCELLING = 8, COMPLETED = 9, FAILED = 10, CANCELLED = 11}")
+	// finish_many.lua builds finish.lua's KEYS: 3 per run, then its own
+	// KEYS 1…10 (events, expiry, the six indexes in order, queued, queue).
+	src, err = luaFS.ReadFile("lua/finish_many.lua")
+	require.NoError(t, err)
+	require.Contains(t, string(src), "KEYS[3…8] status indexes, in the order PENDING, RUNNING, CANCELLING,")
+	require.Contains(t, string(src), "KEYS[1], KEYS[2],\n    KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10]}")
 	require.Equal(t, newKeys("x").status(engine.RunPending), newKeys("x").statuses()[0])
 }
 

@@ -2,6 +2,7 @@ package redisstore
 
 import (
 	"embed"
+	"errors"
 	"strings"
 
 	"github.com/redis/go-redis/v9"
@@ -33,7 +34,9 @@ var (
 	// queueTakeScript: QueuePopBatch with QueuePopParams.Start.
 	queueTakeScript = spliceScript("queue_take", runStartMarker, "run_start")
 	// finishScript: RunFinish.
-	finishScript = spliceScript("finish", taskApplyMarker, "task_apply")
+	finishScript = spliceScript("finish", taskApplyMarker, "task_apply", finishRunMarker, "finish_run")
+	// finishManyScript: the finishes of one partition in a WriteBatch.
+	finishManyScript = spliceScript("finish_many", taskApplyMarker, "task_apply", finishRunMarker, "finish_run")
 	// cancelScript: RunCancel (publishes on the cancel channel).
 	cancelScript = loadScript("cancel")
 	// taskUpdateScript: TaskUpdate.
@@ -53,17 +56,30 @@ var (
 // task_apply.lua (their shared apply_tasks function) replaces.
 const taskApplyMarker = "-- @task_apply\n"
 
+// finishRunMarker is the line of finish.lua and finish_many.lua that
+// finish_run.lua (their shared finish_run function) replaces.
+const finishRunMarker = "-- @finish_run\n"
+
 // runStartMarker is the line of start.lua and queue_take.lua that
 // run_start.lua (their shared start_run function) replaces.
 const runStartMarker = "-- @run_start\n"
 
-// spliceScript returns the script lua/<into>.lua with the line marker
-// replaced by the text of lua/<prelude>.lua.
-func spliceScript(into, marker, prelude string) *redis.Script {
-	body, err1 := luaFS.ReadFile("lua/" + into + ".lua")
-	pre, err2 := luaFS.ReadFile("lua/" + prelude + ".lua")
-	if err1 != nil || err2 != nil || strings.Count(string(body), marker) != 1 {
-		panic("redisstore: cannot splice script " + prelude + " into " + into) // a build bug
+// spliceScript returns the script lua/<into>.lua with each marker line
+// (pairs of marker and prelude name follow into) replaced by the text of
+// lua/<prelude>.lua.
+func spliceScript(into string, pairs ...string) *redis.Script {
+	body, err := luaFS.ReadFile("lua/" + into + ".lua")
+	src := string(body)
+	for i := 0; err == nil && i+1 < len(pairs); i += 2 {
+		marker, prelude := pairs[i], pairs[i+1]
+		var pre []byte
+		if pre, err = luaFS.ReadFile("lua/" + prelude + ".lua"); err == nil && strings.Count(src, marker) != 1 {
+			err = errors.New("marker")
+		}
+		src = strings.Replace(src, marker, string(pre), 1)
 	}
-	return redis.NewScript(strings.Replace(string(body), marker, string(pre), 1))
+	if err != nil || len(pairs)%2 != 0 {
+		panic("redisstore: cannot splice " + strings.Join(pairs, ",") + " into " + into) // a build bug
+	}
+	return redis.NewScript(src)
 }

@@ -277,14 +277,23 @@ func (s *Store) RunFinish(ctx context.Context, p *engine.RunFinishParams) (*engi
 
 // runFinishCmd queues (or, on a client, runs) finish.lua for p.
 func (s *Store) runFinishCmd(ctx context.Context, c redis.Scripter, p *engine.RunFinishParams) (*redis.Cmd, error) {
-	if !p.Status.Terminal() {
-		return nil, fmt.Errorf("finish run %s: status %q is not terminal", p.RunID, p.Status)
+	args, err := s.finishArgs(p)
+	if err != nil {
+		return nil, err
 	}
 	pk := s.part(p.RunID)
 	ks := append([]string{
 		pk.run(p.RunID), pk.tasks(p.RunID), pk.logs(p.RunID), pk.events(), pk.expiry(),
 	}, pk.statuses()...)
 	ks = append(ks, pk.queued(), pk.queue())
+	return finishScript.Run(ctx, c, ks, args...), nil
+}
+
+// finishArgs returns finish.lua's ARGV for p.
+func (s *Store) finishArgs(p *engine.RunFinishParams) ([]any, error) {
+	if !p.Status.Terminal() {
+		return nil, fmt.Errorf("finish run %s: status %q is not terminal", p.RunID, p.Status)
+	}
 	args := []any{string(p.Status), ms(orNow(p.At)), p.Error, s.cfg.EventMaxLen, s.cfg.Retention.Milliseconds(), queueGroup, leaseID(p.Lease), fenceArg(p.RunAttempt), boolString(p.Brief), len(p.Tasks)}
 	for _, t := range p.Tasks {
 		g, err := taskUpdateGroup(t)
@@ -293,7 +302,7 @@ func (s *Store) runFinishCmd(ctx context.Context, c redis.Scripter, p *engine.Ru
 		}
 		args = append(args, g...)
 	}
-	return finishScript.Run(ctx, c, ks, args...), nil
+	return args, nil
 }
 
 func (s *Store) runFinishResult(p *engine.RunFinishParams, v any, err error) (*engine.Run, error) {
