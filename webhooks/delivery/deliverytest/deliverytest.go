@@ -175,7 +175,9 @@ func testDisabledEndpointExpiry(t *testing.T, st Stores) {
 	a[0].Status, a[0].UpdatedAt = delivery.Succeeded, now
 	require.ErrorIs(t, s.WebhookDeliveryUpdate(ctx, &delivery.UpdateParams{Delivery: a[0]}), engine.ErrConflict)
 	b[0].Status, b[0].Attempts, b[0].LastStatusCode, b[0].UpdatedAt = delivery.Failed, 1, 410, time.Now()
-	require.NoError(t, s.WebhookDeliveryUpdate(ctx, &delivery.UpdateParams{Delivery: b[0], Retention: 30 * time.Millisecond,
+	// Retention long enough for the checks below on a loaded machine (30 ms
+	// was not, in CI), short enough to see it pass.
+	require.NoError(t, s.WebhookDeliveryUpdate(ctx, &delivery.UpdateParams{Delivery: b[0], Retention: 700 * time.Millisecond,
 		DisableEndpoint: "410 Gone"}))
 	d2 := *d
 	d2.ID = "msg_2"
