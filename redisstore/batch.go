@@ -17,9 +17,9 @@ import (
 // on its own, with the result the matching method gives. The finishes of
 // runs of one partition go in one finish_many.lua (one script, each run's
 // finish on its own: a refusal is that run's reply), the other ops each in
-// its own script. An op whose script Redis did not know (NOSCRIPT, after a
-// restart or a SCRIPT FLUSH; nothing of it was applied) is sent again on
-// its own, which loads the script. A lone op is sent as the method sends
+// its own script. A script Redis did not know (NOSCRIPT, after a restart
+// or a SCRIPT FLUSH, or the first use of finish_many.lua; nothing of it was
+// applied) is sent again on its own, which loads it. A lone op is sent as the method sends
 // it. This is the engine's group commit ([engine.BatchWriter]); on Cluster
 // a pipeline's commands go to their partitions' slots.
 func (s *Store) WriteBatch(ctx context.Context, ops []*engine.WriteOp) {
@@ -56,7 +56,14 @@ func (s *Store) WriteBatch(ctx context.Context, ops []*engine.WriteOp) {
 	}
 	_, _ = pipe.Exec(ctx) // each command carries its own error
 	for k, c := range many {
-		s.finishManyResult(ctx, c, ops, finishes[k])
+		if isNoScript(c.Err()) {
+			// Nothing of it was applied: sent again on its own, which
+			// loads the script (a pipeline cannot).
+			if c = s.finishManyCmd(ctx, s.client, k, ops, finishes[k]); c == nil {
+				continue
+			}
+		}
+		s.finishManyResult(c, ops, finishes[k])
 	}
 	for i, op := range ops {
 		c := cmds[i]
@@ -78,10 +85,11 @@ func (s *Store) WriteBatch(ctx context.Context, ops []*engine.WriteOp) {
 	}
 }
 
-// finishManyCmd queues one finish_many.lua on pipe for the finishes at idx
-// in ops, all of partition k; an op whose arguments cannot be encoded gets
-// its error and is left out (nil when none is left).
-func (s *Store) finishManyCmd(ctx context.Context, pipe redis.Pipeliner, k int, ops []*engine.WriteOp, idx []int) *redis.Cmd {
+// finishManyCmd queues (on a pipeline; on a client, runs) one
+// finish_many.lua for the finishes at idx in ops, all of partition k; an
+// op whose arguments cannot be encoded gets its error and is left out (nil
+// when none is left).
+func (s *Store) finishManyCmd(ctx context.Context, c redis.Scripter, k int, ops []*engine.WriteOp, idx []int) *redis.Cmd {
 	pk := s.parts[k]
 	args := []any{pk.run(""), pk.tasks(""), pk.logs("")}
 	n := 0
@@ -100,14 +108,13 @@ func (s *Store) finishManyCmd(ctx context.Context, pipe redis.Pipeliner, k int, 
 	}
 	ks := append([]string{pk.events(), pk.expiry()}, pk.statuses()...)
 	ks = append(ks, pk.queued(), pk.queue())
-	return finishManyScript.Run(ctx, pipe, ks, args...)
+	return finishManyScript.Run(ctx, c, ks, args...)
 }
 
 // finishManyResult hands each finish at idx in ops (those without an
-// error already, in order) its reply from c. A finish_many Redis did not
-// know (NOSCRIPT: nothing was applied) is done again run by run; one that
-// failed as a whole gives each of its runs that error.
-func (s *Store) finishManyResult(ctx context.Context, c *redis.Cmd, ops []*engine.WriteOp, idx []int) {
+// error already, in order) its reply from c; one that failed as a whole
+// gives each of its runs that error.
+func (s *Store) finishManyResult(c *redis.Cmd, ops []*engine.WriteOp, idx []int) {
 	var live []int
 	for _, i := range idx {
 		if ops[i].Err == nil {
@@ -117,11 +124,7 @@ func (s *Store) finishManyResult(ctx context.Context, c *redis.Cmd, ops []*engin
 	vals, err := c.Slice()
 	if err != nil || len(vals) != len(live) {
 		for _, i := range live {
-			if isNoScript(err) {
-				s.writeOne(ctx, ops[i])
-			} else {
-				ops[i].Err = fmt.Errorf("finish run %s: %w", ops[i].Finish.RunID, interpretError(cmp.Or(err, errors.New("short reply"))))
-			}
+			ops[i].Err = fmt.Errorf("finish run %s: %w", ops[i].Finish.RunID, interpretError(cmp.Or(err, errors.New("short reply"))))
 		}
 		return
 	}
