@@ -26,7 +26,9 @@ import (
 // incremented, and drops those of terminal runs; QueueHeartbeat keeps a
 // delivery from being reclaimed, but only for the worker that holds it;
 // QueueRequeue makes the run poppable again; QueuePopBatch (if implemented)
-// takes up to the count asked, oldest first; QueueDepth counts PENDING runs
+// takes up to the count asked, oldest first, and with Start starts each run
+// it hands out (Lease.Started: RUNNING, attempt 1, the worker's, with its
+// tasks), settling and leaving out runs that ended; QueueDepth counts PENDING runs
 // by flow; WorkerList returns the workers whose heartbeat has not expired.
 func RunQueue(t *testing.T, newStore func(t *testing.T) engine.Store) {
 	t.Helper()
