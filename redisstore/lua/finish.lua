@@ -37,4 +37,4 @@
 -- @task_apply
 -- @finish_run
 
-return finish_run(KEYS, 0)
+return finish_run(KEYS, 0, redis_now_ms())

@@ -22,12 +22,13 @@
 -- @finish_run
 
 local out = {}
+local now = redis_now_ms() -- the retention clock, once for every run
 local i = 3
 while i < #ARGV do
   local id, c = ARGV[i + 1], tonumber(ARGV[i + 2])
   local K = {ARGV[1] .. id, ARGV[2] .. id, ARGV[3] .. id, KEYS[1], KEYS[2],
     KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10]}
-  out[#out + 1] = finish_run(K, i + 2)
+  out[#out + 1] = finish_run(K, i + 2, now)
   i = i + 2 + c
 end
 return out

@@ -2,16 +2,24 @@
 -- include it (scripts.go splices it in place of their "-- @finish_run"
 -- line), after task_apply.lua.
 --
--- finish_run(K, base) finishes one run as finish.lua documents: K holds its
--- keys in finish.lua's KEYS order, ARGV[base + 1 …] its arguments in
--- finish.lua's ARGV order (task groups from base + 11). It returns
+-- finish_run(K, base, now) finishes one run as finish.lua documents: K
+-- holds its keys in finish.lua's KEYS order, ARGV[base + 1 …] its
+-- arguments in finish.lua's ARGV order (task groups from base + 11), now is
+-- Redis's clock in Unix ms (redis_now_ms(): one TIME per script). It returns
 -- finish.lua's reply, an error reply as a value (redis.error_reply), so a
 -- caller over several runs can return each run's own.
 
 local index = {PENDING = 6, RUNNING = 7, CANCELLING = 8, COMPLETED = 9, FAILED = 10, CANCELLED = 11}
 local terminal = {COMPLETED = true, FAILED = true, CANCELLED = true}
 
-local function finish_run(K, base)
+-- redis_now_ms returns Redis's clock (TIME) in Unix ms: the retention
+-- clock.
+local function redis_now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+local function finish_run(K, base, now)
   local f = redis.call('HMGET', K[1], 'status', 'member', 'id', 'flow', 'gc', 'qid', 'attempt', 'logseq')
   local status, to = f[1], ARGV[base + 1]
   if status and ARGV[base + 8] ~= '' and f[7] ~= ARGV[base + 8] then
@@ -54,8 +62,7 @@ local function finish_run(K, base)
   redis.call('XADD', K[4], 'MAXLEN', '~', ARGV[base + 4], '*',
     'run_id', f[3], 'flow', f[4], 'status', to, 'time', ARGV[base + 2])
 
-  local t = redis.call('TIME')
-  local at = string.format('%d', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(ARGV[base + 5]))
+  local at = string.format('%d', now + tonumber(ARGV[base + 5]))
   redis.call('PEXPIREAT', K[1], at)
   redis.call('PEXPIREAT', K[2], at)
   if f[8] then
