@@ -291,9 +291,7 @@ func (x *execution) runAttempt(runCtx context.Context, u *unit, w *taskWorker, d
 		att.ChildRunID = x.childRunID(u.row, n)
 		def = x.childDef(spec, att.ChildRunID)
 	}
-	started := att // a copy: the start may be held (see writer) while att changes
-	x.w.start(&TaskUpdateParams{RunID: run.ID, Task: name, Use: use, Status: TaskRunning, StartedAt: *first, Attempt: &started, ResetEnd: true},
-		spec.Upstream, spec.SubFlow == nil)
+	x.w.start(&TaskUpdateParams{RunID: run.ID, Task: name, Use: use, Status: TaskRunning, StartedAt: *first, Attempt: &att, ResetEnd: true})
 	e.report(Progress{Kind: ProgressTaskStarted, RunID: run.ID, FlowName: run.FlowName, TraceID: run.TraceID, Task: name, Attempt: n, Status: string(TaskRunning)})
 
 	var status TaskStatus

@@ -89,7 +89,7 @@ func TestGroupCommitLoneRunNotDelayed(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, engine.RunCompleted, final.Status)
 		require.Zero(t, time.Since(start), "no wait on the way")
-		require.Equal(t, []int{1, 1}, st.batches(), "start, finish (with the task's start and end): each alone")
+		require.Equal(t, []int{1, 1, 1}, st.batches(), "start, task start, finish: each alone")
 	})
 }
 
@@ -145,8 +145,8 @@ func TestGroupCommitSharesRoundTrips(t *testing.T) {
 					require.LessOrEqual(t, n, 64)
 					total += n
 				}
-				require.Equal(t, 2*tt.runs, total, "one start, one finish (with the task's start and end) per run")
-				require.Equal(t, map[string]int{"start": tt.runs, "finish": tt.runs}, st.kinds)
+				require.Equal(t, 3*tt.runs, total, "one start, one task write, one finish per run")
+				require.Equal(t, map[string]int{"start": tt.runs, "tasks": tt.runs, "finish": tt.runs}, st.kinds)
 				for _, id := range ids {
 					r, err := st.RunGet(ctx, id)
 					require.NoError(t, err)

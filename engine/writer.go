@@ -3,45 +3,36 @@ package engine
 import (
 	"context"
 	"errors"
-	"slices"
-	"strings"
 	"sync"
 	"time"
 )
 
 // taskEndDelay bounds how long a task change that need not be stored
-// before anything else happens (a task's end, a skip, a reset, the start of
-// a task whose upstream ends are all stored) waits in the execution's
-// writer for the next write it can ride with: the next start that must be
-// stored, or the run's finish. So a single-task run costs one finish
-// script that writes its task's start and end with the status change, and
-// a fan-out's tasks that end quickly cost no write of their own. A worker
-// that dies loses a change only within this delay plus one round trip, and
-// the takeover runs that task again in a new attempt, exactly as if the
-// worker had died just before the write.
+// before anything else happens (a task's end, a skip, a reset) waits in the
+// execution's writer for the next write it can ride with: the next task's
+// start, or the run's finish. The engine issues that write within
+// microseconds when one follows, so nearly every end shares its round trip
+// (a single-task run costs one finish script that writes its task's end
+// with the status change); a worker that dies loses an end only within
+// this delay plus one round trip, and the takeover runs that task again in
+// a new attempt, exactly as if the worker had died just before the write.
 const taskEndDelay = time.Millisecond
 
 // writer is one execution's only way to the store for task changes and
 // the finish (River's BatchCompleter is the model): it owns their batching
 // and, through [execution.persist], the single retry and outage policy.
 //
-//   - A task's start (RUNNING, with its attempt record) is held like an
-//     end when no change of its upstream tasks is held: every upstream end
-//     is stored by then, so the order "no task starts before its upstream
-//     tasks' ends are stored" holds. A task that runs longer than taskEndDelay has its
-//     start stored by then; a quicker one's start rides with its end. A
-//     sub-flow task's start is never held: its attempt names the child run
-//     the task creates.
-//   - A start that finds an upstream end held is written before [writer.start]
-//     returns, together with every change held before it, in one
-//     [RunStore.TaskUpdateMany]. Starts that arrive while a write is in
-//     flight (a fan-out's tasks, admitted together after their upstream
-//     task) wait for it and then go together in the next write: n tasks
-//     that start at once cost two writes, not n.
+//   - A task's start (RUNNING, with its attempt record) is written before
+//     [writer.start] returns, so a task's side effects never precede the
+//     record of its attempt, together with every change held before it, in
+//     one [RunStore.TaskUpdateMany]: no task starts before its upstream
+//     tasks' ends are stored. Starts that arrive while a write is in
+//     flight (a fan-out's tasks, admitted together) wait for it and then
+//     go together in the next write: n tasks that start at once cost two
+//     writes, not n.
 //   - Every other change is held ([writer.later]) and written with the
-//     next start that is written, with the finish (in
-//     [RunFinishParams.Tasks]), or on its own after taskEndDelay, whichever
-//     comes first.
+//     next start, with the finish (in [RunFinishParams.Tasks]), or on its
+//     own after taskEndDelay, whichever comes first.
 //   - [writer.close] writes what is left and waits for the delayed write:
 //     it replaces the Redis store's former Flush on shutdown.
 //
@@ -54,14 +45,10 @@ type writer struct {
 
 	hmu     sync.Mutex
 	held    []*TaskUpdateParams
-	heldEnd []string // the tasks of held's changes other than starts
-	// heldStart maps a task to the index in held of its start, while
-	// that is the task's last held change.
-	heldStart map[string]int
-	starts    []*startReq // waiting for the next write, in arrival order
-	timer     *time.Timer
-	pending   sync.WaitGroup // the delayed write, while armed or running
-	closed    bool
+	starts  []*startReq // waiting for the next write, in arrival order
+	timer   *time.Timer
+	pending sync.WaitGroup // the delayed write, while armed or running
+	closed  bool
 }
 
 // startReq is a task start waiting in [writer.start]; written is set, with
@@ -75,8 +62,7 @@ type startReq struct {
 // the caller).
 func (w *writer) take() []*TaskUpdateParams {
 	h := w.held
-	w.held, w.heldEnd = nil, w.heldEnd[:0]
-	clear(w.heldStart)
+	w.held = nil
 	if w.timer != nil && w.timer.Stop() {
 		w.pending.Done()
 	}
@@ -88,80 +74,26 @@ func (w *writer) take() []*TaskUpdateParams {
 // written at once.
 func (w *writer) later(p *TaskUpdateParams) {
 	w.hmu.Lock()
-	closed := w.closed
-	if i, ok := w.heldStart[p.Task]; ok && p.Attempt != nil && w.held[i].Attempt != nil &&
-		p.Attempt.Number == w.held[i].Attempt.Number {
-		// The same attempt's next change: it replaces the held start (a
-		// write of one change, one attempt record, instead of two).
-		w.held[i] = mergeStart(w.held[i], p)
-		delete(w.heldStart, p.Task)
-	} else {
-		w.holdLocked(p)
-	}
-	w.heldEnd = append(w.heldEnd, p.Task)
-	w.hmu.Unlock()
-	if closed {
-		w.write()
-	}
-}
-
-// holdLocked holds p and arms the delayed write (hmu held).
-func (w *writer) holdLocked(p *TaskUpdateParams) {
 	w.held = append(w.held, p)
-	if !w.closed && w.timer == nil {
+	closed := w.closed
+	if !closed && w.timer == nil {
 		w.pending.Add(1)
 		w.timer = time.AfterFunc(taskEndDelay, func() {
 			defer w.pending.Done()
 			w.write()
 		})
 	}
+	w.hmu.Unlock()
+	if closed {
+		w.write()
+	}
 }
 
-// mergeStart returns the one change that writes start (a task's start)
-// and then next (the same attempt's next change, which sets every field
-// start does but StartedAt and ResetEnd).
-func mergeStart(start, next *TaskUpdateParams) *TaskUpdateParams {
-	m := *next
-	if m.StartedAt.IsZero() {
-		m.StartedAt = start.StartedAt
-	}
-	m.ResetEnd = m.ResetEnd || start.ResetEnd
-	if m.Use == "" {
-		m.Use = start.Use
-	}
-	return &m
-}
-
-// holdsAny reports whether a change other than a start of one of tasks (or
-// of an iteration of one) is held (hmu held).
-func (w *writer) holdsAny(tasks []string) bool {
-	for _, h := range w.heldEnd {
-		if i := strings.IndexByte(h, '['); i > 0 {
-			h = h[:i]
-		}
-		if slices.Contains(tasks, h) {
-			return true
-		}
-	}
-	return false
-}
-
-// start stores p (a task's start): held when hold is set and no change of
-// an upstream task is held (see writer), else written before returning
-// with every held change, in the next write, which carries every start
-// waiting by then.
-func (w *writer) start(p *TaskUpdateParams, upstream []string, hold bool) {
-	w.hmu.Lock()
-	if hold && !w.closed && !w.holdsAny(upstream) {
-		if w.heldStart == nil {
-			w.heldStart = make(map[string]int)
-		}
-		w.heldStart[p.Task] = len(w.held)
-		w.holdLocked(p)
-		w.hmu.Unlock()
-		return
-	}
+// start writes p (a task's start) with every held change, before
+// returning: in the next write, which carries every start waiting by then.
+func (w *writer) start(p *TaskUpdateParams) {
 	req := &startReq{p: p}
+	w.hmu.Lock()
 	w.starts = append(w.starts, req)
 	w.hmu.Unlock()
 	w.mu.Lock()

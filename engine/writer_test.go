@@ -73,10 +73,9 @@ func submitFlow(t *testing.T, eng *engine.Engine, reg *engine.Registry, src stri
 }
 
 // TestWriterBatches pins the execution writer's batching: a task's start is
-// held while only starts are held, else written before it runs with every
-// change held before it; a task's end rides with the next start written or
-// with the finish, and replaces its start when that is still held; every
-// write carries the execution's fence.
+// written before it runs, with every change held before it; a task's end
+// rides with the next start or with the finish; every write carries the
+// execution's fence.
 func TestWriterBatches(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
@@ -85,24 +84,19 @@ func TestWriterBatches(t *testing.T) {
 		writes []string
 	}{
 		{
-			name:   "single task: its start and end in the finish, as one change",
+			name:   "single task: start, then the end in the finish",
 			src:    "version: 1\nflow: {name: one}\ntasks:\n  a: {use: noop}\n",
-			writes: []string{"finish:1"},
+			writes: []string{"many:1", "finish:1"},
 		},
 		{
-			name:   "fan-out: every start and end in the finish, one change per task",
-			src:    "version: 1\nflow: {name: wide}\ntasks:\n  a: {use: noop}\n  b: {use: noop}\n  c: {use: noop}\n",
-			writes: []string{"finish:3"},
-		},
-		{
-			name:   "chain: a start after an end is written, with it",
+			name:   "chain: each start carries the previous end",
 			src:    "version: 1\nflow: {name: chain, graph: \"a >> b >> c\"}\ntasks:\n  a: {use: noop}\n  b: {use: noop}\n  c: {use: noop}\n",
-			writes: []string{"many:2", "many:2", "finish:1"},
+			writes: []string{"many:1", "many:2", "many:2", "finish:1"},
 		},
 		{
 			name:   "a skipped task rides with the finish",
 			src:    "version: 1\nflow: {name: skip, graph: \"a >> b\"}\ntasks:\n  a: {use: fail, inputs: {message: x}, fail_policy: isolate}\n  b: {use: noop}\n",
-			writes: []string{"finish:2"},
+			writes: []string{"many:1", "finish:2"},
 		},
 	}
 	for _, tt := range tests {
@@ -169,11 +163,9 @@ func (s *gatedLog) TaskUpdateMany(ctx context.Context, p *engine.TaskUpdateManyP
 	return s.writeLog.TaskUpdateMany(ctx, p)
 }
 
-// TestWriterStartsTogether: starts that must be written (their upstream
-// task's end is held) and arrive while a write is in flight go together in
-// the next one, so five tasks admitted at once cost one write (with their
-// upstream task's end), not five. The write in flight is the upstream
-// task's start, stored after the delay because the task runs longer.
+// TestWriterStartsTogether: starts that arrive while a write is in flight
+// go together in the next one, so five tasks admitted at once cost two
+// start writes (the first start, then the four that waited), not five.
 func TestWriterStartsTogether(t *testing.T) {
 	t.Parallel()
 	st := &gatedLog{writeLog: &writeLog{Store: memstore.New()}, gate: make(chan struct{})}
@@ -181,16 +173,15 @@ func TestWriterStartsTogether(t *testing.T) {
 	require.NoError(t, builtin.Register(reg))
 	eng, err := engine.New(st, reg, nil)
 	require.NoError(t, err)
-	run := submitFlow(t, eng, reg, "version: 1\nflow: {name: wide, graph: \"root >> (a & b & c & d & e)\"}\n"+
-		"tasks:\n  root: {use: sleep, inputs: {duration: 5ms}}\n  a: {use: noop}\n  b: {use: noop}\n  c: {use: noop}\n  d: {use: noop}\n  e: {use: noop}\n")
+	run := submitFlow(t, eng, reg, "version: 1\nflow: {name: wide}\ntasks:\n  a: {use: noop}\n  b: {use: noop}\n  c: {use: noop}\n  d: {use: noop}\n  e: {use: noop}\n")
 	done := make(chan *engine.Run, 1)
 	go func() {
 		final, err := eng.Execute(context.Background(), &engine.ExecuteParams{RunID: run.ID})
 		assert.NoError(t, err)
 		done <- final
 	}()
-	// Wait until every start is inside writer.start, waiting for the gated
-	// write.
+	// Wait until every start is inside writer.start: one in the gated
+	// write, four waiting for it.
 	require.Eventually(t, func() bool {
 		buf := make([]byte, 1<<20)
 		return strings.Count(string(buf[:runtime.Stack(buf, true)]), "engine.(*writer).start(") == 5
@@ -199,7 +190,10 @@ func TestWriterStartsTogether(t *testing.T) {
 	final := <-done
 	require.Equal(t, engine.RunCompleted, final.Status)
 	writes, _ := st.log()
-	require.Equal(t, []string{"many:1", "many:6"}, writes[:2], "root's start; then its end and the five starts")
+	require.Equal(t, "many:1", writes[0])
+	// The four starts that waited, and the first task's end when it was
+	// held by then (that task runs as soon as the gated write returns).
+	require.Contains(t, []string{"many:4", "many:5"}, writes[1])
 	require.Equal(t, "finish:", writes[len(writes)-1][:7])
 	for _, ts := range final.Tasks {
 		require.Equal(t, engine.TaskSucceeded, ts.Status, ts.Name)
