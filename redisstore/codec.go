@@ -40,12 +40,24 @@ const (
 	fieldGC        = "gc"         // (lua) expiry-set record, see keys.gcRecord
 	fieldLogSeq    = "logseq"     // (lua) last log seq, HINCRBY by log_append.lua
 	fieldQueueID   = "qid"        // (lua) ID of the run's current queue entry
+	fieldLayout    = "layout"     // (lua) "2": the tasks' fields are in the run hash; absent: in the tasks hash
 )
+
+// listFields are the run-hash fields list.lua returns: the ones [parseRun]
+// reads. A run hash of layout 2 also holds its tasks' fields ("<kind>:<task>",
+// the ones a run's fields never look like: these have no ':'), which a list
+// does not return.
+var listFields = []string{
+	fieldID, fieldFlow, fieldSource, fieldFile, fieldStatus, fieldParams, fieldTags,
+	fieldCreated, fieldStarted, fieldEnded, fieldAttempt, fieldWorker, fieldTraceID,
+	fieldParent, fieldSpanID, fieldParentRun, fieldIncludes, fieldUnsampled, fieldError, fieldMember,
+}
 
 // taskFieldSep separates a task-hash field's kind from the task name.
 const taskFieldSep = ":"
 
-// Kinds of task-hash fields ("{ns}:tasks:<id>"): "<kind>:<task>", and
+// Kinds of a task's fields, in its run's hash (layout 2) or, for a run stored
+// before it, in the run's tasks hash ("{ns}:tasks:<id>"): "<kind>:<task>", and
 // "attempt:<number>:<task>" with one JSON [engine.Attempt] each. A task
 // exists when its "status:<task>" field does.
 const (
@@ -313,7 +325,8 @@ func parseTasks(h map[string]string) (map[string]*engine.TaskState, error) {
 	return tasks, nil
 }
 
-// parseRunWithTasks decodes a {run hash, tasks hash} script reply.
+// parseRunWithTasks decodes a {run hash, tasks hash} script reply; the
+// tasks hash is empty for a run of layout 2, whose tasks are in its run hash.
 func parseRunWithTasks(v any) (*engine.Run, error) {
 	pair, ok := v.([]any)
 	if !ok || len(pair) != 2 {
@@ -330,6 +343,9 @@ func parseRunWithTasks(v any) (*engine.Run, error) {
 	r, err := parseRun(rh)
 	if err != nil {
 		return nil, err
+	}
+	if rh[fieldLayout] == "2" {
+		th = rh // the tasks' fields are in the run hash
 	}
 	if r.Tasks, err = parseTasks(th); err != nil {
 		return nil, fmt.Errorf("run %s: %w", r.ID, err)

@@ -430,6 +430,9 @@ func (s *Store) listPartition(ctx context.Context, pk keys, p *engine.RunListPar
 		for _, st := range statuses {
 			args = append(args, string(st))
 		}
+		for _, f := range listFields {
+			args = append(args, f)
+		}
 		v, err := listScript.Run(ctx, s.client, ks, args...).Slice()
 		if err != nil {
 			return nil, fmt.Errorf("list runs: %w", interpretError(err))

@@ -396,7 +396,10 @@ func percentiles(lat []time.Duration) (p50, p99 time.Duration) {
 // calls themselves.
 func commands(ctx context.Context, c *redis.Client) int64 {
 	var total int64
-	for _, k := range commandCalls(ctx, c) {
+	for name, k := range commandCalls(ctx, c) {
+		if strings.HasSuffix(name, "#usec") {
+			continue
+		}
 		total += k
 	}
 	return total
@@ -415,9 +418,14 @@ func commandCalls(ctx context.Context, c *redis.Client) map[string]int64 {
 			continue
 		}
 		name, rest, _ := strings.Cut(strings.TrimPrefix(line, "cmdstat_"), ":calls=")
-		v, _, _ := strings.Cut(rest, ",")
+		v, rest, _ := strings.Cut(rest, ",")
 		k, _ := strconv.ParseInt(v, 10, 64)
 		out[name] = k
+		if u, ok := strings.CutPrefix(rest, "usec="); ok {
+			u, _, _ = strings.Cut(u, ",")
+			us, _ := strconv.ParseInt(u, 10, 64)
+			out[name+"#usec"] = us
+		}
 	}
 	return out
 }
@@ -431,16 +439,22 @@ func printCalls(what string, before, after map[string]int64, runs int) {
 	}
 	var d []kv
 	for name, n := range after {
+		if strings.HasSuffix(name, "#usec") {
+			continue
+		}
 		if n -= before[name]; n > 0 {
 			d = append(d, kv{name, n})
 		}
 	}
 	slices.SortFunc(d, func(a, b kv) int { return int(b.n - a.n) })
-	var b strings.Builder
+	var b, u strings.Builder
 	for _, e := range d {
 		fmt.Fprintf(&b, " %s %.2f", strings.ToUpper(e.name), float64(e.n)/float64(runs))
+		us := after[e.name+"#usec"] - before[e.name+"#usec"]
+		fmt.Fprintf(&u, " %s %.1f", strings.ToUpper(e.name), float64(us)/float64(runs))
 	}
 	fmt.Printf("(%s, Redis commands per run:%s)\n", what, b.String())
+	fmt.Printf("(%s, Redis µs per run by command, a script's own time including its commands':%s)\n", what, u.String())
 }
 
 // selfCPU returns the CPU seconds (user + system) this process used so far.

@@ -5,7 +5,8 @@
 -- publish the run ID on the cancel channel. A CANCELLING run stays so, with no
 -- event and no message.
 --
--- KEYS[1]  run hash            KEYS[2]  tasks hash
+-- KEYS[1]  run hash            KEYS[2]  tasks hash (a run stored before
+--          layout 2; one of layout 2 keeps its tasks in its run hash)
 -- KEYS[3]  logs stream         KEYS[4]  events stream
 -- KEYS[5]  expiry sorted set
 -- KEYS[6…11] status indexes, in the order PENDING, RUNNING, CANCELLING,
@@ -19,7 +20,7 @@
 -- Returns the run's new status; the error replies "NOTFOUND run" and
 -- "CONFLICT <status>" (terminal run) change nothing.
 
-local f = redis.call('HMGET', KEYS[1], 'status', 'member', 'id', 'flow', 'gc', 'qid')
+local f = redis.call('HMGET', KEYS[1], 'status', 'member', 'id', 'flow', 'gc', 'qid', 'layout')
 local status = f[1]
 if not status then
   return redis.error_reply('NOTFOUND run')
@@ -32,11 +33,15 @@ local to, from
 if status == 'PENDING' then
   to, from = 'CANCELLED', KEYS[6]
   redis.call('HSET', KEYS[1], 'status', to, 'ended', ARGV[1])
-  local tf = redis.call('HGETALL', KEYS[2])
+  local tk = KEYS[2]
+  if f[7] == '2' then
+    tk = KEYS[1] -- the tasks are in the run hash
+  end
+  local tf = redis.call('HGETALL', tk)
   for j = 1, #tf, 2 do
     if tf[j + 1] == 'PENDING' and string.sub(tf[j], 1, 7) == 'status:' then
       local name = string.sub(tf[j], 8)
-      redis.call('HSET', KEYS[2], tf[j], 'CANCELLED', 'ended:' .. name, ARGV[1], 'error:' .. name, ARGV[5])
+      redis.call('HSET', tk, tf[j], 'CANCELLED', 'ended:' .. name, ARGV[1], 'error:' .. name, ARGV[5])
     end
   end
   local t = redis.call('TIME')

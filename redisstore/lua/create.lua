@@ -1,7 +1,8 @@
 -- create.lua: store a new PENDING run, add it to its indexes and record its
 -- PENDING event, and queue it for the workers, all at once.
 --
--- KEYS[1]  run hash            KEYS[2]  tasks hash
+-- KEYS[1]  run hash (with its tasks' fields: layout 2)
+-- KEYS[2]  tasks hash (unused: runs stored before layout 2 had one)
 -- KEYS[3]  events stream       KEYS[4]  index of all runs
 -- KEYS[5]  PENDING index       KEYS[6]  flow index
 -- KEYS[7]  queue stream        KEYS[8]  queued-per-flow hash
@@ -14,7 +15,7 @@
 -- ARGV[7]  "1" to queue the run, "" not to (a sub-flow's run: its parent
 --          runs it)
 -- ARGV[8 … 7+n]   run-hash fields and values
--- ARGV[8+n …]     tasks-hash fields and values
+-- ARGV[8+n …]     the tasks' fields and values
 --
 -- The queue entry ({run_id, flow}) is XADDed to KEYS[7] and its ID kept in
 -- the run hash's "qid" field; KEYS[8][flow] counts PENDING runs.
@@ -42,17 +43,20 @@ local function hset(key, from, to)
   end
 end
 
-local n = tonumber(ARGV[6])
+-- The run's fields and its tasks' go in one hash (layout 2: a task's fields
+-- are "<kind>:<task>", a run's have no ':'); the layout mark and the queue
+-- entry's ID ride in its first HSET.
+local first = {'layout', '2'}
 if ARGV[7] == '1' then
-  -- The entry ID rides in the run hash's first HSET (no HSET of its own).
-  local qid = redis.call('XADD', KEYS[7], '*', 'run_id', ARGV[3], 'flow', ARGV[4])
-  local to = math.min(7 + n, 8 + 197)
-  redis.call('HSET', KEYS[1], 'qid', qid, unpack(ARGV, 8, to))
-  hset(KEYS[1], to + 1, 7 + n)
-else
-  hset(KEYS[1], 8, 7 + n)
+  first[3] = 'qid'
+  first[4] = redis.call('XADD', KEYS[7], '*', 'run_id', ARGV[3], 'flow', ARGV[4])
 end
-hset(KEYS[2], 8 + n, nargs)
+local to = math.min(nargs, 8 + 193)
+for i = 8, to do
+  first[#first + 1] = ARGV[i]
+end
+redis.call('HSET', KEYS[1], unpack(first))
+hset(KEYS[1], to + 1, nargs)
 
 local member = ARGV[1]
 for i = 4, 6 do

@@ -20,7 +20,18 @@ local function redis_now_ms()
 end
 
 local function finish_run(K, base, now)
-  local f = redis.call('HMGET', K[1], 'status', 'member', 'id', 'flow', 'gc', 'qid', 'attempt', 'logseq')
+  local m = tonumber(ARGV[base + 10]) or 0
+  local checks, groups = task_groups(base + 11, m)
+  -- One HMGET reads the run and, when its tasks live in the run hash
+  -- (layout 2), the held changes' check fields too.
+  local fields = {'status', 'member', 'id', 'flow', 'gc', 'qid', 'attempt', 'logseq', 'layout'}
+  local merged = m <= checks_in_hmget
+  if merged then
+    for u = 1, m do
+      fields[9 + u] = checks[u]
+    end
+  end
+  local f = redis.call('HMGET', K[1], unpack(fields))
   local status, to = f[1], ARGV[base + 1]
   if status and ARGV[base + 8] ~= '' and f[7] ~= ARGV[base + 8] then
     return redis.error_reply('CONFLICT owner lost: the run was taken over (attempt ' .. tostring(f[7]) .. ')')
@@ -40,12 +51,24 @@ local function finish_run(K, base, now)
     return redis.error_reply('INVALID status ' .. to)
   end
 
-  local m = tonumber(ARGV[base + 10]) or 0
-  if m > 0 then
-    apply_tasks(K[2], base + 11, m)
+  local set = {'status', to, 'ended', ARGV[base + 2], 'error', ARGV[base + 3]}
+  local here = f[9] == '2'
+  if here then
+    -- The task changes and the status change: one HSET of the run hash.
+    local have = nil
+    if merged then
+      have = {}
+      for u = 1, m do
+        have[u] = f[9 + u]
+      end
+    end
+    apply_tasks(K[1], checks, groups, have, set)
+  else
+    if m > 0 then
+      apply_tasks(K[2], checks, groups, nil, nil)
+    end
+    redis.call('HSET', K[1], unpack(set))
   end
-
-  redis.call('HSET', K[1], 'status', to, 'ended', ARGV[base + 2], 'error', ARGV[base + 3])
   if status == 'PENDING' then
     if redis.call('HINCRBY', K[12], f[4], -1) <= 0 then
       redis.call('HDEL', K[12], f[4])
@@ -64,7 +87,9 @@ local function finish_run(K, base, now)
 
   local at = string.format('%d', now + tonumber(ARGV[base + 5]))
   redis.call('PEXPIREAT', K[1], at)
-  redis.call('PEXPIREAT', K[2], at)
+  if not here then
+    redis.call('PEXPIREAT', K[2], at)
+  end
   if f[8] then
     -- The run has log lines (log_append.lua counts them in logseq before it
     -- adds them): no stream, no expiry to set. Later lines get the run's TTL.
@@ -74,6 +99,9 @@ local function finish_run(K, base, now)
 
   if ARGV[base + 9] == '1' then
     return f[7] or ''
+  end
+  if here then
+    return {redis.call('HGETALL', K[1]), {}}
   end
   return {redis.call('HGETALL', K[1]), redis.call('HGETALL', K[2])}
 end

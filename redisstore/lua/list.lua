@@ -19,10 +19,12 @@
 -- ARGV[4]  run hash key prefix (run key = prefix .. id)
 -- ARGV[5]  s                   ARGV[6]  has flow ('1'/'0')
 -- ARGV[7]  has tag ('1'/'0')   ARGV[8 … 7+s]  the status names
+-- ARGV[8+s …]  the run-hash fields to return (a run hash also holds its
+--          tasks' fields, which a list does not return)
 --
 -- Returns {position, exhausted (1/0), run hash 1, run hash 2, …}: the last
 -- member examined, whether the walk reached the end of the index, and each
--- matching run hash as a field/value list. Members whose run hash is gone
+-- matching run's fields as a field/value list (the fields it has). Members whose run hash is gone
 -- (expired, not yet swept) or no longer this member are skipped.
 
 local pos, want, budget, prefix = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
@@ -32,6 +34,10 @@ local statusKeys, statusSet = {}, {}
 for i = 1, s do
   statusKeys[i] = KEYS[1 + i]
   statusSet[ARGV[7 + i]] = true
+end
+local fields = {}
+for i = 8 + s, #ARGV do
+  fields[#fields + 1] = ARGV[i]
 end
 local k = 2 + s
 local flowKey, tagKey
@@ -101,7 +107,15 @@ while true do
     if ok and hasFlow and kind ~= 'flow' then ok = redis.call('ZSCORE', flowKey, m) ~= false end
     if ok and hasTag and kind ~= 'tag' then ok = redis.call('ZSCORE', tagKey, m) ~= false end
     if ok then
-      out[#out + 1] = redis.call('HGETALL', key)
+      local v = redis.call('HMGET', key, unpack(fields))
+      local h = {}
+      for j = 1, #fields do
+        if v[j] then
+          h[#h + 1] = fields[j]
+          h[#h + 1] = v[j]
+        end
+      end
+      out[#out + 1] = h
       matched = matched + 1
       if matched == want then
         out[1] = pos

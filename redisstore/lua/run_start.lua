@@ -11,10 +11,11 @@
 -- acknowledged and deleted. Arguments are key names and ARGV values, as
 -- documented in start.lua.
 --
--- Returns {run hash, tasks hash} as field/value lists, after the change, or
+-- Returns {run hash, tasks hash} as field/value lists, after the change (the
+-- tasks hash empty for a run of layout 2, whose tasks are in its run hash), or
 -- the error reply "NOTFOUND run" or "CONFLICT <status>" (a terminal run).
 local function start_run(run, tasks, events, pending, running, queued, queue, group, entry, worker, at, maxlen)
-  local f = redis.call('HMGET', run, 'status', 'member', 'id', 'flow', 'attempt')
+  local f = redis.call('HMGET', run, 'status', 'member', 'id', 'flow', 'attempt', 'layout')
   local status = f[1]
   if not status or status == 'COMPLETED' or status == 'FAILED' or status == 'CANCELLED' then
     if entry ~= '' then
@@ -38,6 +39,9 @@ local function start_run(run, tasks, events, pending, running, queued, queue, gr
       'run_id', f[3], 'flow', f[4], 'status', 'RUNNING', 'time', at)
   else
     redis.call('HSET', run, 'attempt', attempt, 'worker', worker)
+  end
+  if f[6] == '2' then
+    return {redis.call('HGETALL', run), {}} -- the tasks are in the run hash
   end
   return {redis.call('HGETALL', run), redis.call('HGETALL', tasks)}
 end

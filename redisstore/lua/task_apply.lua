@@ -2,14 +2,23 @@
 -- include it (scripts.go splices it in place of their "-- @task_apply"
 -- line).
 --
--- apply_tasks(key, i, m) applies the m change groups of task changes found
--- in ARGV from index i (see task_update.lua for a group's layout) to the
--- tasks hash key, in order. A group whose check field does not exist is
--- skipped. All check fields are read with one HMGET and the sets of
+-- task_groups(i, m) reads the m change groups of task changes found in ARGV
+-- from index i (see task_update.lua for a group's layout) and returns their
+-- check fields, in order, and the groups' positions. The caller reads the
+-- check fields, with its own HMGET of the run hash when the tasks live in it
+-- (one command for the run and its tasks), or lets apply_tasks read them.
+--
+-- apply_tasks(key, checks, groups, have, extra) applies the groups to the
+-- hash key (the run hash, or a run's tasks hash in the layout before
+-- "layout" 2; see codec.go), in order. have holds the check fields' values
+-- when the caller read them, nil for apply_tasks to read them with its own
+-- HMGET. A group whose check field does not exist is skipped. The sets of
 -- consecutive groups go in one HSET (a later set of a field wins, as in
--- separate calls), so a batch of n changes costs two commands, not 2n.
--- Returns whether the last group's check field existed.
-local function apply_tasks(key, i, m)
+-- separate calls), and extra (field/value pairs, or nil) goes in the last
+-- one, so a batch of n changes costs at most two commands, not 2n, and a
+-- run's status change (finish_run.lua) rides in the same HSET. Returns
+-- whether the last group's check field existed (true when m is 0).
+local function task_groups(i, m)
   local checks, groups = {}, {}
   for u = 1, m do
     local d, s = tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])
@@ -17,12 +26,23 @@ local function apply_tasks(key, i, m)
     groups[u] = {i + 3, d, s}
     i = i + 3 + d + s
   end
-  local have = {}
-  for from = 1, m, 200 do
-    local to = math.min(from + 199, m)
-    local got = redis.call('HMGET', key, unpack(checks, from, to))
-    for j = 1, #got do
-      have[from + j - 1] = got[j]
+  return checks, groups
+end
+
+-- checks_in_hmget is how many check fields a caller may add to its own HMGET
+-- (Lua's stack bounds unpack).
+local checks_in_hmget = 190
+
+local function apply_tasks(key, checks, groups, have, extra)
+  local m = #checks
+  if not have then
+    have = {}
+    for from = 1, m, 200 do
+      local to = math.min(from + 199, m)
+      local got = redis.call('HMGET', key, unpack(checks, from, to))
+      for j = 1, #got do
+        have[from + j - 1] = got[j]
+      end
     end
   end
   local set = {}
@@ -44,6 +64,11 @@ local function apply_tasks(key, i, m)
       end
     end
   end
+  if extra then
+    for j = 1, #extra do
+      set[#set + 1] = extra[j]
+    end
+  end
   flush()
-  return have[m] and true or false
+  return m == 0 or (have[m] and true or false)
 end

@@ -9,10 +9,12 @@
 -- writer has none (an API-side write). A different stored attempt means
 -- another worker took the run over since: the write is refused.
 --
--- KEYS[1]  run hash            KEYS[2]  tasks hash
+-- KEYS[1]  run hash            KEYS[2]  tasks hash (a run stored before
+--          "layout" 2; a run with layout 2 keeps its tasks in its run hash)
 -- ARGV[1]  expected attempt ("" for no check)
 -- ARGV[2]  m = number of changes (applied with one HMGET and one HSET, see
---          task_apply.lua), then m groups of:
+--          task_apply.lua; with the run's fields when m <= 190), then m
+--          groups of:
 --            the check field: the task's status field (it exists for every task
 --            of the run; for a foreach iteration "name[k]", its task's: the
 --            row is created by its first write),
@@ -25,7 +27,17 @@
 
 -- @task_apply
 
-local f = redis.call('HMGET', KEYS[1], 'status', 'attempt')
+local m = tonumber(ARGV[2])
+local checks, groups = task_groups(3, m)
+-- One HMGET reads the run's status, fence and layout and, when the tasks
+-- live in the run hash (layout 2), the tasks' check fields too.
+local fields, merged = {'status', 'attempt', 'layout'}, m <= checks_in_hmget
+if merged then
+  for u = 1, m do
+    fields[3 + u] = checks[u]
+  end
+end
+local f = redis.call('HMGET', KEYS[1], unpack(fields))
 local status = f[1]
 if not status then
   return redis.error_reply('NOTFOUND run')
@@ -36,8 +48,20 @@ end
 if status == 'COMPLETED' or status == 'FAILED' or status == 'CANCELLED' then
   return redis.error_reply('CONFLICT ' .. status)
 end
-local m = tonumber(ARGV[2])
-if m > 0 and not apply_tasks(KEYS[2], 3, m) then
+if m == 0 then
+  return 1
+end
+local key, have = KEYS[2], nil
+if f[3] == '2' then
+  key = KEYS[1]
+  if merged then
+    have = {}
+    for u = 1, m do
+      have[u] = f[3 + u]
+    end
+  end
+end
+if not apply_tasks(key, checks, groups, have, nil) then
   return redis.error_reply('NOTFOUND task')
 end
 return 1
