@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -98,5 +99,12 @@ func TestRedisFinishDuringHeartbeatNoWarning(t *testing.T) {
 	require.Equal(t, engine.RunCompleted, got.Status)
 	require.Contains(t, logs.String(), "lease gone after the run ended here", "the heartbeat did find the lease gone")
 	require.NotContains(t, logs.String(), "taken over", "a run that finished here was not taken over")
-	require.NotContains(t, logs.String(), "level=WARN")
+	// No other warning either, but for a heart-beat that ran past its
+	// deadline (the interval, 20 ms here): a loaded machine causes those,
+	// and they are not about the lease.
+	for _, line := range strings.Split(logs.String(), "\n") {
+		if strings.Contains(line, "level=WARN") && !strings.Contains(line, "context deadline exceeded") {
+			t.Errorf("unexpected warning: %s", line)
+		}
+	}
 }
