@@ -44,9 +44,10 @@ const (
 )
 
 // listFields are the run-hash fields list.lua returns: the ones [parseRun]
-// reads. A run hash of layout 2 also holds its tasks' fields ("<kind>:<task>",
-// the ones a run's fields never look like: these have no ':'), which a list
-// does not return.
+// reads (TestTasksInRunHash compares a listed run with the same run read
+// whole). A run hash of layout 2 also holds its tasks' fields
+// ("<kind>:<task>"; a run's own fields have no ':'), which a list does not
+// return.
 var listFields = []string{
 	fieldID, fieldFlow, fieldSource, fieldFile, fieldStatus, fieldParams, fieldTags,
 	fieldCreated, fieldStarted, fieldEnded, fieldAttempt, fieldWorker, fieldTraceID,

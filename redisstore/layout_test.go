@@ -41,6 +41,13 @@ func TestTasksInRunHash(t *testing.T) {
 			now := time.Now().UTC().Truncate(time.Millisecond)
 
 			r := storetest.NewTestRun("layout", "a", "b")
+			// Every field a run has, so a list missing one of them
+			// (listFields) shows below.
+			r.Tags = []string{"t1"}
+			r.ParentSpanID = engine.NewSpanID().String()
+			r.ParentUnsampled = true
+			r.ParentRunID = engine.NewRunID() // a sub-flow run: not queued
+			r.FlowIncludes = []engine.FlowInclude{{Name: "inc", File: "inc.yaml", Source: "version: 1\n"}}
 			require.NoError(t, s.RunCreate(ctx, r))
 			runKey, tasksKey := "{"+ns+"}:run:"+r.ID, "{"+ns+"}:tasks:"+r.ID
 			require.Equal(t, "2", c.HGet(ctx, runKey, "layout").Val())
@@ -58,7 +65,7 @@ func TestTasksInRunHash(t *testing.T) {
 			require.Equal(t, engine.RunRunning, page.Runs[0].Status)
 			require.Empty(t, page.Runs[0].Tasks, "a list does not read the tasks")
 
-			fin, err := s.RunFinish(ctx, &engine.RunFinishParams{RunID: r.ID, Status: engine.RunCompleted, RunAttempt: st.Attempt, Tasks: []*engine.TaskUpdateParams{
+			fin, err := s.RunFinish(ctx, &engine.RunFinishParams{RunID: r.ID, Status: engine.RunCompleted, Error: "why not", RunAttempt: st.Attempt, Tasks: []*engine.TaskUpdateParams{
 				{Task: "a", Status: engine.TaskSucceeded, EndedAt: now, Output: []byte(`1`), Attempt: &engine.Attempt{Number: 1, Status: engine.TaskSucceeded, StartedAt: now, EndedAt: now}},
 				{Task: "b", Status: engine.TaskSkipped, EndedAt: now},
 			}})
@@ -71,6 +78,11 @@ func TestTasksInRunHash(t *testing.T) {
 			require.NoError(t, err)
 			require.Equal(t, fin.Tasks["a"], got.Tasks["a"])
 			require.Equal(t, engine.RunCompleted, got.Status)
+			page, err = s.RunList(ctx, &engine.RunListParams{})
+			require.NoError(t, err)
+			require.Len(t, page.Runs, 1)
+			got.Tasks = nil
+			storetest.RequireRunEqual(t, got, page.Runs[0])
 		})
 	}
 }

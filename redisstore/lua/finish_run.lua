@@ -24,14 +24,7 @@ local function finish_run(K, base, now)
   local checks, groups = task_groups(base + 11, m)
   -- One HMGET reads the run and, when its tasks live in the run hash
   -- (layout 2), the held changes' check fields too.
-  local fields = {'status', 'member', 'id', 'flow', 'gc', 'qid', 'attempt', 'logseq', 'layout'}
-  local merged = m <= checks_in_hmget
-  if merged then
-    for u = 1, m do
-      fields[9 + u] = checks[u]
-    end
-  end
-  local f = redis.call('HMGET', K[1], unpack(fields))
+  local f, have = read_run(K[1], {'status', 'member', 'id', 'flow', 'gc', 'qid', 'attempt', 'logseq', 'layout'}, checks)
   local status, to = f[1], ARGV[base + 1]
   if status and ARGV[base + 8] ~= '' and f[7] ~= ARGV[base + 8] then
     return redis.error_reply('CONFLICT owner lost: the run was taken over (attempt ' .. tostring(f[7]) .. ')')
@@ -55,18 +48,10 @@ local function finish_run(K, base, now)
   local here = f[9] == '2'
   if here then
     -- The task changes and the status change: one HSET of the run hash.
-    local have = nil
-    if merged then
-      have = {}
-      for u = 1, m do
-        have[u] = f[9 + u]
-      end
-    end
     apply_tasks(K[1], checks, groups, have, set)
   else
-    if m > 0 then
-      apply_tasks(K[2], checks, groups, nil, nil)
-    end
+    -- A run stored before layout 2: its tasks hash, then the run hash.
+    apply_tasks(K[2], checks, groups, nil, nil)
     redis.call('HSET', K[1], unpack(set))
   end
   if status == 'PENDING' then

@@ -5,8 +5,8 @@
 -- task_groups(i, m) reads the m change groups of task changes found in ARGV
 -- from index i (see task_update.lua for a group's layout) and returns their
 -- check fields, in order, and the groups' positions. The caller reads the
--- check fields, with its own HMGET of the run hash when the tasks live in it
--- (one command for the run and its tasks), or lets apply_tasks read them.
+-- check fields with the run's own (read_run: one HMGET for the run and its
+-- tasks when the tasks live in the run hash), or lets apply_tasks read them.
 --
 -- apply_tasks(key, checks, groups, have, extra) applies the groups to the
 -- hash key (the run hash, or a run's tasks hash in the layout before
@@ -29,9 +29,33 @@ local function task_groups(i, m)
   return checks, groups
 end
 
--- checks_in_hmget is how many check fields a caller may add to its own HMGET
--- (Lua's stack bounds unpack).
+-- checks_in_hmget is how many check fields read_run adds to its HMGET (Lua's
+-- stack bounds unpack).
 local checks_in_hmget = 190
+
+-- read_run(key, fields, checks) is one HMGET of the run hash key: fields
+-- and, when there are at most checks_in_hmget of them, the check fields
+-- after them. Returns the reply (fields first) and the check fields' values
+-- for apply_tasks (nil when they were not read). The caller keeps those only
+-- for a run of layout 2, whose tasks are in its run hash.
+local function read_run(key, fields, checks)
+  local n, m = #fields, #checks
+  local merged = m <= checks_in_hmget
+  if merged then
+    for u = 1, m do
+      fields[n + u] = checks[u]
+    end
+  end
+  local f = redis.call('HMGET', key, unpack(fields))
+  local have = nil
+  if merged then
+    have = {}
+    for u = 1, m do
+      have[u] = f[n + u]
+    end
+  end
+  return f, have
+end
 
 local function apply_tasks(key, checks, groups, have, extra)
   local m = #checks

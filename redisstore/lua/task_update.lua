@@ -31,13 +31,7 @@ local m = tonumber(ARGV[2])
 local checks, groups = task_groups(3, m)
 -- One HMGET reads the run's status, fence and layout and, when the tasks
 -- live in the run hash (layout 2), the tasks' check fields too.
-local fields, merged = {'status', 'attempt', 'layout'}, m <= checks_in_hmget
-if merged then
-  for u = 1, m do
-    fields[3 + u] = checks[u]
-  end
-end
-local f = redis.call('HMGET', KEYS[1], unpack(fields))
+local f, have = read_run(KEYS[1], {'status', 'attempt', 'layout'}, checks)
 local status = f[1]
 if not status then
   return redis.error_reply('NOTFOUND run')
@@ -51,15 +45,9 @@ end
 if m == 0 then
   return 1
 end
-local key, have = KEYS[2], nil
-if f[3] == '2' then
-  key = KEYS[1]
-  if merged then
-    have = {}
-    for u = 1, m do
-      have[u] = f[3 + u]
-    end
-  end
+local key = KEYS[1]
+if f[3] ~= '2' then
+  key, have = KEYS[2], nil -- a run stored before layout 2: its tasks hash
 end
 if not apply_tasks(key, checks, groups, have, nil) then
   return redis.error_reply('NOTFOUND task')
