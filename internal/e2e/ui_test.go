@@ -236,8 +236,23 @@ func TestUI(t *testing.T) {
 
 	// Paging with the API's cursor: two runs a page, newest first.
 	rows := `document.querySelectorAll("#runs tbody tr")`
-	step(t, ctx, "two a page", chromedp.Evaluate[chromedp.Void](`location.hash = "#/runs?limit=2"`))
-	waitJS(t, ctx, "page 1", rows+`.length === 2 && !!document.querySelector(`+jsString(row(etl))+`) && !document.getElementById("next").disabled`)
+	// A second navigation while the first one still waits for the API
+	// (this listener runs right after the page's own): the first one's view
+	// must never be drawn (left running under the second, it would redraw
+	// the list with its own filter every 2 s). Only the last one's runs are
+	// fetched.
+	step(t, ctx, "two a page", chromedp.Evaluate[chromedp.Void](`performance.setResourceTimingBufferSize(10000);
+		window.t0 = performance.now();
+		window.addEventListener("hashchange", () => { location.hash = "#/runs?limit=2"; }, { once: true });
+		location.hash = "#/runs?status=FAILED"`))
+	page1 := rows + `.length === 2 && !!document.querySelector(` + jsString(row(etl)) + `) && !document.getElementById("next").disabled`
+	waitJS(t, ctx, "page 1", page1)
+	time.Sleep(2500 * time.Millisecond) // past the newest page's 2 s refresh
+	stale, err := chromedp.Run(ctx, chromedp.Evaluate[float64](`performance.getEntriesByType("resource").filter((e) =>
+		e.startTime > window.t0 && e.name.includes("/runs?") && e.name.includes("status=FAILED")).length`))
+	require.NoError(t, err)
+	require.Zero(t, stale, "the first navigation's list was fetched: its view is running")
+	waitJS(t, ctx, "still page 1", page1)
 	step(t, ctx, "older", chromedp.Click(chromedp.ID("next")))
 	waitJS(t, ctx, "page 2", rows+`.length === 1 && !!document.querySelector(`+jsString(row(hello))+`) && document.getElementById("next").disabled &&
 		document.getElementById("page-no").textContent === "page 2"`)

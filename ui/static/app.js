@@ -11,6 +11,9 @@ const TERMINAL_RUN = new Set(["COMPLETED", "FAILED", "CANCELLED"]);
 
 let config = { trace_url: "" };
 let view = null; // the current view's stop function
+// Each navigation takes a number; a route() that awaited while a newer one
+// began draws nothing (else its view would keep refreshing under the new one).
+let routeGen = 0;
 
 const $ = (id) => document.getElementById(id);
 
@@ -475,6 +478,7 @@ function go(hash) {
 }
 
 async function route() {
+  const gen = ++routeGen;
   if (view) { view(); view = null; }
   const h = location.hash.replace(/^#/, "") || "/runs";
   const [path, query] = h.split("?");
@@ -483,8 +487,10 @@ async function route() {
   try {
     await api("runs?limit=1");
   } catch (e) {
+    if (gen !== routeGen) return;
     if (e instanceof Unauthorized) { showLogin("The server refused the token."); return; }
   }
+  if (gen !== routeGen) return;
   $("logout").hidden = !sessionStorage.getItem(TOKEN_KEY);
   if (m) view = runView(decodeURIComponent(m[1]));
   else view = runsView(new URLSearchParams(query || ""));
