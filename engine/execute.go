@@ -86,7 +86,8 @@ func (e *Engine) Execute(ctx context.Context, p *ExecuteParams) (*Run, error) {
 			return nil, fmt.Errorf("start run %s: %w", p.RunID, err)
 		}
 	}
-	x := &execution{e: e, bg: bg, ctx: ctx, run: run, lease: p.Lease, fence: run.Attempt, settledFunc: p.SettledFunc, brief: p.Brief}
+	x := &execution{e: e, bg: bg, ctx: ctx, run: run, lease: p.Lease, fence: run.Attempt, settledFunc: p.SettledFunc,
+		finishingFunc: p.FinishingFunc, brief: p.Brief}
 	x.w = &writer{x: x}
 	defer x.w.close()
 	return x.execute(ctx)
@@ -109,6 +110,13 @@ type ExecuteParams struct {
 	// worker's heartbeat that then finds the lease gone knows the run ended
 	// here rather than being taken over.
 	SettledFunc func()
+	// FinishingFunc, if set, is called once the execution's tasks have all
+	// ended and its finish goes to the store (before it is stored): the
+	// execution runs no task any more, only the finish write (and its
+	// retries). A worker gives the run's execution slot to another run
+	// then, as River's completer frees a job's slot before the completion
+	// is committed, so a batch of finishes in flight never holds slots.
+	FinishingFunc func()
 	// Brief says the caller needs only the outcome: the run Execute returns
 	// after finishing it may be brief (ID, Status, EndedAt, Error and
 	// Attempt; no tasks), which saves the store reading the whole run back
@@ -125,10 +133,10 @@ type execution struct {
 	// lease is the run's queue delivery (nil when not from a queue); fence
 	// the run's Attempt as RunStart returned it, carried by every write.
 	lease *Lease
-	// settledFunc is ExecuteParams.SettledFunc.
-	settledFunc func()
-	brief       bool // ExecuteParams.Brief
-	fence       int
+	// settledFunc and finishingFunc are ExecuteParams'.
+	settledFunc, finishingFunc func()
+	brief                      bool // ExecuteParams.Brief
+	fence                      int
 	// w is the execution's writer: every task change and the finish go
 	// through it.
 	w    *writer
@@ -530,6 +538,9 @@ func (x *execution) finish(status RunStatus, msg string) (*Run, error) {
 	var final *Run
 	elsewhere := false
 	fp := &RunFinishParams{RunID: run.ID, Status: status, At: end, Error: msg, RunAttempt: x.fence, Lease: x.lease, Brief: x.brief}
+	if x.finishingFunc != nil {
+		x.finishingFunc()
+	}
 	err := x.w.finish(fp, func(c context.Context, r *Run, err error) error {
 		if errors.Is(err, ErrConflict) {
 			// Refused: the run is terminal already, or taken over (the

@@ -607,3 +607,42 @@ func TestEngineConfigErrors(t *testing.T) {
 	require.Error(t, err)
 	require.True(t, errors.Is(fmt.Errorf("x: %w", engine.ErrNotFound), engine.ErrNotFound))
 }
+
+// FinishingFunc is called once, after every task ended and before the
+// finish is stored; a run handed back never calls it.
+func TestExecuteFinishingFunc(t *testing.T) {
+	t.Parallel()
+	b := setup(t, nil)
+	run := b.submit(t, `version: 1
+flow: {name: finishing, graph: "a >> b"}
+tasks:
+  a: {use: test/record}
+  b: {use: test/record}
+`, nil)
+	calls := 0
+	final, err := b.eng.Execute(context.Background(), &engine.ExecuteParams{RunID: run.ID, FinishingFunc: func() {
+		calls++
+		stored, err := b.store.RunGet(context.Background(), run.ID)
+		require.NoError(t, err)
+		require.Equal(t, engine.RunRunning, stored.Status, "called before the finish is stored")
+		b.mu.Lock()
+		require.Equal(t, 2, len(b.order), "called after every task ran")
+		b.mu.Unlock()
+	}})
+	require.NoError(t, err)
+	require.Equal(t, engine.RunCompleted, final.Status)
+	require.Equal(t, 1, calls)
+
+	synctest.Test(t, func(t *testing.T) {
+		b := setup(t, nil)
+		run := b.submit(t, `version: 1
+flow: {name: handback, graph: "nap"}
+tasks:
+  nap: {use: sleep, inputs: {duration: 10s}}
+`, nil)
+		ctx, cancel := context.WithCancelCause(context.Background())
+		time.AfterFunc(time.Second, func() { cancel(engine.ErrHandBack) })
+		_, err := b.eng.Execute(ctx, &engine.ExecuteParams{RunID: run.ID, FinishingFunc: func() { t.Error("FinishingFunc on a hand-back") }})
+		require.ErrorIs(t, err, engine.ErrHandBack)
+	})
+}

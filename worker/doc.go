@@ -3,7 +3,9 @@
 // processes sharing one Redis, and the in-process workers of `pyoco server`
 // on the memory store.
 //
-// A Worker executes up to Config.Concurrency runs at once. It renews the
+// A Worker executes up to Config.Concurrency runs at once; a run whose
+// tasks all ended gives its slot to the next while its finish is written,
+// so it holds up to twice as many. It renews the
 // leases of the runs it holds every Config.HeartbeatInterval, announces
 // itself in the store's [engine.WorkerRegistry], and reclaims runs whose
 // worker stopped heart-beating for Config.Lease (at least one per Lease/2

@@ -36,7 +36,10 @@ type Config struct {
 	// [engine.Engine.WorkerID]; it should equal it.
 	ID string
 	// Concurrency is how many runs the worker executes at once. Defaults to
-	// 16.
+	// 16. A run whose tasks all ended gives its slot to the next while its
+	// finish is written ([engine.ExecuteParams.FinishingFunc]), so the
+	// worker holds up to twice as many: Concurrency executing, as many
+	// finishing.
 	Concurrency int
 	// Lease is how long a run's lease lasts without a heartbeat: another
 	// worker reclaims the runs of a worker silent for this long. Defaults to
@@ -119,7 +122,13 @@ type Worker struct {
 
 	reclaimed chan *engine.Lease // reclaimed runs waiting for a slot
 	taken     chan *engine.Lease // queued runs taken, waiting for a slot
-	freed     chan struct{}      // a held lease was released
+	freed     chan struct{}      // a held lease was released, or its run is finishing
+	// slots holds a token per run executing: at most Concurrency. A run
+	// whose finish is being written has given its token back
+	// ([engine.ExecuteParams.FinishingFunc]); finishing counts those (under
+	// mu), at most Concurrency more.
+	slots     chan struct{}
+	finishing int
 
 	// handingBack is set (under mu) when Stop's context ended: a run whose
 	// execution registers its stop func after that is handed back at once.
@@ -145,6 +154,9 @@ type holding struct {
 	// ended is set when the execution returned (the lease is being
 	// acknowledged, requeued or released).
 	ended bool
+	// finishing is set while the run's finish is being written, its slot
+	// given to another run (counted in Worker.finishing).
+	finishing bool
 }
 
 // finishedHere reports whether h's run is no longer executing because it
@@ -193,6 +205,7 @@ func New(eng *engine.Engine, q engine.Queue, cfg *Config) (*Worker, error) {
 		reclaimed: make(chan *engine.Lease, c.Concurrency),
 		taken:     make(chan *engine.Lease, c.Concurrency),
 		freed:     make(chan struct{}, 1),
+		slots:     make(chan struct{}, c.Concurrency),
 	}
 	w.reg, _ = q.(engine.WorkerRegistry)
 	if r := eng.Registry(); r != nil {
@@ -206,8 +219,9 @@ func New(eng *engine.Engine, q engine.Queue, cfg *Config) (*Worker, error) {
 // ID returns the worker's ID.
 func (w *Worker) ID() string { return w.cfg.ID }
 
-// Start starts the worker's goroutines: Concurrency execution slots, the
-// heartbeat and the reclaimer. They run until [Worker.Stop]; ctx only
+// Start starts the worker's goroutines: the execution slots (twice
+// Concurrency: as many runs executing, and as many more whose finish is
+// being written), the taker, the heartbeat and the reclaimer. They run until [Worker.Stop]; ctx only
 // carries values (its cancellation does not stop the worker: call Stop).
 // Start returns an error if the worker was started before.
 func (w *Worker) Start(ctx context.Context) error {
@@ -227,7 +241,7 @@ func (w *Worker) Start(ctx context.Context) error {
 	allCtx, stopAll := context.WithCancel(base)
 	w.stopTake, w.stopAll = stopTake, stopAll
 
-	for range w.cfg.Concurrency {
+	for range 2 * w.cfg.Concurrency {
 		w.wg.Go(func() { w.slot(takeCtx, base) })
 	}
 	w.rwg.Go(func() { w.take(takeCtx, base) })
@@ -352,8 +366,19 @@ func (w *Worker) slot(takeCtx, base context.Context) {
 				return
 			}
 		}
+		token := false
+		if takeCtx.Err() == nil {
+			select {
+			case w.slots <- struct{}{}:
+				token = true
+			case <-takeCtx.Done():
+			}
+		}
 		if takeCtx.Err() != nil {
 			// Stopping: never start it (reclaimed or taken alike).
+			if token {
+				<-w.slots
+			}
 			w.requeue(base, l, startedFence(l))
 			return
 		}
@@ -362,6 +387,18 @@ func (w *Worker) slot(takeCtx, base context.Context) {
 		}
 		w.execute(base, l)
 	}
+}
+
+// executing is how many held runs count against Concurrency: every held
+// lease but those whose run is finishing (w.mu held).
+func (w *Worker) executing() int {
+	return len(w.held) - w.finishing
+}
+
+// free is how many more runs the worker may take now (w.mu held): slots
+// for Concurrency executing, and room for Concurrency finishing.
+func (w *Worker) free() int {
+	return min(w.cfg.Concurrency-w.executing(), 2*w.cfg.Concurrency-len(w.held))
 }
 
 // take takes queued runs for the slots until takeCtx ends: as many at once
@@ -373,7 +410,7 @@ func (w *Worker) take(takeCtx, base context.Context) {
 	var bo backoff.Backoff
 	for takeCtx.Err() == nil {
 		w.mu.Lock()
-		free := w.cfg.Concurrency - len(w.held)
+		free := w.free()
 		w.mu.Unlock()
 		if free <= 0 {
 			select {
@@ -420,12 +457,18 @@ func (w *Worker) take(takeCtx, base context.Context) {
 // hold records l as held (heart-beaten) by this worker.
 func (w *Worker) hold(l *engine.Lease) {
 	w.mu.Lock()
+	if h := w.held[l.ID]; h != nil && h.finishing {
+		w.finishing--
+	}
 	w.held[l.ID] = &holding{lease: l}
 	w.mu.Unlock()
 }
 
 func (w *Worker) release(l *engine.Lease) {
 	w.mu.Lock()
+	if h := w.held[l.ID]; h != nil && h.finishing {
+		w.finishing--
+	}
 	delete(w.held, l.ID)
 	w.mu.Unlock()
 	select {
@@ -439,9 +482,25 @@ func (w *Worker) release(l *engine.Lease) {
 // store's cancel requests stop a run. The lease goes to the engine in
 // [engine.ExecuteParams]: the store settles it as it starts a terminal run
 // or finishes the run, so the worker sends no ack of its own.
+//
+// The caller took a token from w.slots for it; execute gives it back when
+// the run's finish goes to the store (FinishingFunc: another run may
+// execute while it is written) or when it returns, and takes one again
+// before executing the run again after an outage.
 func (w *Worker) execute(base context.Context, l *engine.Lease) {
 	runCtx, stop := context.WithCancelCause(base)
 	defer stop(nil)
+	token := true
+	defer func() {
+		if token {
+			<-w.slots
+		}
+	}()
+	finishing := func() {
+		<-w.slots
+		token = false
+		w.setFinishing(l, true)
+	}
 	w.mu.Lock()
 	if h := w.held[l.ID]; h != nil {
 		h.stop = stop
@@ -462,8 +521,18 @@ func (w *Worker) execute(base context.Context, l *engine.Lease) {
 	var bo backoff.Backoff
 	started := l.Started // once: an Execute called again starts the run itself
 	for {
+		if !token {
+			// Executed again after an outage during its finish: it counts
+			// as executing again (a hand-back meanwhile goes on without).
+			select {
+			case w.slots <- struct{}{}:
+				token = true
+				w.setFinishing(l, false)
+			case <-runCtx.Done():
+			}
+		}
 		run, err := w.eng.Execute(runCtx, &engine.ExecuteParams{RunID: l.RunID, WorkerID: w.cfg.ID, Lease: l, Started: started,
-			Brief: true, SettledFunc: func() { w.settled(l) }})
+			Brief: true, SettledFunc: func() { w.settled(l) }, FinishingFunc: finishing})
 		started = nil
 		if !errors.Is(err, engine.ErrUnavailable) || runCtx.Err() != nil {
 			w.ended(l) // not executed again: the switch settles the lease
@@ -635,6 +704,29 @@ func (w *Worker) loseLeases(ctx context.Context, lost []*engine.Lease) {
 	}
 }
 
+// setFinishing marks l's run as finishing (its slot given back) or not,
+// and wakes the taker when it frees a slot.
+func (w *Worker) setFinishing(l *engine.Lease, on bool) {
+	w.mu.Lock()
+	h := w.held[l.ID]
+	changed := h != nil && h.lease == l && h.finishing != on
+	if changed {
+		h.finishing = on
+		if on {
+			w.finishing++
+		} else {
+			w.finishing--
+		}
+	}
+	w.mu.Unlock()
+	if changed && on {
+		select {
+		case w.freed <- struct{}{}:
+		default:
+		}
+	}
+}
+
 // settled notes that the store settled l as it finished the run here.
 func (w *Worker) settled(l *engine.Lease) {
 	w.mu.Lock()
@@ -693,7 +785,7 @@ func (w *Worker) reclaim(ctx context.Context) {
 	// dead worker. Only this goroutine sends to reclaimed, so the count
 	// below keeps the sends from blocking.
 	w.mu.Lock()
-	count := max(w.cfg.Concurrency-len(w.held), 1)
+	count := max(w.free(), 1)
 	w.mu.Unlock()
 	count = min(count, cap(w.reclaimed)-len(w.reclaimed))
 	if count <= 0 {

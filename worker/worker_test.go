@@ -522,3 +522,64 @@ func TestStopTaking(t *testing.T) {
 		require.Equal(t, engine.RunPending, b.get(t, r2.ID).Status)
 	})
 }
+
+// slowFinish is a memory store whose first RunFinish waits for release
+// (closing entered as it starts waiting).
+type slowFinish struct {
+	*memstore.Store
+	once             sync.Once
+	entered, release chan struct{}
+}
+
+func (s *slowFinish) RunFinish(ctx context.Context, p *engine.RunFinishParams) (*engine.Run, error) {
+	first := false
+	s.once.Do(func() { first = true })
+	if first {
+		close(s.entered)
+		<-s.release
+	}
+	return s.Store.RunFinish(ctx, p)
+}
+
+// A run whose finish is being written gives its slot back: with
+// Concurrency 1 the next run executes meanwhile, and a third does not
+// (one run executing, one finishing); the finishing run is still held.
+func TestSlotFreedWhileFinishIsWritten(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		b := setup(t)
+		st := &slowFinish{Store: b.store, entered: make(chan struct{}), release: make(chan struct{})}
+		eng, err := engine.New(st, b.reg, &engine.Config{WorkerID: "w1"})
+		require.NoError(t, err)
+		w, err := worker.New(eng, st, &worker.Config{ID: "w1", Concurrency: 1})
+		require.NoError(t, err)
+		first := b.submit(t, "test/noop")
+		require.NoError(t, w.Start(t.Context()))
+		<-st.entered // first's tasks ended; its finish is being written
+
+		second := b.submit(t, "test/wait")
+		for i := 0; b.calledTimes(second.ID, "b") == 0; i++ {
+			if i == 1000 {
+				close(st.release) // let the bubble end
+				close(b.release)
+				_ = w.Stop(t.Context())
+				t.Fatal("the second run did not execute while the first's finish was written: its slot was not given back")
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		third := b.submit(t, "test/noop")
+		time.Sleep(2 * time.Second)
+		synctest.Wait()
+		require.Zero(t, b.calledTimes(third.ID, "a"), "Concurrency 1: no run executes beside the second")
+		require.ElementsMatch(t, []string{first.ID, second.ID}, w.Running(), "the finishing run is still held")
+		require.Equal(t, engine.RunRunning, b.get(t, first.ID).Status)
+
+		close(st.release)
+		b.waitStatus(t, first.ID, engine.RunCompleted)
+		require.Zero(t, b.calledTimes(third.ID, "a"), "the second still executes")
+		close(b.release)
+		b.waitStatus(t, second.ID, engine.RunCompleted)
+		b.waitStatus(t, third.ID, engine.RunCompleted)
+		require.NoError(t, w.Stop(t.Context()))
+	})
+}
