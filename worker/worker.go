@@ -497,8 +497,10 @@ func (w *Worker) execute(base context.Context, l *engine.Lease) {
 		}
 	}()
 	finishing := func() {
-		<-w.slots
-		token = false
+		if token {
+			<-w.slots
+			token = false
+		}
 		w.setFinishing(l, true)
 	}
 	w.mu.Lock()
