@@ -125,10 +125,8 @@ type Worker struct {
 	freed     chan struct{}      // a held lease was released, or its run is finishing
 	// slots holds a token per run executing: at most Concurrency. A run
 	// whose finish is being written has given its token back
-	// ([engine.ExecuteParams.FinishingFunc]); finishing counts those (under
-	// mu), at most Concurrency more.
-	slots     chan struct{}
-	finishing int
+	// ([engine.ExecuteParams.FinishingFunc]; holding.finishing).
+	slots chan struct{}
 
 	// handingBack is set (under mu) when Stop's context ended: a run whose
 	// execution registers its stop func after that is handed back at once.
@@ -155,7 +153,7 @@ type holding struct {
 	// acknowledged, requeued or released).
 	ended bool
 	// finishing is set while the run's finish is being written, its slot
-	// given to another run (counted in Worker.finishing).
+	// given to another run.
 	finishing bool
 }
 
@@ -221,8 +219,8 @@ func (w *Worker) ID() string { return w.cfg.ID }
 
 // Start starts the worker's goroutines: the execution slots (twice
 // Concurrency: as many runs executing, and as many more whose finish is
-// being written), the taker, the heartbeat and the reclaimer. They run until [Worker.Stop]; ctx only
-// carries values (its cancellation does not stop the worker: call Stop).
+// being written), the taker, the heartbeat and the reclaimer. They run
+// until [Worker.Stop]; ctx only carries values (its cancellation does not stop the worker: call Stop).
 // Start returns an error if the worker was started before.
 func (w *Worker) Start(ctx context.Context) error {
 	w.mu.Lock()
@@ -392,7 +390,13 @@ func (w *Worker) slot(takeCtx, base context.Context) {
 // executing is how many held runs count against Concurrency: every held
 // lease but those whose run is finishing (w.mu held).
 func (w *Worker) executing() int {
-	return len(w.held) - w.finishing
+	n := 0
+	for _, h := range w.held {
+		if !h.finishing {
+			n++
+		}
+	}
+	return n
 }
 
 // free is how many more runs the worker may take now (w.mu held): slots
@@ -457,20 +461,19 @@ func (w *Worker) take(takeCtx, base context.Context) {
 // hold records l as held (heart-beaten) by this worker.
 func (w *Worker) hold(l *engine.Lease) {
 	w.mu.Lock()
-	if h := w.held[l.ID]; h != nil && h.finishing {
-		w.finishing--
-	}
 	w.held[l.ID] = &holding{lease: l}
 	w.mu.Unlock()
 }
 
 func (w *Worker) release(l *engine.Lease) {
 	w.mu.Lock()
-	if h := w.held[l.ID]; h != nil && h.finishing {
-		w.finishing--
-	}
 	delete(w.held, l.ID)
 	w.mu.Unlock()
+	w.wake()
+}
+
+// wake tells the taker that a slot may be free.
+func (w *Worker) wake() {
 	select {
 	case w.freed <- struct{}{}:
 	default:
@@ -710,22 +713,12 @@ func (w *Worker) loseLeases(ctx context.Context, lost []*engine.Lease) {
 // and wakes the taker when it frees a slot.
 func (w *Worker) setFinishing(l *engine.Lease, on bool) {
 	w.mu.Lock()
-	h := w.held[l.ID]
-	changed := h != nil && h.lease == l && h.finishing != on
-	if changed {
+	if h := w.held[l.ID]; h != nil && h.lease == l {
 		h.finishing = on
-		if on {
-			w.finishing++
-		} else {
-			w.finishing--
-		}
 	}
 	w.mu.Unlock()
-	if changed && on {
-		select {
-		case w.freed <- struct{}{}:
-		default:
-		}
+	if on {
+		w.wake()
 	}
 }
 
